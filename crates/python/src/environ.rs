@@ -1,0 +1,204 @@
+//! Building the WSGI `environ` dictionary (PEP 3333) for one request.
+//!
+//! The constant part is built once per worker ([`BaseEnviron`]) and copied
+//! for each request; only the request's own keys are set per call.
+
+use std::net::SocketAddr;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyString};
+
+/// What the worker knows about one request, in the form the environ needs.
+pub struct RequestInfo<'a, H> {
+    /// The method, e.g. `GET`.
+    pub method: &'a str,
+    /// The raw path, still percent-encoded, without the query.
+    pub path: &'a [u8],
+    /// The raw query string, without the `?`.
+    pub query: &'a [u8],
+    /// The request target exactly as sent (`RAW_URI`).
+    pub raw_uri: &'a [u8],
+    /// `SERVER_PROTOCOL` exactly as sent, e.g. `HTTP/1.1`.
+    pub protocol: &'a str,
+    /// Header (name, value) pairs as received, in order.
+    pub headers: H,
+    /// The client's address; `None` for unix sockets.
+    pub remote: Option<SocketAddr>,
+    /// `SERVER_NAME`.
+    pub server_name: &'a str,
+    /// `SERVER_PORT`.
+    pub server_port: &'a str,
+    /// `wsgi.url_scheme`: `http` or `https`.
+    pub url_scheme: &'a str,
+    /// The mount point (`SCRIPT_NAME`); stripped from the start of `PATH_INFO`.
+    pub script_name: &'a str,
+}
+
+/// The keys every request shares, built once per worker.
+pub struct BaseEnviron {
+    dict: Py<PyDict>,
+}
+
+impl BaseEnviron {
+    /// Builds the shared keys. `errors` becomes `wsgi.errors`,
+    /// `file_wrapper` becomes `wsgi.file_wrapper`.
+    pub fn new(
+        py: Python<'_>,
+        multithread: bool,
+        multiprocess: bool,
+        errors: Bound<'_, PyAny>,
+        file_wrapper: Bound<'_, PyAny>,
+    ) -> PyResult<Self> {
+        let dict = PyDict::new(py);
+        dict.set_item("wsgi.version", (1, 0))?;
+        dict.set_item("wsgi.multithread", multithread)?;
+        dict.set_item("wsgi.multiprocess", multiprocess)?;
+        dict.set_item("wsgi.run_once", false)?;
+        dict.set_item("wsgi.errors", errors)?;
+        dict.set_item("wsgi.file_wrapper", file_wrapper)?;
+        dict.set_item(
+            "SERVER_SOFTWARE",
+            concat!("ferricorn/", env!("CARGO_PKG_VERSION")),
+        )?;
+        Ok(Self { dict: dict.unbind() })
+    }
+
+    /// A fresh environ for one request: the shared keys plus the request's.
+    pub fn build<'py, 'a, H>(
+        &self,
+        py: Python<'py>,
+        request: RequestInfo<'a, H>,
+        input: Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyDict>>
+    where
+        H: IntoIterator<Item = (&'a str, &'a [u8])>,
+    {
+        let env = self.dict.bind(py).copy()?;
+        env.set_item(pyo3::intern!(py, "wsgi.input"), input)?;
+        env.set_item(pyo3::intern!(py, "wsgi.url_scheme"), request.url_scheme)?;
+        env.set_item(pyo3::intern!(py, "REQUEST_METHOD"), request.method)?;
+        env.set_item(pyo3::intern!(py, "SERVER_PROTOCOL"), request.protocol)?;
+        env.set_item(pyo3::intern!(py, "SERVER_NAME"), request.server_name)?;
+        env.set_item(pyo3::intern!(py, "SERVER_PORT"), request.server_port)?;
+        env.set_item(pyo3::intern!(py, "QUERY_STRING"), latin1(py, request.query))?;
+        env.set_item(pyo3::intern!(py, "RAW_URI"), latin1(py, request.raw_uri))?;
+
+        let decoded = percent_decode(request.path);
+        let script = request.script_name.as_bytes();
+        let path_info = if !script.is_empty() && decoded.starts_with(script) {
+            &decoded[script.len()..]
+        } else {
+            &decoded[..]
+        };
+        env.set_item(pyo3::intern!(py, "SCRIPT_NAME"), request.script_name)?;
+        env.set_item(pyo3::intern!(py, "PATH_INFO"), latin1(py, path_info))?;
+
+        match request.remote {
+            Some(addr) => {
+                env.set_item(pyo3::intern!(py, "REMOTE_ADDR"), addr.ip().to_string())?;
+                env.set_item(pyo3::intern!(py, "REMOTE_PORT"), addr.port().to_string())?;
+            }
+            None => {
+                env.set_item(pyo3::intern!(py, "REMOTE_ADDR"), "")?;
+            }
+        }
+
+        let mut key = String::with_capacity(64);
+        for (name, value) in request.headers {
+            environ_key(name, &mut key);
+            let value = latin1(py, value);
+            match env.get_item(key.as_str())? {
+                // Repeated headers are joined with "," as gunicorn does.
+                Some(previous) => {
+                    let joined = format!("{},{}", previous.extract::<String>()?, value.to_str()?);
+                    env.set_item(key.as_str(), joined)?;
+                }
+                None => env.set_item(key.as_str(), value)?,
+            }
+        }
+        Ok(env)
+    }
+}
+
+/// The environ key for a header: `CONTENT_TYPE`, `CONTENT_LENGTH`, or
+/// `HTTP_` + the upper-cased name with `-` turned into `_`.
+pub fn environ_key(name: &str, key: &mut String) {
+    key.clear();
+    if !name.eq_ignore_ascii_case("content-type") && !name.eq_ignore_ascii_case("content-length")
+    {
+        key.push_str("HTTP_");
+    }
+    key.extend(name.chars().map(|c| match c {
+        '-' => '_',
+        c => c.to_ascii_uppercase(),
+    }));
+}
+
+/// A `str` holding each byte as one code point (ISO-8859-1), as PEP 3333
+/// requires for native strings built from raw request bytes.
+pub fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString> {
+    if bytes.is_ascii() {
+        // ASCII is valid UTF-8 and the same code points in latin-1.
+        if let Ok(text) = std::str::from_utf8(bytes) {
+            return PyString::new(py, text);
+        }
+    }
+    let text: String = bytes.iter().map(|&b| char::from(b)).collect();
+    PyString::new(py, &text)
+}
+
+/// Decodes `%XX` escapes; malformed escapes are kept as they are.
+pub fn percent_decode(raw: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    if !raw.contains(&b'%') {
+        return std::borrow::Cow::Borrowed(raw);
+    }
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        let byte = raw[i];
+        if byte == b'%' && i + 2 < raw.len() {
+            if let (Some(hi), Some(lo)) = (hex(raw[i + 1]), hex(raw[i + 2])) {
+                out.push(hi << 4 | lo);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(byte);
+        i += 1;
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+fn hex(byte: u8) -> Option<u8> {
+    match byte {
+        b'0'..=b'9' => Some(byte - b'0'),
+        b'a'..=b'f' => Some(byte - b'a' + 10),
+        b'A'..=b'F' => Some(byte - b'A' + 10),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_keys_follow_cgi_rules() {
+        let mut key = String::new();
+        environ_key("Content-Type", &mut key);
+        assert_eq!(key, "CONTENT_TYPE");
+        environ_key("content-length", &mut key);
+        assert_eq!(key, "CONTENT_LENGTH");
+        environ_key("X-Forwarded-For", &mut key);
+        assert_eq!(key, "HTTP_X_FORWARDED_FOR");
+    }
+
+    #[test]
+    fn percent_decoding_keeps_malformed_escapes() {
+        assert_eq!(&*percent_decode(b"/a%20b"), b"/a b");
+        assert_eq!(&*percent_decode(b"/%e2%82%ac"), "/€".as_bytes());
+        assert_eq!(&*percent_decode(b"/100%"), b"/100%");
+        assert_eq!(&*percent_decode(b"/%zz%4"), b"/%zz%4");
+        assert_eq!(&*percent_decode(b"%41"), b"A");
+    }
+}
