@@ -1,1 +1,183 @@
-//! placeholder
+//! ferricorn worker processes.
+//!
+//! A worker is forked by the master with the listening sockets and a
+//! scoreboard slot. [`run`] starts the worker's own Python interpreter,
+//! imports the app, and serves with the configured worker class until told
+//! to stop. The return value is the process exit code, as gunicorn's:
+//! 0 after a clean stop, 3 when the worker could not boot, 4 when the app
+//! could not be loaded.
+
+pub mod access_log;
+mod body;
+mod clock;
+pub mod exchange;
+mod head;
+mod io;
+pub mod policy;
+mod signals;
+mod sink;
+pub mod stream;
+mod sync;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferricorn_config::{HeaderMap, Settings, WorkerClass};
+use ferricorn_http::{HeaderMapPolicy, ParserOptions};
+use ferricorn_python::interpreter::{self, InterpreterOptions};
+use ferricorn_python::wsgi::WsgiApp;
+use pyo3::Python;
+
+pub use stream::Listener;
+
+/// Exit code of a worker that could not boot.
+pub const WORKER_BOOT_ERROR: i32 = 3;
+/// Exit code of a worker whose app could not be loaded.
+pub const APP_LOAD_ERROR: i32 = 4;
+
+/// How a worker reports liveness to the master (its scoreboard slot).
+pub trait Heartbeat: Send + Sync {
+    /// The event loop is alive.
+    fn beat(&self);
+    /// The app is loaded and the listeners are being served.
+    fn ready(&self);
+    /// A request was handed to the app.
+    fn request_started(&self);
+    /// The app finished a request.
+    fn request_finished(&self);
+}
+
+/// Everything a worker needs, handed over by the master after `fork()`.
+pub struct WorkerSetup {
+    /// The resolved configuration.
+    pub settings: Arc<Settings>,
+    /// Listening sockets inherited from the master.
+    pub listeners: Vec<Listener>,
+    /// This worker's scoreboard slot.
+    pub heartbeat: Arc<dyn Heartbeat>,
+}
+
+/// Why a worker stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// The event loop could not be set up.
+    #[error("cannot start the event loop: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// Settings of a worker class, derived once from the configuration.
+pub struct ClassOptions {
+    /// HTTP parser strictness and limits.
+    pub parser: ParserOptions,
+    /// PROXY protocol rules.
+    pub proxy: head::ProxyRules,
+    /// How long a client may take to send a request head.
+    pub header_timeout: Duration,
+    /// Blocking I/O timeout while the app owns a connection.
+    pub io_timeout: Duration,
+    /// Most connections a worker holds at once.
+    pub max_connections: usize,
+}
+
+/// How long a client may take to send a full request head (answered 408).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl ClassOptions {
+    fn from_settings(settings: &Settings) -> Self {
+        Self {
+            parser: ParserOptions {
+                limit_request_line: settings.limit_request_line,
+                limit_request_fields: settings.limit_request_fields,
+                limit_request_field_size: settings.limit_request_field_size,
+                permit_obsolete_folding: settings.permit_obsolete_folding,
+                strip_header_spaces: settings.strip_header_spaces,
+                permit_unconventional_http_method: settings.permit_unconventional_http_method,
+                permit_unconventional_http_version: settings.permit_unconventional_http_version,
+                casefold_http_method: settings.casefold_http_method,
+                // Underscore headers are judged by the request policy, which
+                // knows whether the peer is a trusted forwarder.
+                header_map: HeaderMapPolicy::Dangerous,
+            },
+            proxy: head::ProxyRules {
+                enabled: settings.proxy_protocol,
+                allow: settings.proxy_allow_ips.clone(),
+            },
+            header_timeout: HEADER_TIMEOUT,
+            io_timeout: HEADER_TIMEOUT,
+            max_connections: usize::try_from(settings.worker_connections).unwrap_or(1000),
+        }
+    }
+}
+
+/// Runs a worker process to completion and returns its exit code.
+pub fn run(setup: WorkerSetup) -> i32 {
+    let WorkerSetup { settings, listeners, heartbeat } = setup;
+    signals::install();
+    let pid = std::process::id();
+    tracing::info!("Booting worker with pid: {pid}");
+    heartbeat.beat();
+
+    let options = InterpreterOptions {
+        chdir: settings.chdir.clone(),
+        pythonpath: settings.pythonpath.clone(),
+    };
+    if let Err(error) = interpreter::start(&options) {
+        tracing::error!("Exception in worker process: {error}");
+        return WORKER_BOOT_ERROR;
+    }
+    let Some(spec) = settings.wsgi_app.as_deref() else {
+        tracing::error!("No application module specified.");
+        return APP_LOAD_ERROR;
+    };
+    let multiprocess = settings.workers > 1;
+    let app = Python::attach(|py| {
+        let callable = ferricorn_python::app::load(py, spec)
+            .map_err(|error| error.to_string())?;
+        WsgiApp::new(py, callable, false, multiprocess)
+            .map_err(|error| ferricorn_python::app::format_error(py, &error))
+    });
+    let app = match app {
+        Ok(app) => app,
+        Err(message) => {
+            tracing::error!("Exception in worker process:\n{message}");
+            return APP_LOAD_ERROR;
+        }
+    };
+
+    let ctx = exchange::ExchangeContext {
+        app,
+        policy: policy::RequestPolicy {
+            forwarded_allow_ips: settings.forwarded_allow_ips.clone(),
+            secure_scheme_headers: settings.secure_scheme_headers.clone(),
+            forwarder_headers: settings.forwarder_headers.clone(),
+            header_map: settings.header_map,
+            script_name: std::env::var("SCRIPT_NAME").unwrap_or_default(),
+        },
+        access_format: settings
+            .accesslog
+            .as_ref()
+            .map(|_| access_log::AccessFormat::compile(&settings.access_log_format)),
+        heartbeat,
+    };
+    let options = ClassOptions::from_settings(&settings);
+    let result = match settings.worker_class {
+        WorkerClass::Sync => sync::run(ctx, listeners, options),
+        other => {
+            tracing::error!("worker class {} is not available yet", other.as_str());
+            return WORKER_BOOT_ERROR;
+        }
+    };
+    match result {
+        Ok(()) => {
+            tracing::info!("Worker exiting (pid: {pid})");
+            0
+        }
+        Err(error) => {
+            tracing::error!("Exception in worker process: {error}");
+            WORKER_BOOT_ERROR
+        }
+    }
+}
+
+/// The header policy type re-exported for the binary's configuration checks.
+pub type HeaderPolicy = HeaderMap;

@@ -1,0 +1,27 @@
+//! Wall-clock helpers: the `Date` header, cached for the current second.
+
+use std::cell::RefCell;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+thread_local! {
+    static DATE: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The `Date` header value for now; formatted at most once a second.
+pub fn http_date_now() -> String {
+    let now = unix_now();
+    DATE.with(|cell| {
+        let mut cached = cell.borrow_mut();
+        if cached.0 != now {
+            *cached = (now, ferricorn_http::response::http_date(now));
+        }
+        cached.1.clone()
+    })
+}

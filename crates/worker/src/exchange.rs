@@ -1,0 +1,194 @@
+//! One request/response exchange on a blocking connection: from a parsed
+//! request head to a finished response, through the WSGI app.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use ferricorn_http::{HttpError, RequestHead};
+use ferricorn_python::environ::RequestInfo;
+use ferricorn_python::wsgi::WsgiApp;
+
+use crate::access_log::{AccessFormat, AccessRecord};
+use crate::body::body_reader;
+use crate::clock::unix_now;
+use crate::policy::RequestPolicy;
+use crate::sink::BlockingSink;
+use crate::stream::{SharedStream, Stream};
+use crate::Heartbeat;
+
+/// What every exchange of one worker shares.
+pub struct ExchangeContext {
+    /// The loaded application.
+    pub app: WsgiApp,
+    /// Trust and header rules from the configuration.
+    pub policy: RequestPolicy,
+    /// The compiled access-log format, when access logging is on.
+    pub access_format: Option<AccessFormat>,
+    /// This worker's scoreboard slot.
+    pub heartbeat: Arc<dyn Heartbeat>,
+}
+
+/// Where a connection came from and arrived at.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    /// The client (or, with PROXY protocol, the original client).
+    pub remote: Option<SocketAddr>,
+    /// The local address it connected to.
+    pub local: Option<SocketAddr>,
+    /// The address the TCP connection really came from, for trust checks.
+    pub transport_remote: Option<SocketAddr>,
+}
+
+/// How an exchange ended, for connection management.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// The connection may carry another request.
+    KeepAlive,
+    /// The connection must be closed.
+    Close,
+}
+
+/// Serves one request whose head was already read. `pending` holds bytes
+/// read past the head. `keep_alive` says whether the worker class would
+/// reuse the connection afterwards.
+pub fn serve(
+    ctx: &ExchangeContext,
+    stream: &Arc<Stream>,
+    peer: Peer,
+    head: RequestHead,
+    pending: Vec<u8>,
+    keep_alive: bool,
+) -> Next {
+    let started = Instant::now();
+    let started_unix = unix_now();
+    let trusted = peer
+        .transport_remote
+        .is_none_or(|addr| ctx.policy.forwarded_allow_ips.allows(addr.ip()));
+    let headers = match ctx.policy.filter_headers(head.headers, trusted) {
+        Ok(headers) => headers,
+        Err(error) => {
+            reject(stream, &error);
+            return Next::Close;
+        }
+    };
+    let url_scheme = ctx.policy.url_scheme(&headers, trusted);
+    let script_name = ctx.policy.script_name(&headers, trusted);
+    let (server_name, server_port) = server_name_port(&headers, peer.local, url_scheme);
+
+    let shared = SharedStream(Arc::clone(stream));
+    let continue_to = head.expect_continue.then(|| shared.clone());
+    let (reader, body) = body_reader(&head.body, shared.clone(), pending, continue_to);
+    let keep_alive = keep_alive && head.keep_alive;
+    let sink = BlockingSink::new(shared, head.version, head.method == "HEAD", keep_alive);
+
+    let request = RequestInfo {
+        method: &head.method,
+        path: &head.path,
+        query: &head.query,
+        raw_uri: &head.target,
+        protocol: head.version.as_str(),
+        headers: headers.iter().map(|(n, v)| (n.as_str(), v.as_slice())),
+        remote: peer.remote,
+        server_name: &server_name,
+        server_port: &server_port,
+        url_scheme,
+        script_name: &script_name,
+    };
+    ctx.heartbeat.request_started();
+    let mut outcome = ctx.app.call(request, Box::new(reader), Box::new(sink));
+    ctx.heartbeat.request_finished();
+
+    if outcome.failed && !outcome.head_sent {
+        let error = HttpError::new(500, "the application failed; see the error log");
+        reject(stream, &error);
+        outcome.status = 500;
+        outcome.must_close = true;
+    }
+    let body_consumed = body.drain();
+
+    if let Some(format) = &ctx.access_format {
+        let line = format.format(&AccessRecord {
+            remote: peer.remote,
+            method: &head.method,
+            target: &head.target,
+            path: &head.path,
+            query: &head.query,
+            protocol: head.version.as_str(),
+            request_headers: &headers,
+            status: outcome.status,
+            response_headers: &outcome.headers,
+            bytes_sent: outcome.bytes_sent,
+            elapsed: started.elapsed(),
+            started_unix,
+        });
+        tracing::info!(target: "ferricorn.access", "{line}");
+    }
+
+    if keep_alive && !outcome.must_close && body_consumed {
+        Next::KeepAlive
+    } else {
+        Next::Close
+    }
+}
+
+/// Sends an error response; the connection is closed after it.
+pub fn reject(stream: &Stream, error: &HttpError) {
+    use std::io::Write;
+    let _ = (&*stream).write_all(&error.to_response());
+}
+
+/// `SERVER_NAME` and `SERVER_PORT`: from `Host` when sent, else the local
+/// address.
+fn server_name_port(
+    headers: &[(String, Vec<u8>)],
+    local: Option<SocketAddr>,
+    url_scheme: &str,
+) -> (String, String) {
+    let host = headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("host"))
+        .and_then(|(_, v)| std::str::from_utf8(v).ok());
+    if let Some(host) = host.filter(|h| !h.is_empty()) {
+        let (name, port) = if let Some(rest) = host.strip_prefix('[') {
+            match rest.split_once(']') {
+                Some((ip, tail)) => (format!("[{ip}]"), tail.strip_prefix(':')),
+                None => (host.to_string(), None),
+            }
+        } else {
+            match host.rsplit_once(':') {
+                Some((name, port)) => (name.to_string(), Some(port)),
+                None => (host.to_string(), None),
+            }
+        };
+        // Like gunicorn: a Host without a port means the scheme's default.
+        let default_port = if url_scheme == "https" { "443" } else { "80" };
+        let port = port.unwrap_or(default_port).to_string();
+        return (name, port);
+    }
+    match local {
+        Some(addr) => (addr.ip().to_string(), addr.port().to_string()),
+        None => ("localhost".into(), "80".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(value: &str) -> Vec<(String, Vec<u8>)> {
+        vec![("Host".into(), value.as_bytes().to_vec())]
+    }
+
+    #[test]
+    fn server_name_comes_from_host_then_socket() {
+        let local: SocketAddr = "127.0.0.1:8000".parse().unwrap();
+        let http = |h: &[(String, Vec<u8>)]| server_name_port(h, Some(local), "http");
+        assert_eq!(http(&host("example.com:81")), ("example.com".into(), "81".into()));
+        assert_eq!(http(&host("example.com")), ("example.com".into(), "80".into()));
+        assert_eq!(http(&host("[::1]:9")), ("[::1]".into(), "9".into()));
+        assert_eq!(http(&[]), ("127.0.0.1".into(), "8000".into()));
+        let https = server_name_port(&host("example.com"), Some(local), "https");
+        assert_eq!(https, ("example.com".into(), "443".into()));
+    }
+}

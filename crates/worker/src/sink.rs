@@ -1,0 +1,198 @@
+//! Writing a response on a blocking connection: HTTP/1.1 framing for what
+//! the app produces through the WSGI bridge.
+//!
+//! The framing is chosen when the head is sent: the app's `Content-Length`,
+//! else a length computed from a body known in full, else chunked on
+//! HTTP/1.1, else the end of the connection marks the end of the body.
+
+use std::io::{self, IoSlice, Write};
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+
+use ferricorn_http::response::{encode_chunk, write_header, write_status_line, LAST_CHUNK};
+use ferricorn_http::Version;
+use ferricorn_python::response::ResponseSink;
+
+use crate::clock::http_date_now;
+use crate::stream::SharedStream;
+
+/// Bodies up to this size are copied next to the head and sent in one
+/// write; larger ones go out with a vectored write, without the copy.
+const COALESCE_LIMIT: usize = 16 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// No body may be sent (HEAD, 1xx, 204, 304).
+    None,
+    Length,
+    Chunked,
+    /// Body runs until the connection closes (HTTP/1.0 without a length).
+    UntilClose,
+}
+
+/// A [`ResponseSink`] writing HTTP/1.1 onto a blocking [`Stream`].
+pub struct BlockingSink {
+    stream: SharedStream,
+    version: Version,
+    head_request: bool,
+    framing: Framing,
+    buf: Vec<u8>,
+    /// Set when the response forces the connection to close.
+    close_after: bool,
+}
+
+impl BlockingSink {
+    /// A sink for a response to a request of `version`; `head_request` for
+    /// HEAD; `keep_alive` whether the connection may be reused afterwards.
+    pub fn new(stream: SharedStream, version: Version, head_request: bool, keep_alive: bool) -> Self {
+        Self {
+            stream,
+            version,
+            head_request,
+            framing: Framing::None,
+            buf: Vec::with_capacity(512),
+            close_after: !keep_alive,
+        }
+    }
+
+    fn write_all_vectored(&mut self, mut head: &[u8], mut body: &[u8]) -> io::Result<()> {
+        while !head.is_empty() || !body.is_empty() {
+            let n = self
+                .stream
+                .write_vectored(&[IoSlice::new(head), IoSlice::new(body)])?;
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            let from_head = n.min(head.len());
+            head = &head[from_head..];
+            body = &body[n - from_head..];
+        }
+        Ok(())
+    }
+
+    fn send_chunk(&mut self, data: &[u8]) -> io::Result<()> {
+        self.buf.clear();
+        if data.len() <= COALESCE_LIMIT {
+            encode_chunk(&mut self.buf, data);
+            let out = std::mem::take(&mut self.buf);
+            let result = self.stream.write_all(&out);
+            self.buf = out;
+            return result;
+        }
+        self.buf.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+        let size_line = std::mem::take(&mut self.buf);
+        let result = self
+            .write_all_vectored(&size_line, data)
+            .and_then(|()| self.stream.write_all(b"\r\n"));
+        self.buf = size_line;
+        result
+    }
+}
+
+impl ResponseSink for BlockingSink {
+    fn send_head(
+        &mut self,
+        status: u16,
+        reason: &str,
+        headers: &[(String, String)],
+        body: &[u8],
+        complete: bool,
+    ) -> io::Result<()> {
+        let bodyless = self.head_request || status < 200 || status == 204 || status == 304;
+        let has_length = headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("content-length"));
+        self.framing = if bodyless {
+            Framing::None
+        } else if has_length || complete {
+            Framing::Length
+        } else if self.version == Version::HTTP_11 {
+            Framing::Chunked
+        } else {
+            self.close_after = true;
+            Framing::UntilClose
+        };
+
+        let mut head = std::mem::take(&mut self.buf);
+        head.clear();
+        write_status_line(&mut head, self.version, status, reason);
+        write_header(&mut head, "Server", "ferricorn");
+        write_header(&mut head, "Date", &http_date_now());
+        let connection = if self.close_after { "close" } else { "keep-alive" };
+        write_header(&mut head, "Connection", connection);
+        for (name, value) in headers {
+            write_header(&mut head, name, value);
+        }
+        match self.framing {
+            Framing::Length if !has_length => {
+                write_header(&mut head, "Content-Length", &body.len().to_string());
+            }
+            Framing::None if self.head_request && complete && !has_length && !body.is_empty() => {
+                // HEAD answers with the length a GET would have had.
+                write_header(&mut head, "Content-Length", &body.len().to_string());
+            }
+            Framing::Chunked => write_header(&mut head, "Transfer-Encoding", "chunked"),
+            _ => {}
+        }
+        head.extend_from_slice(b"\r\n");
+
+        let result = match self.framing {
+            Framing::None => self.stream.write_all(&head),
+            Framing::Chunked if !body.is_empty() => {
+                encode_chunk(&mut head, body);
+                self.stream.write_all(&head)
+            }
+            Framing::Chunked => self.stream.write_all(&head),
+            Framing::Length | Framing::UntilClose if body.len() <= COALESCE_LIMIT => {
+                head.extend_from_slice(body);
+                self.stream.write_all(&head)
+            }
+            Framing::Length | Framing::UntilClose => self.write_all_vectored(&head, body),
+        };
+        self.buf = head;
+        result
+    }
+
+    fn send_body(&mut self, data: &[u8]) -> io::Result<()> {
+        match self.framing {
+            Framing::None => Ok(()),
+            Framing::Chunked => self.send_chunk(data),
+            Framing::Length | Framing::UntilClose => self.stream.write_all(data),
+        }
+    }
+
+    fn send_file(&mut self, fd: RawFd, offset: u64, count: u64) -> io::Result<bool> {
+        match self.framing {
+            Framing::None => return Ok(true),
+            Framing::Chunked => {
+                self.stream.write_all(format!("{count:x}\r\n").as_bytes())?;
+            }
+            Framing::Length | Framing::UntilClose => {}
+        }
+        // SAFETY: the Python file object that owns `fd` outlives this call.
+        let file = unsafe { BorrowedFd::borrow_raw(fd) };
+        // SAFETY: the stream's descriptor is open for the whole call.
+        let socket = unsafe { BorrowedFd::borrow_raw(self.stream.as_raw_fd()) };
+        let mut offset = i64::try_from(offset).map_err(|_| io::Error::other("offset too large"))?;
+        let mut left = count;
+        while left > 0 {
+            let chunk = usize::try_from(left.min(1 << 30)).unwrap_or(1 << 30);
+            match nix::sys::sendfile::sendfile(socket, file, Some(&mut offset), chunk) {
+                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(n) => left -= n as u64,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(errno) => return Err(errno.into()),
+            }
+        }
+        if self.framing == Framing::Chunked {
+            self.stream.write_all(b"\r\n")?;
+        }
+        Ok(true)
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        if self.framing == Framing::Chunked {
+            self.stream.write_all(LAST_CHUNK)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,163 @@
+//! The `sync` worker class: one event-loop thread, the app called inline on
+//! it, one request at a time, the connection closed after each response.
+//!
+//! The event loop reads request heads (and small bodies) of any number of
+//! connections, so slow clients wait on the loop, not on the app. A worker
+//! busy in the app does not poll its listeners, leaving new connections in
+//! the kernel queue for an idle sibling. A freshly accepted connection gets
+//! a short grace to deliver its head before the worker accepts another, so
+//! two simultaneous requests land on two workers, as with gunicorn.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+
+use crate::exchange::{self, ExchangeContext, Peer};
+use crate::head::{read_available, read_head, timeout_error, HeadError, HeadReader, Progress, ReadyHead};
+use crate::io::{accept_any, AsyncListener, AsyncStream, Accepted};
+use crate::{ClassOptions, WorkerError};
+
+/// How long a new connection may take to send its first bytes before the
+/// worker stops waiting for it and accepts others.
+const FIRST_BYTES_GRACE: Duration = Duration::from_millis(10);
+
+/// A request whose head is complete, waiting for the app.
+struct Ready {
+    stream: AsyncStream,
+    peer: Peer,
+    head: ReadyHead,
+    _permit: OwnedSemaphorePermit,
+}
+
+/// Runs the sync worker until `TERM`.
+pub fn run(ctx: ExchangeContext, listeners: Vec<AsyncListenerSeed>, options: ClassOptions) -> Result<(), WorkerError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(WorkerError::Runtime)?;
+    runtime.block_on(serve(Arc::new(ctx), listeners, options))
+}
+
+/// A listener not yet registered with a runtime.
+pub type AsyncListenerSeed = crate::stream::Listener;
+
+async fn serve(
+    ctx: Arc<ExchangeContext>,
+    seeds: Vec<AsyncListenerSeed>,
+    options: ClassOptions,
+) -> Result<(), WorkerError> {
+    let listeners = seeds
+        .into_iter()
+        .map(AsyncListener::register)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(WorkerError::Runtime)?;
+    let mut terminate = signal(SignalKind::terminate()).map_err(WorkerError::Runtime)?;
+    let (ready_tx, mut ready_rx) = mpsc::unbounded_channel::<Ready>();
+    let slots = Arc::new(Semaphore::new(options.max_connections.max(1)));
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let options = Arc::new(options);
+    ctx.heartbeat.ready();
+
+    loop {
+        tokio::select! {
+            biased;
+            _ = terminate.recv() => break,
+            Some(ready) = ready_rx.recv() => serve_inline(&ctx, &options, ready),
+            accepted = accept_with_slot(&listeners, &slots) => match accepted {
+                Ok((conn, permit)) => on_accept(&ctx, &options, conn, permit, &ready_tx).await,
+                Err(error) => {
+                    tracing::debug!("accept failed: {error}");
+                    // EMFILE and friends: give the process a moment to recover.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            },
+            _ = tick.tick() => {}
+        }
+        ctx.heartbeat.beat();
+    }
+    Ok(())
+}
+
+async fn accept_with_slot(
+    listeners: &[AsyncListener],
+    slots: &Arc<Semaphore>,
+) -> std::io::Result<(Accepted, OwnedSemaphorePermit)> {
+    let permit = Arc::clone(slots)
+        .acquire_owned()
+        .await
+        .map_err(std::io::Error::other)?;
+    let conn = accept_any(listeners).await?;
+    Ok((conn, permit))
+}
+
+/// A new connection: serve it right away when its head is already here,
+/// else leave it to a reader task on the loop.
+async fn on_accept(
+    ctx: &Arc<ExchangeContext>,
+    options: &Arc<ClassOptions>,
+    conn: Accepted,
+    permit: OwnedSemaphorePermit,
+    ready_tx: &mpsc::UnboundedSender<Ready>,
+) {
+    let Accepted { mut stream, remote, local } = conn;
+    let mut peer = Peer { remote, local, transport_remote: remote };
+    let mut reader = HeadReader::new(&options.parser, &options.proxy);
+    let _ = tokio::time::timeout(FIRST_BYTES_GRACE, stream.readable()).await;
+    if !read_available(&stream, &mut reader.buf) {
+        return;
+    }
+    match reader.advance(&mut peer) {
+        Progress::Ready(head) => {
+            serve_inline(ctx, options, Ready { stream, peer, head, _permit: permit });
+        }
+        Progress::Invalid(error) => {
+            let _ = stream.write_all(&error.to_response()).await;
+        }
+        Progress::NeedMore => {
+            let options = Arc::clone(options);
+            let ready_tx = ready_tx.clone();
+            let buffered = std::mem::take(&mut reader.buf);
+            tokio::spawn(async move {
+                let mut reader = HeadReader::new(&options.parser, &options.proxy);
+                reader.buf = buffered;
+                let deadline = Instant::now() + options.header_timeout;
+                match read_head(&mut stream, &mut reader, &mut peer, deadline).await {
+                    Ok(head) => {
+                        let _ = ready_tx.send(Ready { stream, peer, head, _permit: permit });
+                    }
+                    Err(HeadError::Invalid(error)) => {
+                        let _ = stream.write_all(&error.to_response()).await;
+                    }
+                    Err(HeadError::Timeout) => {
+                        let error = timeout_error(options.header_timeout);
+                        let _ = stream.write_all(&error.to_response()).await;
+                    }
+                    Err(HeadError::Closed) => {}
+                }
+            });
+        }
+    }
+}
+
+/// Hands the connection to the app on this thread; the loop waits.
+fn serve_inline(ctx: &ExchangeContext, options: &ClassOptions, ready: Ready) {
+    let Ready { stream, peer, head, _permit } = ready;
+    let stream = match stream.into_std() {
+        Ok(stream) => stream,
+        Err(error) => {
+            tracing::debug!("cannot take over the connection: {error}");
+            return;
+        }
+    };
+    if let Err(error) = stream.set_blocking(Some(options.io_timeout)) {
+        tracing::debug!("cannot switch the connection to blocking mode: {error}");
+        return;
+    }
+    let stream = Arc::new(stream);
+    // gunicorn's sync worker never keeps a connection alive.
+    exchange::serve(ctx, &stream, peer, head.head, head.pending, false);
+    let _ = stream.shutdown_write();
+}
