@@ -1,0 +1,162 @@
+//! Error and access logs in gunicorn's format, on top of `tracing`.
+//!
+//! Error log lines look like gunicorn's, `[2026-11-23 16:33:58 +0000]
+//! [1234] [INFO] Booting worker with pid: 1234`, so existing greps and log
+//! parsers keep working. Events with target `ferricorn.access` are access
+//! log lines and go, unformatted, to the access log; `wsgi.errors` text is
+//! written to the error log as the app wrote it. Every line is written
+//! synchronously with one `write` call: a background writer would lose
+//! lines when a worker exits.
+
+use std::fs::OpenOptions;
+use std::io::{self, Write};
+use std::sync::Mutex;
+
+use ferricorn_config::LogLevel;
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Metadata, Subscriber};
+use tracing_subscriber::layer::{Context, Layer};
+use tracing_subscriber::prelude::*;
+
+const ACCESS_TARGET: &str = "ferricorn.access";
+const WSGI_ERRORS_TARGET: &str = "wsgi.errors";
+const CRITICAL_TARGET: &str = "ferricorn.critical";
+
+type Sink = Mutex<Box<dyn Write + Send>>;
+
+struct GunicornFormat {
+    error: Sink,
+    access: Option<Sink>,
+    level: Level,
+    critical_only: bool,
+}
+
+/// Opens a log destination: `-` is stdout (access) or stderr (error).
+fn open(target: &str, dash_is_stdout: bool) -> io::Result<Box<dyn Write + Send>> {
+    if target == "-" {
+        return Ok(if dash_is_stdout {
+            Box::new(io::stdout())
+        } else {
+            Box::new(io::stderr())
+        });
+    }
+    let file = OpenOptions::new().create(true).append(true).open(target)?;
+    Ok(Box::new(file))
+}
+
+/// Installs the global subscriber. `accesslog` is `None` when access
+/// logging is off.
+pub fn init(errorlog: &str, accesslog: Option<&str>, level: LogLevel) -> io::Result<()> {
+    let (level, critical_only) = match level {
+        LogLevel::Debug => (Level::DEBUG, false),
+        LogLevel::Info => (Level::INFO, false),
+        LogLevel::Warning => (Level::WARN, false),
+        LogLevel::Error => (Level::ERROR, false),
+        LogLevel::Critical => (Level::ERROR, true),
+    };
+    let layer = GunicornFormat {
+        error: Mutex::new(open(errorlog, false)?),
+        access: accesslog.map(|a| open(a, true)).transpose()?.map(Mutex::new),
+        level,
+        critical_only,
+    };
+    tracing_subscriber::registry()
+        .with(layer)
+        .try_init()
+        .map_err(io::Error::other)
+}
+
+/// Installs a stderr logger for use before the configuration is known.
+pub fn init_fallback() {
+    let _ = init("-", None, LogLevel::Info);
+}
+
+struct Message(String);
+
+impl Visit for Message {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.0.push_str(value);
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            use std::fmt::Write as _;
+            let _ = write!(self.0, "{value:?}");
+        }
+    }
+}
+
+fn write_line(sink: &Sink, line: &str) {
+    if let Ok(mut out) = sink.lock() {
+        let _ = out.write_all(line.as_bytes());
+        let _ = out.flush();
+    }
+}
+
+impl GunicornFormat {
+    fn wanted(&self, metadata: &Metadata<'_>) -> bool {
+        match metadata.target() {
+            ACCESS_TARGET => self.access.is_some(),
+            WSGI_ERRORS_TARGET | CRITICAL_TARGET => true,
+            _ => !self.critical_only && *metadata.level() <= self.level,
+        }
+    }
+}
+
+impl<S: Subscriber> Layer<S> for GunicornFormat {
+    fn enabled(&self, metadata: &Metadata<'_>, _ctx: Context<'_, S>) -> bool {
+        self.wanted(metadata)
+    }
+
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        let metadata = event.metadata();
+        if !self.wanted(metadata) {
+            return;
+        }
+        let mut message = Message(String::new());
+        event.record(&mut message);
+        let mut text = message.0;
+        match metadata.target() {
+            ACCESS_TARGET => {
+                if let Some(access) = &self.access {
+                    text.push('\n');
+                    write_line(access, &text);
+                }
+            }
+            WSGI_ERRORS_TARGET => {
+                text.push('\n');
+                write_line(&self.error, &text);
+            }
+            target => {
+                let level = if target == CRITICAL_TARGET {
+                    "CRITICAL"
+                } else {
+                    match *metadata.level() {
+                        Level::ERROR => "ERROR",
+                        Level::WARN => "WARNING",
+                        Level::INFO => "INFO",
+                        _ => "DEBUG",
+                    }
+                };
+                let line = format!(
+                    "[{}] [{}] [{level}] {text}\n",
+                    timestamp(),
+                    std::process::id()
+                );
+                write_line(&self.error, &line);
+            }
+        }
+    }
+}
+
+/// `2026-11-23 16:33:58 +0000`, in UTC.
+fn timestamp() -> String {
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day] [hour]:[minute]:[second] +0000"
+    );
+    time::OffsetDateTime::now_utc()
+        .format(&format)
+        .unwrap_or_default()
+}

@@ -1,0 +1,135 @@
+//! Binding the listening sockets before any worker is forked.
+
+use std::fmt;
+use std::io;
+use std::net::{TcpListener, ToSocketAddrs};
+use std::os::fd::{FromRawFd, RawFd};
+use std::os::unix::fs::FileTypeExt;
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+
+use ferricorn_config::Bind;
+use socket2::{Domain, Socket, Type};
+
+/// A bound, listening socket owned by the master.
+#[derive(Debug)]
+pub enum BoundListener {
+    /// A TCP listener.
+    Tcp(TcpListener),
+    /// A unix-domain listener and its path (removed at exit unless inherited).
+    Unix(UnixListener, Option<PathBuf>),
+}
+
+/// A listener that could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {bind}: {source}")]
+pub struct BindError {
+    bind: String,
+    source: io::Error,
+}
+
+impl fmt::Display for BoundListener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BoundListener::Tcp(l) => match l.local_addr() {
+                Ok(addr) => write!(f, "http://{addr}"),
+                Err(_) => write!(f, "http://?"),
+            },
+            BoundListener::Unix(l, path) => {
+                let shown = path.clone().or_else(|| {
+                    l.local_addr()
+                        .ok()
+                        .and_then(|a| a.as_pathname().map(Path::to_path_buf))
+                });
+                match shown {
+                    Some(path) => write!(f, "unix:{}", path.display()),
+                    None => write!(f, "unix:?"),
+                }
+            }
+        }
+    }
+}
+
+/// Binds every configured address, in order.
+pub fn bind_all(binds: &[Bind], backlog: u32) -> Result<Vec<BoundListener>, BindError> {
+    binds
+        .iter()
+        .map(|bind| {
+            bind_one(bind, backlog).map_err(|source| BindError {
+                bind: bind.to_string(),
+                source,
+            })
+        })
+        .collect()
+}
+
+fn backlog_i32(backlog: u32) -> i32 {
+    i32::try_from(backlog).unwrap_or(i32::MAX)
+}
+
+fn bind_one(bind: &Bind, backlog: u32) -> io::Result<BoundListener> {
+    match bind {
+        Bind::Tcp { host, port } => {
+            let addr = (host.trim_start_matches('[').trim_end_matches(']'), *port)
+                .to_socket_addrs()?
+                .next()
+                .ok_or_else(|| io::Error::other(format!("{host} resolves to no address")))?;
+            let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+            socket.set_reuse_address(true)?;
+            socket.set_cloexec(true)?;
+            socket.bind(&addr.into())?;
+            socket.listen(backlog_i32(backlog))?;
+            Ok(BoundListener::Tcp(socket.into()))
+        }
+        Bind::Unix(path) => {
+            if let Ok(meta) = std::fs::symlink_metadata(path) {
+                if meta.file_type().is_socket() {
+                    // A stale socket from an earlier run.
+                    std::fs::remove_file(path)?;
+                } else {
+                    return Err(io::Error::other(format!(
+                        "{} exists and is not a socket",
+                        path.display()
+                    )));
+                }
+            }
+            let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+            socket.set_cloexec(true)?;
+            socket.bind(&socket2::SockAddr::unix(path)?)?;
+            socket.listen(backlog_i32(backlog))?;
+            Ok(BoundListener::Unix(socket.into(), Some(path.clone())))
+        }
+        Bind::Fd(fd) => from_fd(*fd),
+    }
+}
+
+fn from_fd(fd: RawFd) -> io::Result<BoundListener> {
+    // Reject descriptors that are not open sockets before taking ownership.
+    let kind = nix::sys::socket::getsockopt(
+        // SAFETY: borrowing only for this call; ownership is taken below.
+        &unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) },
+        nix::sys::socket::sockopt::SockType,
+    )
+    .map_err(|e| io::Error::other(format!("fd {fd} is not a socket: {e}")))?;
+    if kind != nix::sys::socket::SockType::Stream {
+        return Err(io::Error::other(format!("fd {fd} is not a stream socket")));
+    }
+    // SAFETY: the descriptor was handed to us (fd://N) and is an open socket.
+    let socket = unsafe { Socket::from_raw_fd(fd) };
+    socket.set_cloexec(true)?;
+    let local = socket.local_addr()?;
+    if local.as_socket().is_some() {
+        Ok(BoundListener::Tcp(socket.into()))
+    } else {
+        Ok(BoundListener::Unix(socket.into(), None))
+    }
+}
+
+/// Removes unix socket files this process created.
+pub fn remove_socket_files(listeners: &[BoundListener]) {
+    for listener in listeners {
+        if let BoundListener::Unix(_, Some(path)) = listener {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! The master's signals, delivered through a self-pipe.
+//!
+//! Handlers only write the signal number into a non-blocking pipe; the
+//! arbiter loop reads it and acts outside signal context. The master keeps
+//! a single thread, so no signal can land on a helper thread.
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::Duration;
+
+use nix::fcntl::OFlag;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+
+/// The signals the master acts on.
+pub const HANDLED: [Signal; 10] = [
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGTTIN,
+    Signal::SIGTTOU,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGWINCH,
+    Signal::SIGCHLD,
+];
+
+static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
+
+extern "C" fn on_signal(signal: libc::c_int) {
+    let fd = WAKE_FD.load(Ordering::Relaxed);
+    if fd >= 0 {
+        let byte = signal as u8;
+        // SAFETY: write(2) is async-signal-safe; a full pipe just drops
+        // the byte, and the loop wakes up anyway.
+        unsafe {
+            libc::write(fd, (&byte as *const u8).cast(), 1);
+        }
+    }
+}
+
+/// The read end of the self-pipe, with the handlers installed.
+pub struct SignalPipe {
+    read: OwnedFd,
+    write: OwnedFd,
+}
+
+impl SignalPipe {
+    /// Creates the pipe and installs the handlers.
+    pub fn install() -> nix::Result<Self> {
+        let (read, write) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)?;
+        WAKE_FD.store(write.as_raw_fd(), Ordering::Relaxed);
+        let action = SigAction::new(
+            SigHandler::Handler(on_signal),
+            SaFlags::SA_RESTART,
+            SigSet::empty(),
+        );
+        for signal in HANDLED {
+            // SAFETY: the handler only calls the async-signal-safe write(2).
+            unsafe { sigaction(signal, &action) }?;
+        }
+        Ok(Self { read, write })
+    }
+
+    /// Waits up to `timeout` for signals and returns those that arrived,
+    /// in order, without duplicates of `SIGCHLD`.
+    pub fn wait(&self, timeout: Duration) -> Vec<Signal> {
+        let millis = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
+        let mut fds = [PollFd::new(self.read.as_fd(), PollFlags::POLLIN)];
+        let _ = poll(&mut fds, PollTimeout::from(millis));
+        let mut received = Vec::new();
+        let mut buf = [0u8; 64];
+        while let Ok(n) = nix::unistd::read(self.read.as_raw_fd(), &mut buf) {
+            if n == 0 {
+                break;
+            }
+            for &byte in &buf[..n] {
+                if let Ok(signal) = Signal::try_from(i32::from(byte)) {
+                    if signal != Signal::SIGCHLD || !received.contains(&signal) {
+                        received.push(signal);
+                    }
+                }
+            }
+        }
+        received
+    }
+
+    /// In a freshly forked worker: restores default dispositions and closes
+    /// the pipe, so the worker neither wakes the master nor inherits its
+    /// handlers.
+    pub fn reset_in_child(&self) {
+        WAKE_FD.store(-1, Ordering::Relaxed);
+        let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+        for signal in HANDLED {
+            // SAFETY: restoring the default disposition has no preconditions.
+            let _ = unsafe { sigaction(signal, &default) };
+        }
+        // The child never returns to drop `self`; close the copies now.
+        let _ = nix::unistd::close(self.read.as_raw_fd());
+        let _ = nix::unistd::close(self.write.as_raw_fd());
+    }
+}
