@@ -56,7 +56,10 @@ pub fn init(errorlog: &str, accesslog: Option<&str>, level: LogLevel) -> io::Res
     };
     let layer = GunicornFormat {
         error: Mutex::new(open(errorlog, false)?),
-        access: accesslog.map(|a| open(a, true)).transpose()?.map(Mutex::new),
+        access: accesslog
+            .map(|a| open(a, true))
+            .transpose()?
+            .map(Mutex::new),
         level,
         critical_only,
     };
@@ -153,9 +156,8 @@ impl<S: Subscriber> Layer<S> for GunicornFormat {
 
 /// `2026-11-23 16:33:58 +0000`, in UTC.
 fn timestamp() -> String {
-    let format = time::macros::format_description!(
-        "[year]-[month]-[day] [hour]:[minute]:[second] +0000"
-    );
+    let format =
+        time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] +0000");
     time::OffsetDateTime::now_utc()
         .format(&format)
         .unwrap_or_default()

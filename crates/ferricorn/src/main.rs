@@ -80,14 +80,11 @@ fn run() -> i32 {
 /// refused clearly instead of silently running something else.
 fn refuse_unavailable(settings: &Settings) -> Result<(), String> {
     match settings.worker_class {
-        WorkerClass::Sync if settings.threads <= 1 => Ok(()),
-        WorkerClass::Sync => Err(format!(
-            "--threads {} turns the sync worker into gthread, which is not available yet; \
-             use --threads 1",
-            settings.threads
-        )),
+        WorkerClass::Sync => Ok(()),
+        // `-k sync --threads N` (N > 1) arrives here as gthread, as in gunicorn.
         other => Err(format!(
-            "worker class '{}' is not available yet; available: sync",
+            "worker class '{}' is not available yet (available: sync); \
+             note that --threads above 1 selects gthread",
             other.as_str()
         )),
     }
@@ -95,8 +92,12 @@ fn refuse_unavailable(settings: &Settings) -> Result<(), String> {
 
 /// Applies `--chdir` and `-e/--env` to this process; workers inherit them.
 fn prepare_process(settings: &Settings) -> Result<(), String> {
-    std::env::set_current_dir(&settings.chdir)
-        .map_err(|e| format!("cannot change directory to {}: {e}", settings.chdir.display()))?;
+    std::env::set_current_dir(&settings.chdir).map_err(|e| {
+        format!(
+            "cannot change directory to {}: {e}",
+            settings.chdir.display()
+        )
+    })?;
     for (key, value) in &settings.raw_env {
         // The master is still single-threaded here.
         std::env::set_var(key, value);

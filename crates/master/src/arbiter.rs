@@ -174,7 +174,9 @@ impl<L: WorkerLauncher> Arbiter<L> {
                 Ok(status) => status,
             };
             let Some(pid) = status.pid() else { continue };
-            let Some(record) = self.workers.remove(&pid) else { continue };
+            let Some(record) = self.workers.remove(&pid) else {
+                continue;
+            };
             self.scoreboard.release(record.slot);
             match status {
                 WaitStatus::Exited(_, WORKER_BOOT_ERROR) => {
@@ -255,7 +257,13 @@ impl<L: WorkerLauncher> Arbiter<L> {
             }
             Ok(ForkResult::Parent { child }) => {
                 slot.set_pid(child.as_raw());
-                self.workers.insert(child, WorkerRecord { slot: index, aborted: false });
+                self.workers.insert(
+                    child,
+                    WorkerRecord {
+                        slot: index,
+                        aborted: false,
+                    },
+                );
                 true
             }
             Err(error) => {
@@ -270,7 +278,11 @@ impl<L: WorkerLauncher> Arbiter<L> {
     /// graceful, `QUIT` otherwise; `SIGKILL` for what is left after
     /// `graceful_timeout`. A `INT`/`QUIT` during a graceful stop makes it quick.
     fn stop(&mut self, graceful: bool) {
-        let first = if graceful { Signal::SIGTERM } else { Signal::SIGQUIT };
+        let first = if graceful {
+            Signal::SIGTERM
+        } else {
+            Signal::SIGQUIT
+        };
         self.signal_workers(first);
         let deadline = Instant::now() + Duration::from_secs(self.settings.graceful_timeout);
         while !self.workers.is_empty() && Instant::now() < deadline {
@@ -313,5 +325,8 @@ impl<L: WorkerLauncher> Arbiter<L> {
 
 /// gunicorn's name for a signal in `Handling signal: …` lines.
 fn signal_name(signal: Signal) -> String {
-    signal.as_str().trim_start_matches("SIG").to_ascii_lowercase()
+    signal
+        .as_str()
+        .trim_start_matches("SIG")
+        .to_ascii_lowercase()
 }

@@ -14,7 +14,9 @@ impl Pidfile {
         let temp = path.with_extension("tmp-ferricorn");
         std::fs::write(&temp, format!("{pid}\n"))?;
         std::fs::rename(&temp, path)?;
-        Ok(Self { path: path.to_path_buf() })
+        Ok(Self {
+            path: path.to_path_buf(),
+        })
     }
 
     /// Removes the file if it still names this process.

@@ -53,12 +53,14 @@ impl Slot {
     /// Marks the worker ready to serve.
     pub fn set_ready(&self) {
         self.beat();
-        self.state.store(WorkerState::Ready as u32, Ordering::Release);
+        self.state
+            .store(WorkerState::Ready as u32, Ordering::Release);
     }
 
     /// Records the start of a request.
     pub fn request_started(&self) {
-        self.request_started_ms.store(monotonic_ms(), Ordering::Relaxed);
+        self.request_started_ms
+            .store(monotonic_ms(), Ordering::Relaxed);
     }
 
     /// Records the end of a request.
@@ -97,12 +99,14 @@ impl Slot {
         self.requests.store(0, Ordering::Relaxed);
         self.request_started_ms.store(0, Ordering::Relaxed);
         self.beat();
-        self.state.store(WorkerState::Booting as u32, Ordering::Release);
+        self.state
+            .store(WorkerState::Booting as u32, Ordering::Release);
     }
 
     fn release(&self) {
         self.pid.store(0, Ordering::Relaxed);
-        self.state.store(WorkerState::Free as u32, Ordering::Release);
+        self.state
+            .store(WorkerState::Free as u32, Ordering::Release);
     }
 }
 
@@ -140,7 +144,9 @@ impl Scoreboard {
 
     /// A free slot's index, if any.
     pub fn free_slot(&self) -> Option<usize> {
-        self.slots.iter().position(|s| s.state() == WorkerState::Free)
+        self.slots
+            .iter()
+            .position(|s| s.state() == WorkerState::Free)
     }
 
     /// The slot at `index`.

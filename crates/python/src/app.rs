@@ -48,7 +48,12 @@ fn loader_module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
 pub fn format_error(py: Python<'_>, error: &PyErr) -> String {
     let formatted = py
         .import("traceback")
-        .and_then(|tb| tb.call_method1("format_exception", (error.value(py),)))
+        .and_then(|tb| {
+            tb.call_method1(
+                "format_exception",
+                (error.get_type(py), error.value(py), error.traceback(py)),
+            )
+        })
         .and_then(|lines| {
             let parts: Vec<String> = lines.extract()?;
             Ok(parts.concat())

@@ -60,7 +60,9 @@ impl BaseEnviron {
             "SERVER_SOFTWARE",
             concat!("ferricorn/", env!("CARGO_PKG_VERSION")),
         )?;
-        Ok(Self { dict: dict.unbind() })
+        Ok(Self {
+            dict: dict.unbind(),
+        })
     }
 
     /// A fresh environ for one request: the shared keys plus the request's.
@@ -124,8 +126,7 @@ impl BaseEnviron {
 /// `HTTP_` + the upper-cased name with `-` turned into `_`.
 pub fn environ_key(name: &str, key: &mut String) {
     key.clear();
-    if !name.eq_ignore_ascii_case("content-type") && !name.eq_ignore_ascii_case("content-length")
-    {
+    if !name.eq_ignore_ascii_case("content-type") && !name.eq_ignore_ascii_case("content-length") {
         key.push_str("HTTP_");
     }
     key.extend(name.chars().map(|c| match c {

@@ -142,11 +142,7 @@ impl Input {
 
     /// `readline(size=-1)`: one line including its `\n`, at most `size` bytes.
     #[pyo3(signature = (size=None))]
-    fn readline<'py>(
-        &self,
-        py: Python<'py>,
-        size: Option<isize>,
-    ) -> PyResult<Bound<'py, PyBytes>> {
+    fn readline<'py>(&self, py: Python<'py>, size: Option<isize>) -> PyResult<Bound<'py, PyBytes>> {
         let data = self.with_state(|s| s.readline(py, size_limit(size)))?;
         Ok(PyBytes::new(py, &data))
     }

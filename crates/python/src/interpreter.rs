@@ -90,9 +90,8 @@ unsafe fn configure_executable(config: &mut ffi::PyConfig) -> Result<(), BridgeE
     let path = CString::new(executable.as_os_str().as_bytes())
         .map_err(|_| BridgeError::Interpreter("interpreter path contains NUL".into()))?;
     // SAFETY: both pointers are valid for the call; CPython copies the string.
-    let status = unsafe {
-        ffi::PyConfig_SetBytesString(config, &mut config.executable, path.as_ptr())
-    };
+    let status =
+        unsafe { ffi::PyConfig_SetBytesString(config, &mut config.executable, path.as_ptr()) };
     // SAFETY: status was just returned by CPython.
     unsafe { check_status(status, "PyConfig.executable") }
 }

@@ -163,7 +163,9 @@ impl StartResponse {
             let value = header_str(&pair.get_item(1)?, "value")?;
             let value = value.trim_matches(|c| c == ' ' || c == '\t').to_string();
             if !is_valid_header_name(&name) {
-                return Err(PyValueError::new_err(format!("invalid header name {name:?}")));
+                return Err(PyValueError::new_err(format!(
+                    "invalid header name {name:?}"
+                )));
             }
             if !is_valid_header_value(&value) {
                 return Err(PyValueError::new_err(format!(
@@ -182,9 +184,7 @@ impl StartResponse {
             }
             if is_hop_by_hop(&name) {
                 // The server owns connection management and framing.
-                if name.eq_ignore_ascii_case("connection")
-                    && value.eq_ignore_ascii_case("close")
-                {
+                if name.eq_ignore_ascii_case("connection") && value.eq_ignore_ascii_case("close") {
                     asked_close = true;
                 }
                 tracing::debug!("dropped hop-by-hop header {name:?} from the app");
@@ -301,7 +301,10 @@ impl FileWrapper {
     }
 
     fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
-        let data = self.filelike.bind(py).call_method1("read", (self.blksize,))?;
+        let data = self
+            .filelike
+            .bind(py)
+            .call_method1("read", (self.blksize,))?;
         Ok((data.len()? > 0).then_some(data))
     }
 

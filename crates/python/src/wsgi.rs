@@ -73,7 +73,10 @@ impl WsgiApp {
         let result = Python::attach(|py| {
             let run = self.run(py, request, body, &shared);
             run.map_err(|error| {
-                tracing::error!("Error handling request {raw_uri}\n{}", format_error(py, &error));
+                tracing::error!(
+                    "Error handling request {raw_uri}\n{}",
+                    format_error(py, &error)
+                );
             })
         });
         let Ok(state) = shared.lock() else {

@@ -70,7 +70,11 @@ impl AccessFormat {
             };
             let name = &after[..end];
             let piece = if let Some(inner) = name.strip_prefix('{') {
-                match (inner.strip_suffix("}i"), inner.strip_suffix("}o"), inner.strip_suffix("}e")) {
+                match (
+                    inner.strip_suffix("}i"),
+                    inner.strip_suffix("}o"),
+                    inner.strip_suffix("}e"),
+                ) {
                     (Some(h), _, _) => Some(Piece::RequestHeader(h.to_ascii_lowercase())),
                     (_, Some(h), _) => Some(Piece::ResponseHeader(h.to_ascii_lowercase())),
                     (_, _, Some(v)) => Some(Piece::Environ(v.to_string())),
@@ -149,7 +153,11 @@ fn write_atom(line: &mut String, atom: char, r: &AccessRecord<'_>) {
             None => write!(line, "-"),
         },
         'l' => write!(line, "-"),
-        'u' => write!(line, "{}", basic_auth_user(request_header(r, "authorization")).unwrap_or_else(|| "-".into())),
+        'u' => write!(
+            line,
+            "{}",
+            basic_auth_user(request_header(r, "authorization")).unwrap_or_else(|| "-".into())
+        ),
         't' => write!(line, "[{}]", clf_time(r.started_unix)),
         'r' => write!(line, "{} {} {}", r.method, lossy(r.target), r.protocol),
         'm' => write!(line, "{}", r.method),
@@ -165,8 +173,16 @@ fn write_atom(line: &mut String, atom: char, r: &AccessRecord<'_>) {
                 write!(line, "{}", r.bytes_sent)
             }
         }
-        'f' => write!(line, "{}", request_header(r, "referer").map_or("-".into(), lossy)),
-        'a' => write!(line, "{}", request_header(r, "user-agent").map_or("-".into(), lossy)),
+        'f' => write!(
+            line,
+            "{}",
+            request_header(r, "referer").map_or("-".into(), lossy)
+        ),
+        'a' => write!(
+            line,
+            "{}",
+            request_header(r, "user-agent").map_or("-".into(), lossy)
+        ),
         'T' => write!(line, "{}", r.elapsed.as_secs()),
         'M' => write!(line, "{}", r.elapsed.as_millis()),
         'D' => write!(line, "{}", r.elapsed.as_micros()),
@@ -185,7 +201,10 @@ fn basic_auth_user(header: Option<&[u8]>) -> Option<String> {
     }
     let decoded = base64_decode(encoded.trim())?;
     let text = String::from_utf8(decoded).ok()?;
-    Some(text.split_once(':').map_or(text.clone(), |(user, _)| user.to_string()))
+    Some(
+        text.split_once(':')
+            .map_or(text.clone(), |(user, _)| user.to_string()),
+    )
 }
 
 fn base64_decode(input: &str) -> Option<Vec<u8>> {
@@ -229,7 +248,10 @@ mod tests {
 
     const GUNICORN_DEFAULT: &str = r#"%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s""#;
 
-    fn record<'a>(headers: &'a [(String, Vec<u8>)], out: &'a [(String, String)]) -> AccessRecord<'a> {
+    fn record<'a>(
+        headers: &'a [(String, Vec<u8>)],
+        out: &'a [(String, String)],
+    ) -> AccessRecord<'a> {
         AccessRecord {
             remote: Some("127.0.0.1:5555".parse().unwrap()),
             method: "GET",

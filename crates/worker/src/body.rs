@@ -18,8 +18,14 @@ use crate::stream::SharedStream;
 const DRAIN_LIMIT: u64 = 1024 * 1024;
 
 enum Framing {
-    Length { remaining: u64 },
-    Chunked { decoder: ChunkedDecoder, decoded: Vec<u8>, pos: usize },
+    Length {
+        remaining: u64,
+    },
+    Chunked {
+        decoder: ChunkedDecoder,
+        decoded: Vec<u8>,
+        pos: usize,
+    },
 }
 
 struct BodyState {
@@ -93,14 +99,19 @@ impl BodyState {
 
     fn read_body(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.failed {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "invalid request body"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "invalid request body",
+            ));
         }
         match &mut self.framing {
             Framing::Length { remaining } => {
                 if *remaining == 0 || buf.is_empty() {
                     return Ok(0);
                 }
-                let want = buf.len().min(usize::try_from(*remaining).unwrap_or(usize::MAX));
+                let want = buf
+                    .len()
+                    .min(usize::try_from(*remaining).unwrap_or(usize::MAX));
                 let n = self.read_raw(&mut buf[..want])?;
                 if n == 0 {
                     self.failed = true;
@@ -121,7 +132,12 @@ impl BodyState {
     fn read_chunked(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let mut raw = [0u8; 16 * 1024];
         loop {
-            let Framing::Chunked { decoder, decoded, pos } = &mut self.framing else {
+            let Framing::Chunked {
+                decoder,
+                decoded,
+                pos,
+            } = &mut self.framing
+            else {
                 return Ok(0);
             };
             if *pos < decoded.len() {
@@ -143,7 +159,10 @@ impl BodyState {
                     "client closed the connection inside a chunked body",
                 ));
             }
-            let Framing::Chunked { decoder, decoded, .. } = &mut self.framing else {
+            let Framing::Chunked {
+                decoder, decoded, ..
+            } = &mut self.framing
+            else {
                 return Ok(0);
             };
             match decoder.decode(&raw[..n], decoded) {
@@ -159,7 +178,10 @@ impl BodyState {
                 }
                 Err(error) => {
                     self.failed = true;
-                    return Err(io::Error::new(io::ErrorKind::InvalidData, error.to_string()));
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        error.to_string(),
+                    ));
                 }
             }
         }
@@ -168,7 +190,11 @@ impl BodyState {
     fn finished(&self) -> bool {
         match &self.framing {
             Framing::Length { remaining } => *remaining == 0,
-            Framing::Chunked { decoder, decoded, pos } => decoder.is_done() && *pos >= decoded.len(),
+            Framing::Chunked {
+                decoder,
+                decoded,
+                pos,
+            } => decoder.is_done() && *pos >= decoded.len(),
         }
     }
 }

@@ -184,8 +184,14 @@ mod tests {
     fn server_name_comes_from_host_then_socket() {
         let local: SocketAddr = "127.0.0.1:8000".parse().unwrap();
         let http = |h: &[(String, Vec<u8>)]| server_name_port(h, Some(local), "http");
-        assert_eq!(http(&host("example.com:81")), ("example.com".into(), "81".into()));
-        assert_eq!(http(&host("example.com")), ("example.com".into(), "80".into()));
+        assert_eq!(
+            http(&host("example.com:81")),
+            ("example.com".into(), "81".into())
+        );
+        assert_eq!(
+            http(&host("example.com")),
+            ("example.com".into(), "80".into())
+        );
         assert_eq!(http(&host("[::1]:9")), ("[::1]".into(), "9".into()));
         assert_eq!(http(&[]), ("127.0.0.1".into(), "8000".into()));
         let https = server_name_port(&host("example.com"), Some(local), "https");

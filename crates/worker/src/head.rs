@@ -176,6 +176,9 @@ pub fn read_available(stream: &AsyncStream, buf: &mut Vec<u8>) -> bool {
 pub fn timeout_error(limit: Duration) -> HttpError {
     HttpError::new(
         408,
-        format!("the request head did not arrive within {} s", limit.as_secs()),
+        format!(
+            "the request head did not arrive within {} s",
+            limit.as_secs()
+        ),
     )
 }

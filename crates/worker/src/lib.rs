@@ -111,7 +111,11 @@ impl ClassOptions {
 
 /// Runs a worker process to completion and returns its exit code.
 pub fn run(setup: WorkerSetup) -> i32 {
-    let WorkerSetup { settings, listeners, heartbeat } = setup;
+    let WorkerSetup {
+        settings,
+        listeners,
+        heartbeat,
+    } = setup;
     signals::install();
     let pid = std::process::id();
     tracing::info!("Booting worker with pid: {pid}");
@@ -131,8 +135,7 @@ pub fn run(setup: WorkerSetup) -> i32 {
     };
     let multiprocess = settings.workers > 1;
     let app = Python::attach(|py| {
-        let callable = ferricorn_python::app::load(py, spec)
-            .map_err(|error| error.to_string())?;
+        let callable = ferricorn_python::app::load(py, spec).map_err(|error| error.to_string())?;
         WsgiApp::new(py, callable, false, multiprocess)
             .map_err(|error| ferricorn_python::app::format_error(py, &error))
     });

@@ -66,7 +66,11 @@ impl RequestPolicy {
                 .iter()
                 .find(|(n, _)| n.eq_ignore_ascii_case(name))
             {
-                scheme = if value.as_slice() == expected.as_bytes() { "https" } else { "http" };
+                scheme = if value.as_slice() == expected.as_bytes() {
+                    "https"
+                } else {
+                    "http"
+                };
             }
         }
         scheme
@@ -75,8 +79,16 @@ impl RequestPolicy {
     /// The mount point: a trusted proxy's `SCRIPT_NAME` header (when listed
     /// in `forwarder_headers`), else the environment's.
     pub fn script_name(&self, headers: &[(String, Vec<u8>)], trusted: bool) -> String {
-        if trusted && self.forwarder_headers.iter().any(|f| f.eq_ignore_ascii_case("SCRIPT_NAME")) {
-            if let Some((_, value)) = headers.iter().find(|(n, _)| n.eq_ignore_ascii_case("SCRIPT_NAME")) {
+        if trusted
+            && self
+                .forwarder_headers
+                .iter()
+                .any(|f| f.eq_ignore_ascii_case("SCRIPT_NAME"))
+        {
+            if let Some((_, value)) = headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case("SCRIPT_NAME"))
+            {
                 return String::from_utf8_lossy(value).into_owned();
             }
         }

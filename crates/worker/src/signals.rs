@@ -16,7 +16,11 @@ extern "C" fn exit_now(signal: libc::c_int) {
 
 /// Sets the worker's signal dispositions.
 pub fn install() {
-    let quick = SigAction::new(SigHandler::Handler(exit_now), SaFlags::SA_RESTART, SigSet::empty());
+    let quick = SigAction::new(
+        SigHandler::Handler(exit_now),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
     for sig in [Signal::SIGQUIT, Signal::SIGINT, Signal::SIGABRT] {
         // SAFETY: the handler only calls the async-signal-safe `_exit`.
         if let Err(error) = unsafe { sigaction(sig, &quick) } {

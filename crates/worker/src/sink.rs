@@ -43,7 +43,12 @@ pub struct BlockingSink {
 impl BlockingSink {
     /// A sink for a response to a request of `version`; `head_request` for
     /// HEAD; `keep_alive` whether the connection may be reused afterwards.
-    pub fn new(stream: SharedStream, version: Version, head_request: bool, keep_alive: bool) -> Self {
+    pub fn new(
+        stream: SharedStream,
+        version: Version,
+        head_request: bool,
+        keep_alive: bool,
+    ) -> Self {
         Self {
             stream,
             version,
@@ -78,7 +83,8 @@ impl BlockingSink {
             self.buf = out;
             return result;
         }
-        self.buf.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+        self.buf
+            .extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
         let size_line = std::mem::take(&mut self.buf);
         let result = self
             .write_all_vectored(&size_line, data)
@@ -117,7 +123,11 @@ impl ResponseSink for BlockingSink {
         write_status_line(&mut head, self.version, status, reason);
         write_header(&mut head, "Server", "ferricorn");
         write_header(&mut head, "Date", &http_date_now());
-        let connection = if self.close_after { "close" } else { "keep-alive" };
+        let connection = if self.close_after {
+            "close"
+        } else {
+            "keep-alive"
+        };
         write_header(&mut head, "Connection", connection);
         for (name, value) in headers {
             write_header(&mut head, name, value);

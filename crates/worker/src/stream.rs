@@ -2,9 +2,9 @@
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
+use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::net::{TcpListener, TcpStream};
 
 /// A listening socket inherited from the master.
 #[derive(Debug)]

@@ -16,8 +16,10 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use crate::exchange::{self, ExchangeContext, Peer};
-use crate::head::{read_available, read_head, timeout_error, HeadError, HeadReader, Progress, ReadyHead};
-use crate::io::{accept_any, AsyncListener, AsyncStream, Accepted};
+use crate::head::{
+    read_available, read_head, timeout_error, HeadError, HeadReader, Progress, ReadyHead,
+};
+use crate::io::{accept_any, Accepted, AsyncListener, AsyncStream};
 use crate::{ClassOptions, WorkerError};
 
 /// How long a new connection may take to send its first bytes before the
@@ -33,7 +35,11 @@ struct Ready {
 }
 
 /// Runs the sync worker until `TERM`.
-pub fn run(ctx: ExchangeContext, listeners: Vec<AsyncListenerSeed>, options: ClassOptions) -> Result<(), WorkerError> {
+pub fn run(
+    ctx: ExchangeContext,
+    listeners: Vec<AsyncListenerSeed>,
+    options: ClassOptions,
+) -> Result<(), WorkerError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -102,8 +108,16 @@ async fn on_accept(
     permit: OwnedSemaphorePermit,
     ready_tx: &mpsc::UnboundedSender<Ready>,
 ) {
-    let Accepted { mut stream, remote, local } = conn;
-    let mut peer = Peer { remote, local, transport_remote: remote };
+    let Accepted {
+        mut stream,
+        remote,
+        local,
+    } = conn;
+    let mut peer = Peer {
+        remote,
+        local,
+        transport_remote: remote,
+    };
     let mut reader = HeadReader::new(&options.parser, &options.proxy);
     let _ = tokio::time::timeout(FIRST_BYTES_GRACE, stream.readable()).await;
     if !read_available(&stream, &mut reader.buf) {
@@ -111,7 +125,16 @@ async fn on_accept(
     }
     match reader.advance(&mut peer) {
         Progress::Ready(head) => {
-            serve_inline(ctx, options, Ready { stream, peer, head, _permit: permit });
+            serve_inline(
+                ctx,
+                options,
+                Ready {
+                    stream,
+                    peer,
+                    head,
+                    _permit: permit,
+                },
+            );
         }
         Progress::Invalid(error) => {
             let _ = stream.write_all(&error.to_response()).await;
@@ -126,7 +149,12 @@ async fn on_accept(
                 let deadline = Instant::now() + options.header_timeout;
                 match read_head(&mut stream, &mut reader, &mut peer, deadline).await {
                     Ok(head) => {
-                        let _ = ready_tx.send(Ready { stream, peer, head, _permit: permit });
+                        let _ = ready_tx.send(Ready {
+                            stream,
+                            peer,
+                            head,
+                            _permit: permit,
+                        });
                     }
                     Err(HeadError::Invalid(error)) => {
                         let _ = stream.write_all(&error.to_response()).await;
@@ -144,7 +172,12 @@ async fn on_accept(
 
 /// Hands the connection to the app on this thread; the loop waits.
 fn serve_inline(ctx: &ExchangeContext, options: &ClassOptions, ready: Ready) {
-    let Ready { stream, peer, head, _permit } = ready;
+    let Ready {
+        stream,
+        peer,
+        head,
+        _permit,
+    } = ready;
     let stream = match stream.into_std() {
         Ok(stream) => stream,
         Err(error) => {

@@ -1,0 +1,140 @@
+//! The resolved settings handed to the rest of ferricorn.
+
+use std::path::{Path, PathBuf};
+
+use crate::bind::Bind;
+use crate::cidr::AllowList;
+use crate::types::{HeaderMap, LogLevel, WorkerClass};
+
+/// Every supported setting, fully resolved and validated. Names, meanings and
+/// defaults are gunicorn's; see the settings table (`ferricorn --help`) for
+/// the flag and environment variable of each.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// The WSGI application, `MODULE[:VARIABLE]` (positional `APP_MODULE`).
+    pub wsgi_app: Option<String>,
+    /// Addresses to listen on (`-b/--bind`); default `127.0.0.1:8000`, or
+    /// `0.0.0.0:$PORT` when `PORT` is set.
+    pub bind: Vec<Bind>,
+    /// Listen queue length (`--backlog`).
+    pub backlog: u32,
+    /// Number of worker processes (`-w/--workers`), at least 1; default
+    /// `$WEB_CONCURRENCY` or 1.
+    pub workers: u32,
+    /// Worker type (`-k/--worker-class`). As in gunicorn, `sync` with more
+    /// than one thread resolves to `gthread`.
+    pub worker_class: WorkerClass,
+    /// Threads per worker (`--threads`), at least 1.
+    pub threads: u32,
+    /// Maximum simultaneous clients per worker (`--worker-connections`).
+    pub worker_connections: u32,
+    /// Seconds of worker silence before it is killed (`-t/--timeout`); 0 disables.
+    pub timeout: u64,
+    /// Seconds workers get to finish after a graceful stop (`--graceful-timeout`).
+    pub graceful_timeout: u64,
+    /// Seconds to wait for the next request on a keep-alive connection (`--keep-alive`).
+    pub keepalive: u64,
+    /// Maximum request line length in bytes (`--limit-request-line`), 0..=8190;
+    /// 0 means unlimited.
+    pub limit_request_line: usize,
+    /// Maximum number of request header fields (`--limit-request-fields`),
+    /// at most 32768; gunicorn's 0 is resolved to that maximum.
+    pub limit_request_fields: usize,
+    /// Maximum size of one request header field (`--limit-request-field_size`);
+    /// 0 means unlimited.
+    pub limit_request_field_size: usize,
+    /// Directory to change to before loading the app (`--chdir`), absolute;
+    /// default: the current directory.
+    pub chdir: PathBuf,
+    /// Directories to add to the Python path (`--pythonpath`, comma-separated).
+    pub pythonpath: Vec<PathBuf>,
+    /// Environment variables to set in workers (`-e/--env KEY=VALUE`).
+    pub raw_env: Vec<(String, String)>,
+    /// PID file to write (`-p/--pid`).
+    pub pidfile: Option<PathBuf>,
+    /// Process name base for `ps`/`top` (`-n/--name`).
+    pub proc_name: Option<String>,
+    /// Access log file (`--access-logfile`); `-` is stdout; `None` disables.
+    pub accesslog: Option<String>,
+    /// Access log line format (`--access-logformat`), gunicorn's `%(x)s` syntax.
+    pub access_log_format: String,
+    /// Error log file (`--error-logfile`/`--log-file`); `-` is stderr.
+    pub errorlog: String,
+    /// Error log level (`--log-level`).
+    pub loglevel: LogLevel,
+    /// Check the configuration and exit (`--check-config`).
+    pub check_config: bool,
+    /// Print the resolved configuration and exit (`--print-config`); implies `check_config`.
+    pub print_config: bool,
+    /// Peers trusted to set secure-scheme and forwarder headers (`--forwarded-allow-ips`).
+    pub forwarded_allow_ips: AllowList,
+    /// Header/value pairs that mark a request as HTTPS when sent by a trusted
+    /// peer; header names upper-cased, sorted.
+    pub secure_scheme_headers: Vec<(String, String)>,
+    /// Environ keys a trusted forwarder may set through headers (`--forwarder-headers`).
+    pub forwarder_headers: Vec<String>,
+    /// Expect a PROXY protocol header on new connections (`--proxy-protocol`).
+    pub proxy_protocol: bool,
+    /// Peers allowed to send a PROXY protocol header (`--proxy-allow-from`).
+    pub proxy_allow_ips: AllowList,
+    /// Handling of header names that do not map cleanly into environ (`--header-map`).
+    pub header_map: HeaderMap,
+    /// Accept obsolete line folding in header values (`--permit-obsolete-folding`).
+    pub permit_obsolete_folding: bool,
+    /// Strip spaces between header names and `:` (`--strip-header-spaces`); unsafe.
+    pub strip_header_spaces: bool,
+    /// Accept methods outside the usual conventions (`--permit-unconventional-http-method`).
+    pub permit_unconventional_http_method: bool,
+    /// Accept HTTP versions other than 1.0/1.1 (`--permit-unconventional-http-version`).
+    pub permit_unconventional_http_version: bool,
+    /// Upper-case received HTTP methods (`--casefold-http-method`).
+    pub casefold_http_method: bool,
+    /// The config file actually read, if any.
+    pub config_file: Option<PathBuf>,
+}
+
+impl Settings {
+    /// An empty starting point; every real default comes from the settings
+    /// table's default layer, so nothing here is a user-visible value except
+    /// `chdir`, which must be a path even before layers apply.
+    pub(crate) fn blank(cwd: &Path) -> Self {
+        Settings {
+            wsgi_app: None,
+            bind: Vec::new(),
+            backlog: 0,
+            workers: 0,
+            worker_class: WorkerClass::Sync,
+            threads: 0,
+            worker_connections: 0,
+            timeout: 0,
+            graceful_timeout: 0,
+            keepalive: 0,
+            limit_request_line: 0,
+            limit_request_fields: 0,
+            limit_request_field_size: 0,
+            chdir: cwd.to_path_buf(),
+            pythonpath: Vec::new(),
+            raw_env: Vec::new(),
+            pidfile: None,
+            proc_name: None,
+            accesslog: None,
+            access_log_format: String::new(),
+            errorlog: String::new(),
+            loglevel: LogLevel::Info,
+            check_config: false,
+            print_config: false,
+            forwarded_allow_ips: AllowList::default(),
+            secure_scheme_headers: Vec::new(),
+            forwarder_headers: Vec::new(),
+            proxy_protocol: false,
+            proxy_allow_ips: AllowList::default(),
+            header_map: HeaderMap::Drop,
+            permit_obsolete_folding: false,
+            strip_header_spaces: false,
+            permit_unconventional_http_method: false,
+            permit_unconventional_http_version: false,
+            casefold_http_method: false,
+            config_file: None,
+        }
+    }
+}

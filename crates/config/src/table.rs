@@ -1,0 +1,914 @@
+//! The settings table: the single source of truth for every setting's name,
+//! command-line flags, environment variable, TOML key, default, validation and
+//! help text. The clap command, the help output, the environment and file
+//! layers, `print_config` and the example config file are all derived from it.
+//!
+//! Also listed here: every other gunicorn setting, so that its flags and keys
+//! are refused explicitly ("not supported yet") instead of being unknown.
+
+use std::path::{Path, PathBuf};
+
+use figment::value::Value;
+use toml::Value as Toml;
+
+use crate::bind::Bind;
+use crate::cidr::AllowList;
+use crate::error::ParseError;
+use crate::settings::Settings;
+use crate::source::Source;
+use crate::values::{self, Invalid};
+
+/// Context validators may need.
+pub(crate) struct Ctx<'a> {
+    /// The directory relative paths are resolved against.
+    pub cwd: &'a Path,
+}
+
+/// Validates one raw value and stores it into [`Settings`].
+pub(crate) type Apply = for<'a> fn(&mut Settings, &Value, &Ctx<'a>) -> Result<(), Invalid>;
+/// Renders a setting's resolved value as TOML, `None` when unset.
+pub(crate) type Show = fn(&Settings) -> Option<Toml>;
+
+/// How a setting appears on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CliKind {
+    /// A switch that sets the boolean to true (argparse's `store_true`).
+    Flag,
+    /// An option taking one value; the last occurrence wins.
+    Value,
+    /// An option that may be repeated; values accumulate.
+    Append,
+    /// The positional `APP_MODULE`.
+    Positional,
+    /// Only settable in the config file or the environment.
+    None,
+}
+
+/// A setting's built-in default.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum DefaultValue {
+    Unset,
+    Str(&'static str),
+    Int(u64),
+    Bool(bool),
+    List(&'static [&'static str]),
+    Pairs(&'static [(&'static str, &'static str)]),
+    /// The directory ferricorn was started in.
+    Cwd,
+}
+
+/// A gunicorn environment variable that replaces a setting's default.
+pub(crate) struct EnvDefault {
+    pub var: &'static str,
+    pub value: fn(&str) -> Value,
+}
+
+/// One supported setting.
+pub(crate) struct SettingDef {
+    /// gunicorn's name; also the TOML key and, upper-cased, the `FERRICORN_` suffix.
+    pub name: &'static str,
+    pub short: Option<char>,
+    /// The primary long flag, without dashes.
+    pub long: Option<&'static str>,
+    /// More long flags, without dashes.
+    pub aliases: &'static [&'static str],
+    pub metavar: &'static str,
+    pub cli: CliKind,
+    pub default: DefaultValue,
+    pub env_default: Option<EnvDefault>,
+    /// TOML value shown in the example config when there is no default.
+    pub example: Option<&'static str>,
+    pub help: &'static str,
+    pub apply: Apply,
+    pub show: Show,
+}
+
+impl SettingDef {
+    /// `FERRICORN_<NAME>`.
+    pub(crate) fn env_var(&self) -> String {
+        env_var(self.name)
+    }
+
+    /// How the setting is named in messages about a value from `origin`: the
+    /// flag for command-line sources, the setting name otherwise.
+    pub(crate) fn label_for(&self, origin: &Source) -> String {
+        match origin {
+            Source::CommandLine | Source::CmdArgsEnv => match (self.cli, self.long) {
+                (CliKind::Positional, _) => self.metavar.to_string(),
+                (_, Some(long)) => format!("--{long}"),
+                _ => self.name.to_string(),
+            },
+            _ => self.name.to_string(),
+        }
+    }
+
+    /// The default as a raw value, `None` when unset.
+    pub(crate) fn default_value(&self, cwd: &Path) -> Option<Value> {
+        Some(match self.default {
+            DefaultValue::Unset => return None,
+            DefaultValue::Str(s) => Value::from(s),
+            DefaultValue::Int(n) => Value::from(n),
+            DefaultValue::Bool(b) => Value::from(b),
+            DefaultValue::List(items) => Value::from(items.to_vec()),
+            DefaultValue::Pairs(pairs) => pairs_value(pairs.iter().map(|(k, v)| (*k, *v))),
+            DefaultValue::Cwd => Value::from(cwd.to_string_lossy().into_owned()),
+        })
+    }
+
+    /// The default as shown in help text.
+    pub(crate) fn default_doc(&self) -> String {
+        let base = match self.default {
+            DefaultValue::Unset => "none".to_string(),
+            DefaultValue::Str("") => "''".to_string(),
+            DefaultValue::Str(s) => s.to_string(),
+            DefaultValue::Int(n) => n.to_string(),
+            DefaultValue::Bool(b) => b.to_string(),
+            DefaultValue::List([]) => "none".to_string(),
+            DefaultValue::List(items) => items.join(","),
+            DefaultValue::Pairs(pairs) => pairs
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(","),
+            DefaultValue::Cwd => "current directory".to_string(),
+        };
+        match &self.env_default {
+            Some(env) => format!("{base}, or from ${}", env.var),
+            None => base,
+        }
+    }
+}
+
+/// `FERRICORN_<NAME>` for a setting name.
+pub(crate) fn env_var(name: &str) -> String {
+    format!("FERRICORN_{}", name.to_ascii_uppercase())
+}
+
+/// Table-like values are stored as arrays of `[key, value]` pairs so that a
+/// higher layer replaces the whole table, as gunicorn does, rather than
+/// figment merging the two tables key by key.
+pub(crate) fn pairs_value<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> Value {
+    Value::from(
+        pairs
+            .map(|(k, v)| Value::from(vec![Value::from(k), Value::from(v)]))
+            .collect::<Vec<Value>>(),
+    )
+}
+
+/// The setting named `name`.
+pub(crate) fn find(name: &str) -> Option<&'static SettingDef> {
+    SETTINGS.iter().find(|def| def.name == name)
+}
+
+fn parsed<T: std::str::FromStr<Err = ParseError>>(v: &Value) -> Result<T, Invalid> {
+    values::string(v)?
+        .parse()
+        .map_err(|e: ParseError| Invalid::new(e.reason()))
+}
+
+fn allow_list(v: &Value) -> Result<AllowList, Invalid> {
+    let entries = values::comma_list(v)?;
+    AllowList::from_entries(entries.iter().map(String::as_str))
+        .map_err(|e| Invalid::new(e.reason()))
+}
+
+fn t_str(s: &str) -> Option<Toml> {
+    Some(Toml::String(s.to_string()))
+}
+
+fn t_int<N: TryInto<i64>>(n: N) -> Option<Toml> {
+    // Every limit is validated far below i64::MAX; saturate rather than fail.
+    Some(Toml::Integer(n.try_into().unwrap_or(i64::MAX)))
+}
+
+fn t_bool(b: bool) -> Option<Toml> {
+    Some(Toml::Boolean(b))
+}
+
+fn t_list(items: impl IntoIterator<Item = String>) -> Option<Toml> {
+    Some(Toml::Array(items.into_iter().map(Toml::String).collect()))
+}
+
+fn t_path(p: &Path) -> Option<Toml> {
+    t_str(&p.display().to_string())
+}
+
+const MAX_REQUEST_LINE: usize = 8190;
+const MAX_HEADERS: usize = 32768;
+
+fn apply_nothing(_: &mut Settings, _: &Value, _: &Ctx<'_>) -> Result<(), Invalid> {
+    Ok(())
+}
+
+fn show_nothing(_: &Settings) -> Option<Toml> {
+    None
+}
+
+/// Field values shared by most entries; each entry overrides what it needs.
+const BASE: SettingDef = SettingDef {
+    name: "",
+    short: None,
+    long: None,
+    aliases: &[],
+    metavar: "",
+    cli: CliKind::Value,
+    default: DefaultValue::Unset,
+    env_default: None,
+    example: None,
+    help: "",
+    apply: apply_nothing,
+    show: show_nothing,
+};
+
+/// Every supported setting, in gunicorn's documentation order.
+pub(crate) static SETTINGS: &[SettingDef] = &[
+    SettingDef {
+        name: "config",
+        short: Some('c'),
+        long: Some("config"),
+        metavar: "CONFIG",
+        example: Some("\"ferricorn.toml\""),
+        help: "The TOML config file to read (PATH or file:PATH). Without it, ./ferricorn.toml is read if it exists.",
+        apply: |_, v, _| {
+            // Which file to read is decided before the layers are merged; here
+            // the value only has to be usable.
+            values::required_string(v, "a file path").map(|_| ())
+        },
+        show: |s| s.config_file.as_deref().and_then(t_path),
+        ..BASE
+    },
+    SettingDef {
+        name: "wsgi_app",
+        long: None,
+        metavar: "APP_MODULE",
+        cli: CliKind::Positional,
+        example: Some("\"myproject.wsgi:application\""),
+        help: "The WSGI application, MODULE_NAME:VARIABLE_NAME.",
+        apply: |s, v, _| {
+            s.wsgi_app = values::opt_string(v)?;
+            Ok(())
+        },
+        show: |s| s.wsgi_app.as_deref().and_then(t_str),
+        ..BASE
+    },
+    SettingDef {
+        name: "bind",
+        short: Some('b'),
+        long: Some("bind"),
+        metavar: "ADDRESS",
+        cli: CliKind::Append,
+        default: DefaultValue::List(&["127.0.0.1:8000"]),
+        env_default: Some(EnvDefault {
+            var: "PORT",
+            value: |port| Value::from(vec![format!("0.0.0.0:{port}")]),
+        }),
+        help: "The socket to bind: HOST, HOST:PORT, [IPv6]:PORT, unix:PATH or fd://FD. Repeat to bind several.",
+        apply: |s, v, _| {
+            let mut binds = Vec::new();
+            for text in values::strings(v)? {
+                binds.push(
+                    text.parse::<Bind>()
+                        .map_err(|e| Invalid::at(text.clone(), e.reason()))?,
+                );
+            }
+            if binds.is_empty() {
+                return Err(Invalid::new("expected at least one address"));
+            }
+            s.bind = binds;
+            Ok(())
+        },
+        show: |s| t_list(s.bind.iter().map(Bind::to_string)),
+        ..BASE
+    },
+    SettingDef {
+        name: "backlog",
+        long: Some("backlog"),
+        metavar: "INT",
+        default: DefaultValue::Int(2048),
+        help: "The maximum number of pending connections.",
+        apply: |s, v, _| {
+            s.backlog = values::u32_in(v, 1, u32::MAX)?;
+            Ok(())
+        },
+        show: |s| t_int(s.backlog),
+        ..BASE
+    },
+    SettingDef {
+        name: "workers",
+        short: Some('w'),
+        long: Some("workers"),
+        metavar: "INT",
+        default: DefaultValue::Int(1),
+        env_default: Some(EnvDefault {
+            var: "WEB_CONCURRENCY",
+            value: |n| Value::from(n),
+        }),
+        help: "The number of worker processes for handling requests.",
+        apply: |s, v, _| {
+            s.workers = values::u32_in(v, 1, u32::MAX)?;
+            Ok(())
+        },
+        show: |s| t_int(s.workers),
+        ..BASE
+    },
+    SettingDef {
+        name: "worker_class",
+        short: Some('k'),
+        long: Some("worker-class"),
+        metavar: "STRING",
+        default: DefaultValue::Str("sync"),
+        help: "The type of workers to use: sync, gthread or async.",
+        apply: |s, v, _| {
+            s.worker_class = parsed(v)?;
+            Ok(())
+        },
+        show: |s| t_str(s.worker_class.as_str()),
+        ..BASE
+    },
+    SettingDef {
+        name: "threads",
+        long: Some("threads"),
+        metavar: "INT",
+        default: DefaultValue::Int(1),
+        help: "The number of worker threads for handling requests (sync with more than 1 thread means gthread).",
+        apply: |s, v, _| {
+            s.threads = values::u32_in(v, 1, u32::MAX)?;
+            Ok(())
+        },
+        show: |s| t_int(s.threads),
+        ..BASE
+    },
+    SettingDef {
+        name: "worker_connections",
+        long: Some("worker-connections"),
+        metavar: "INT",
+        default: DefaultValue::Int(1000),
+        help: "The maximum number of simultaneous clients per worker.",
+        apply: |s, v, _| {
+            s.worker_connections = values::u32_in(v, 1, u32::MAX)?;
+            Ok(())
+        },
+        show: |s| t_int(s.worker_connections),
+        ..BASE
+    },
+    SettingDef {
+        name: "timeout",
+        short: Some('t'),
+        long: Some("timeout"),
+        metavar: "INT",
+        default: DefaultValue::Int(30),
+        help: "Workers silent for more than this many seconds are killed and restarted; 0 disables.",
+        apply: |s, v, _| {
+            s.timeout = values::integer(v, 0, u64::MAX)?;
+            Ok(())
+        },
+        show: |s| t_int(s.timeout),
+        ..BASE
+    },
+    SettingDef {
+        name: "graceful_timeout",
+        long: Some("graceful-timeout"),
+        metavar: "INT",
+        default: DefaultValue::Int(30),
+        help: "Seconds workers get to finish their requests after a graceful stop or restart.",
+        apply: |s, v, _| {
+            s.graceful_timeout = values::integer(v, 0, u64::MAX)?;
+            Ok(())
+        },
+        show: |s| t_int(s.graceful_timeout),
+        ..BASE
+    },
+    SettingDef {
+        name: "keepalive",
+        long: Some("keep-alive"),
+        metavar: "INT",
+        default: DefaultValue::Int(2),
+        help: "The number of seconds to wait for requests on a Keep-Alive connection.",
+        apply: |s, v, _| {
+            s.keepalive = values::integer(v, 0, u64::MAX)?;
+            Ok(())
+        },
+        show: |s| t_int(s.keepalive),
+        ..BASE
+    },
+    SettingDef {
+        name: "limit_request_line",
+        long: Some("limit-request-line"),
+        metavar: "INT",
+        default: DefaultValue::Int(4094),
+        help: "The maximum size of the HTTP request line in bytes, 0 (unlimited) to 8190.",
+        apply: |s, v, _| {
+            s.limit_request_line = values::usize_in(v, 0, MAX_REQUEST_LINE)?;
+            Ok(())
+        },
+        show: |s| t_int(s.limit_request_line),
+        ..BASE
+    },
+    SettingDef {
+        name: "limit_request_fields",
+        long: Some("limit-request-fields"),
+        metavar: "INT",
+        default: DefaultValue::Int(100),
+        help: "The maximum number of HTTP header fields in a request, at most 32768.",
+        apply: |s, v, _| {
+            let n = values::usize_in(v, 0, MAX_HEADERS)?;
+            // gunicorn treats 0 as "the maximum"; resolve it so callers see a real limit.
+            s.limit_request_fields = if n == 0 { MAX_HEADERS } else { n };
+            Ok(())
+        },
+        show: |s| t_int(s.limit_request_fields),
+        ..BASE
+    },
+    SettingDef {
+        name: "limit_request_field_size",
+        // gunicorn's flag really is spelled with an underscore.
+        long: Some("limit-request-field_size"),
+        aliases: &["limit-request-field-size"],
+        metavar: "INT",
+        default: DefaultValue::Int(8190),
+        help: "The maximum size of one HTTP request header field in bytes; 0 means unlimited.",
+        apply: |s, v, _| {
+            s.limit_request_field_size = values::usize_in(v, 0, usize::MAX)?;
+            Ok(())
+        },
+        show: |s| t_int(s.limit_request_field_size),
+        ..BASE
+    },
+    SettingDef {
+        name: "chdir",
+        long: Some("chdir"),
+        metavar: "DIR",
+        default: DefaultValue::Cwd,
+        example: Some("\".\""),
+        help: "Change to this directory before loading the app.",
+        apply: |s, v, ctx| {
+            let text = values::required_string(v, "an existing directory")?;
+            let path = values::absolute(ctx.cwd, Path::new(&text));
+            if !path.is_dir() {
+                return Err(Invalid::new("expected an existing directory"));
+            }
+            s.chdir = path;
+            Ok(())
+        },
+        show: |s| t_path(&s.chdir),
+        ..BASE
+    },
+    SettingDef {
+        name: "pythonpath",
+        long: Some("pythonpath"),
+        metavar: "STRING",
+        example: Some("\"/srv/app,/srv/lib\""),
+        help: "A comma-separated list of directories to add to the Python path.",
+        apply: |s, v, _| {
+            s.pythonpath = values::comma_list(v)?.into_iter().map(PathBuf::from).collect();
+            Ok(())
+        },
+        show: |s| {
+            (!s.pythonpath.is_empty()).then(|| {
+                let parts: Vec<String> =
+                    s.pythonpath.iter().map(|p| p.display().to_string()).collect();
+                Toml::String(parts.join(","))
+            })
+        },
+        ..BASE
+    },
+    SettingDef {
+        name: "raw_env",
+        short: Some('e'),
+        long: Some("env"),
+        metavar: "ENV",
+        cli: CliKind::Append,
+        default: DefaultValue::List(&[]),
+        help: "Set an environment variable in the workers, KEY=VALUE. Repeat for several.",
+        apply: |s, v, _| {
+            let mut env = Vec::new();
+            for entry in values::strings(v)? {
+                match entry.split_once('=') {
+                    Some((key, value)) if !key.is_empty() => {
+                        env.push((key.to_string(), value.to_string()))
+                    }
+                    _ => return Err(Invalid::at(entry, "expected KEY=VALUE")),
+                }
+            }
+            s.raw_env = env;
+            Ok(())
+        },
+        show: |s| t_list(s.raw_env.iter().map(|(k, v)| format!("{k}={v}"))),
+        ..BASE
+    },
+    SettingDef {
+        name: "pidfile",
+        short: Some('p'),
+        long: Some("pid"),
+        metavar: "FILE",
+        example: Some("\"/run/ferricorn.pid\""),
+        help: "A filename to use for the PID file; none is written if unset.",
+        apply: |s, v, _| {
+            s.pidfile = values::opt_string(v)?.map(PathBuf::from);
+            Ok(())
+        },
+        show: |s| s.pidfile.as_deref().and_then(t_path),
+        ..BASE
+    },
+    SettingDef {
+        name: "proc_name",
+        short: Some('n'),
+        long: Some("name"),
+        metavar: "STRING",
+        example: Some("\"myproject\""),
+        help: "A base to use for naming the processes in ps and top.",
+        apply: |s, v, _| {
+            s.proc_name = values::opt_string(v)?;
+            Ok(())
+        },
+        show: |s| s.proc_name.as_deref().and_then(t_str),
+        ..BASE
+    },
+    SettingDef {
+        name: "accesslog",
+        long: Some("access-logfile"),
+        metavar: "FILE",
+        example: Some("\"-\""),
+        help: "The access log file to write to; '-' means stdout. No access log if unset.",
+        apply: |s, v, _| {
+            s.accesslog = values::opt_string(v)?;
+            Ok(())
+        },
+        show: |s| s.accesslog.as_deref().and_then(t_str),
+        ..BASE
+    },
+    SettingDef {
+        name: "access_log_format",
+        long: Some("access-logformat"),
+        metavar: "STRING",
+        default: DefaultValue::Str(r#"%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s""#),
+        help: "The access log format, in gunicorn's %(name)s syntax.",
+        apply: |s, v, _| {
+            s.access_log_format = values::string(v)?;
+            Ok(())
+        },
+        show: |s| t_str(&s.access_log_format),
+        ..BASE
+    },
+    SettingDef {
+        name: "errorlog",
+        long: Some("error-logfile"),
+        aliases: &["log-file"],
+        metavar: "FILE",
+        default: DefaultValue::Str("-"),
+        help: "The error log file to write to; '-' means stderr.",
+        apply: |s, v, _| {
+            s.errorlog = values::required_string(v, "a file path, or '-' for stderr")?;
+            Ok(())
+        },
+        show: |s| t_str(&s.errorlog),
+        ..BASE
+    },
+    SettingDef {
+        name: "loglevel",
+        long: Some("log-level"),
+        metavar: "LEVEL",
+        default: DefaultValue::Str("info"),
+        help: "The granularity of error log output: debug, info, warning, error or critical.",
+        apply: |s, v, _| {
+            s.loglevel = parsed(v)?;
+            Ok(())
+        },
+        show: |s| t_str(s.loglevel.as_str()),
+        ..BASE
+    },
+    SettingDef {
+        name: "check_config",
+        long: Some("check-config"),
+        cli: CliKind::Flag,
+        default: DefaultValue::Bool(false),
+        help: "Check the configuration and exit.",
+        apply: |s, v, _| {
+            s.check_config = values::boolean(v)?;
+            Ok(())
+        },
+        show: |s| t_bool(s.check_config),
+        ..BASE
+    },
+    SettingDef {
+        name: "print_config",
+        long: Some("print-config"),
+        cli: CliKind::Flag,
+        default: DefaultValue::Bool(false),
+        help: "Print the fully resolved configuration and exit (implies --check-config).",
+        apply: |s, v, _| {
+            s.print_config = values::boolean(v)?;
+            Ok(())
+        },
+        show: |s| t_bool(s.print_config),
+        ..BASE
+    },
+    SettingDef {
+        name: "forwarded_allow_ips",
+        long: Some("forwarded-allow-ips"),
+        metavar: "STRING",
+        default: DefaultValue::Str("127.0.0.1,::1"),
+        env_default: Some(EnvDefault {
+            var: "FORWARDED_ALLOW_IPS",
+            value: |ips| Value::from(ips),
+        }),
+        help: "Comma-separated IPs or CIDR networks of front-ends trusted to set secure headers; '*' trusts all.",
+        apply: |s, v, _| {
+            s.forwarded_allow_ips = allow_list(v)?;
+            Ok(())
+        },
+        show: |s| t_str(&s.forwarded_allow_ips.to_string()),
+        ..BASE
+    },
+    SettingDef {
+        name: "secure_scheme_headers",
+        cli: CliKind::None,
+        default: DefaultValue::Pairs(&[
+            ("X-FORWARDED-PROTOCOL", "ssl"),
+            ("X-FORWARDED-PROTO", "https"),
+            ("X-FORWARDED-SSL", "on"),
+        ]),
+        help: "Headers and values a trusted front-end uses to mark a request as HTTPS (a TOML table; HEADER=VALUE,... in the environment).",
+        apply: |s, v, _| {
+            // Header names are compared upper-cased; a sorted map drops duplicates.
+            let map: std::collections::BTreeMap<String, String> = values::pairs(v)?
+                .into_iter()
+                .map(|(k, val)| (k.to_ascii_uppercase(), val))
+                .collect();
+            s.secure_scheme_headers = map.into_iter().collect();
+            Ok(())
+        },
+        show: |s| {
+            let table: toml::Table = s
+                .secure_scheme_headers
+                .iter()
+                .map(|(k, v)| (k.clone(), Toml::String(v.clone())))
+                .collect();
+            Some(Toml::Table(table))
+        },
+        ..BASE
+    },
+    SettingDef {
+        name: "forwarder_headers",
+        long: Some("forwarder-headers"),
+        metavar: "STRING",
+        default: DefaultValue::Str("SCRIPT_NAME,PATH_INFO"),
+        help: "Comma-separated environ keys a trusted front-end may set through headers.",
+        apply: |s, v, _| {
+            s.forwarder_headers = values::comma_list(v)?;
+            Ok(())
+        },
+        show: |s| t_str(&s.forwarder_headers.join(",")),
+        ..BASE
+    },
+    SettingDef {
+        name: "proxy_protocol",
+        long: Some("proxy-protocol"),
+        cli: CliKind::Flag,
+        default: DefaultValue::Bool(false),
+        help: "Expect a PROXY protocol header on new connections.",
+        apply: |s, v, _| {
+            s.proxy_protocol = values::boolean(v)?;
+            Ok(())
+        },
+        show: |s| t_bool(s.proxy_protocol),
+        ..BASE
+    },
+    SettingDef {
+        name: "proxy_allow_ips",
+        long: Some("proxy-allow-from"),
+        metavar: "STRING",
+        default: DefaultValue::Str("127.0.0.1,::1"),
+        help: "Comma-separated IPs or CIDR networks allowed to send PROXY protocol headers; '*' allows all.",
+        apply: |s, v, _| {
+            s.proxy_allow_ips = allow_list(v)?;
+            Ok(())
+        },
+        show: |s| t_str(&s.proxy_allow_ips.to_string()),
+        ..BASE
+    },
+    SettingDef {
+        name: "header_map",
+        long: Some("header-map"),
+        metavar: "STRING",
+        default: DefaultValue::Str("drop"),
+        help: "What to do with header names that cannot be mapped into environ unambiguously: drop, refuse or dangerous.",
+        apply: |s, v, _| {
+            s.header_map = parsed(v)?;
+            Ok(())
+        },
+        show: |s| t_str(s.header_map.as_str()),
+        ..BASE
+    },
+    SettingDef {
+        name: "permit_obsolete_folding",
+        long: Some("permit-obsolete-folding"),
+        cli: CliKind::Flag,
+        default: DefaultValue::Bool(false),
+        help: "Permit requests using obsolete HTTP line folding in header values.",
+        apply: |s, v, _| {
+            s.permit_obsolete_folding = values::boolean(v)?;
+            Ok(())
+        },
+        show: |s| t_bool(s.permit_obsolete_folding),
+        ..BASE
+    },
+    SettingDef {
+        name: "strip_header_spaces",
+        long: Some("strip-header-spaces"),
+        cli: CliKind::Flag,
+        default: DefaultValue::Bool(false),
+        help: "Strip spaces between a header name and the ':' (unsafe; not HTTP/1.1 compliant).",
+        apply: |s, v, _| {
+            s.strip_header_spaces = values::boolean(v)?;
+            Ok(())
+        },
+        show: |s| t_bool(s.strip_header_spaces),
+        ..BASE
+    },
+    SettingDef {
+        name: "permit_unconventional_http_method",
+        long: Some("permit-unconventional-http-method"),
+        cli: CliKind::Flag,
+        default: DefaultValue::Bool(false),
+        help: "Permit HTTP methods that do not follow the usual conventions.",
+        apply: |s, v, _| {
+            s.permit_unconventional_http_method = values::boolean(v)?;
+            Ok(())
+        },
+        show: |s| t_bool(s.permit_unconventional_http_method),
+        ..BASE
+    },
+    SettingDef {
+        name: "permit_unconventional_http_version",
+        long: Some("permit-unconventional-http-version"),
+        cli: CliKind::Flag,
+        default: DefaultValue::Bool(false),
+        help: "Permit HTTP versions other than 1.0 and 1.1.",
+        apply: |s, v, _| {
+            s.permit_unconventional_http_version = values::boolean(v)?;
+            Ok(())
+        },
+        show: |s| t_bool(s.permit_unconventional_http_version),
+        ..BASE
+    },
+    SettingDef {
+        name: "casefold_http_method",
+        long: Some("casefold-http-method"),
+        cli: CliKind::Flag,
+        default: DefaultValue::Bool(false),
+        help: "Transform received HTTP methods to upper case.",
+        apply: |s, v, _| {
+            s.casefold_http_method = values::boolean(v)?;
+            Ok(())
+        },
+        show: |s| t_bool(s.casefold_http_method),
+        ..BASE
+    },
+];
+
+/// A gunicorn setting ferricorn does not implement yet.
+pub(crate) struct Unsupported {
+    /// gunicorn's setting name (also refused as a TOML key and `FERRICORN_` variable).
+    pub name: &'static str,
+    /// Its command-line flags, dashes included; empty for config-file-only settings.
+    pub flags: &'static [&'static str],
+    /// Whether the flags take a value (so the value is not mistaken for APP_MODULE).
+    pub takes_value: bool,
+}
+
+const fn flag(name: &'static str, flags: &'static [&'static str]) -> Unsupported {
+    Unsupported {
+        name,
+        flags,
+        takes_value: false,
+    }
+}
+
+const fn opt(name: &'static str, flags: &'static [&'static str]) -> Unsupported {
+    Unsupported {
+        name,
+        flags,
+        takes_value: true,
+    }
+}
+
+const fn file_only(name: &'static str) -> Unsupported {
+    Unsupported {
+        name,
+        flags: &[],
+        takes_value: false,
+    }
+}
+
+/// Every other gunicorn setting.
+pub(crate) static UNSUPPORTED: &[Unsupported] = &[
+    opt("max_requests", &["--max-requests"]),
+    opt("max_requests_jitter", &["--max-requests-jitter"]),
+    flag("reload", &["--reload"]),
+    opt("reload_engine", &["--reload-engine"]),
+    opt("reload_extra_files", &["--reload-extra-file"]),
+    flag("spew", &["--spew"]),
+    flag("preload_app", &["--preload"]),
+    flag("sendfile", &["--no-sendfile"]),
+    flag("reuse_port", &["--reuse-port"]),
+    flag("daemon", &["-D", "--daemon"]),
+    opt("worker_tmp_dir", &["--worker-tmp-dir"]),
+    opt("user", &["-u", "--user"]),
+    opt("group", &["-g", "--group"]),
+    opt("umask", &["-m", "--umask"]),
+    flag("initgroups", &["--initgroups"]),
+    file_only("tmp_upload_dir"),
+    flag(
+        "disable_redirect_access_to_syslog",
+        &["--disable-redirect-access-to-syslog"],
+    ),
+    flag("capture_output", &["--capture-output"]),
+    opt("logger_class", &["--logger-class"]),
+    opt("logconfig", &["--log-config"]),
+    file_only("logconfig_dict"),
+    opt("logconfig_json", &["--log-config-json"]),
+    opt("syslog_addr", &["--log-syslog-to"]),
+    flag("syslog", &["--log-syslog"]),
+    opt("syslog_prefix", &["--log-syslog-prefix"]),
+    opt("syslog_facility", &["--log-syslog-facility"]),
+    flag(
+        "enable_stdio_inheritance",
+        &["-R", "--enable-stdio-inheritance"],
+    ),
+    opt("statsd_host", &["--statsd-host"]),
+    opt("dogstatsd_tags", &["--dogstatsd-tags"]),
+    opt("statsd_prefix", &["--statsd-prefix"]),
+    flag("enable_backlog_metric", &["--enable-backlog-metric"]),
+    file_only("default_proc_name"),
+    opt("paste", &["--paste", "--paster"]),
+    opt("raw_paste_global_conf", &["--paste-global"]),
+    opt("protocol", &["--protocol"]),
+    opt("uwsgi_allow_ips", &["--uwsgi-allow-from"]),
+    opt("keyfile", &["--keyfile"]),
+    opt("certfile", &["--certfile"]),
+    opt("ssl_version", &["--ssl-version"]),
+    opt("cert_reqs", &["--cert-reqs"]),
+    opt("ca_certs", &["--ca-certs"]),
+    flag("suppress_ragged_eofs", &["--suppress-ragged-eofs"]),
+    flag("do_handshake_on_connect", &["--do-handshake-on-connect"]),
+    opt("ciphers", &["--ciphers"]),
+    opt("http_protocols", &["--http-protocols"]),
+    opt("http2_cleartext", &["--http2-cleartext"]),
+    opt(
+        "http2_max_concurrent_streams",
+        &["--http2-max-concurrent-streams"],
+    ),
+    opt(
+        "http2_initial_window_size",
+        &["--http2-initial-window-size"],
+    ),
+    opt("http2_max_frame_size", &["--http2-max-frame-size"]),
+    opt(
+        "http2_max_header_list_size",
+        &["--http2-max-header-list-size"],
+    ),
+    opt("asgi_loop", &["--asgi-loop"]),
+    opt("asgi_lifespan", &["--asgi-lifespan"]),
+    opt(
+        "asgi_disconnect_grace_period",
+        &["--asgi-disconnect-grace-period"],
+    ),
+    opt("http_parser", &["--http-parser"]),
+    opt("root_path", &["--root-path"]),
+    opt("dirty_apps", &["--dirty-app"]),
+    opt("dirty_workers", &["--dirty-workers"]),
+    opt("dirty_timeout", &["--dirty-timeout"]),
+    opt("dirty_threads", &["--dirty-threads"]),
+    opt("dirty_graceful_timeout", &["--dirty-graceful-timeout"]),
+    opt("control_socket", &["--control-socket"]),
+    opt("control_socket_mode", &["--control-socket-mode"]),
+    flag("control_socket_disable", &["--no-control-socket"]),
+    file_only("tolerate_dangerous_framing"),
+    // Server hooks: Python callables, only settable in a Python config file.
+    file_only("on_starting"),
+    file_only("on_reload"),
+    file_only("when_ready"),
+    file_only("pre_fork"),
+    file_only("post_fork"),
+    file_only("post_worker_init"),
+    file_only("worker_int"),
+    file_only("worker_abort"),
+    file_only("pre_exec"),
+    file_only("pre_request"),
+    file_only("post_request"),
+    file_only("child_exit"),
+    file_only("worker_exit"),
+    file_only("nworkers_changed"),
+    file_only("on_exit"),
+    file_only("ssl_context"),
+    file_only("on_dirty_starting"),
+    file_only("dirty_post_fork"),
+    file_only("dirty_worker_init"),
+    file_only("dirty_worker_exit"),
+];
+
+/// The unsupported gunicorn setting named `name`.
+pub(crate) fn find_unsupported(name: &str) -> Option<&'static Unsupported> {
+    UNSUPPORTED.iter().find(|u| u.name == name)
+}

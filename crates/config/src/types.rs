@@ -1,0 +1,231 @@
+//! The small enumerated settings: worker class, log level and header mapping.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::error::ParseError;
+
+/// The kind of worker process (`-k/--worker-class`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WorkerClass {
+    /// One request at a time per worker (gunicorn's default `sync`).
+    Sync,
+    /// A thread pool per worker (gunicorn's `gthread`).
+    Gthread,
+    /// ferricorn's asynchronous worker.
+    Async,
+}
+
+const WORKER_CLASSES: &str = "sync, gthread, async";
+
+// gunicorn worker classes (short names and class paths) that ferricorn knows
+// but does not provide, so the error can say so instead of "unknown".
+const FOREIGN_WORKERS: &[&str] = &[
+    "eventlet",
+    "gevent",
+    "tornado",
+    "asgi",
+    "gaiohttp",
+    "gunicorn.workers.geventlet.",
+    "gunicorn.workers.ggevent.",
+    "gunicorn.workers.gtornado.",
+    "gunicorn.workers.gasgi.",
+    "gunicorn.workers._gaiohttp.",
+    "uvicorn",
+];
+
+impl WorkerClass {
+    /// The name used on the command line and in config files.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            WorkerClass::Sync => "sync",
+            WorkerClass::Gthread => "gthread",
+            WorkerClass::Async => "async",
+        }
+    }
+}
+
+impl FromStr for WorkerClass {
+    type Err = ParseError;
+
+    /// Accepts `sync`, `gthread`, `async` (any case) and gunicorn's class paths
+    /// for the first two.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let text = text.trim();
+        match text {
+            "gunicorn.workers.sync.SyncWorker" => return Ok(WorkerClass::Sync),
+            "gunicorn.workers.gthread.ThreadWorker" => return Ok(WorkerClass::Gthread),
+            _ => {}
+        }
+        let lower = text.to_ascii_lowercase();
+        match lower.as_str() {
+            "sync" => Ok(WorkerClass::Sync),
+            "gthread" => Ok(WorkerClass::Gthread),
+            "async" => Ok(WorkerClass::Async),
+            _ if FOREIGN_WORKERS.iter().any(|f| lower.starts_with(f)) => {
+                Err(ParseError::new(format!(
+                    "this gunicorn worker class is not supported by ferricorn; expected one of: {WORKER_CLASSES}"
+                )))
+            }
+            _ => Err(ParseError::new(format!(
+                "expected one of: {WORKER_CLASSES}"
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for WorkerClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Error log granularity (`--log-level`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum LogLevel {
+    /// `debug`
+    Debug,
+    /// `info` (the default)
+    Info,
+    /// `warning`
+    Warning,
+    /// `error`
+    Error,
+    /// `critical`
+    Critical,
+}
+
+impl LogLevel {
+    /// The level's name as gunicorn spells it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warning => "warning",
+            LogLevel::Error => "error",
+            LogLevel::Critical => "critical",
+        }
+    }
+}
+
+impl FromStr for LogLevel {
+    type Err = ParseError;
+
+    /// Case-insensitive, like gunicorn's lookup of the level name.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "debug" => Ok(LogLevel::Debug),
+            "info" => Ok(LogLevel::Info),
+            "warning" => Ok(LogLevel::Warning),
+            "error" => Ok(LogLevel::Error),
+            "critical" => Ok(LogLevel::Critical),
+            _ => Err(ParseError::new(
+                "expected one of: debug, info, warning, error, critical",
+            )),
+        }
+    }
+}
+
+impl fmt::Display for LogLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What to do with request header names that cannot be mapped unambiguously
+/// into WSGI environ keys, e.g. names containing `_` (`--header-map`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HeaderMap {
+    /// Silently drop such headers (the default).
+    Drop,
+    /// Reject the request.
+    Refuse,
+    /// Map them anyway, as old gunicorn did (ambiguous, unsafe).
+    Dangerous,
+}
+
+impl HeaderMap {
+    /// The value's name as gunicorn spells it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            HeaderMap::Drop => "drop",
+            HeaderMap::Refuse => "refuse",
+            HeaderMap::Dangerous => "dangerous",
+        }
+    }
+}
+
+impl FromStr for HeaderMap {
+    type Err = ParseError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "drop" => Ok(HeaderMap::Drop),
+            "refuse" => Ok(HeaderMap::Refuse),
+            "dangerous" => Ok(HeaderMap::Dangerous),
+            _ => Err(ParseError::new("expected one of: drop, refuse, dangerous")),
+        }
+    }
+}
+
+impl fmt::Display for HeaderMap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worker_classes() {
+        assert_eq!("sync".parse(), Ok(WorkerClass::Sync));
+        assert_eq!(" GThread ".parse(), Ok(WorkerClass::Gthread));
+        assert_eq!("async".parse(), Ok(WorkerClass::Async));
+        assert_eq!(
+            "gunicorn.workers.sync.SyncWorker".parse(),
+            Ok(WorkerClass::Sync)
+        );
+        assert_eq!(
+            "gunicorn.workers.gthread.ThreadWorker".parse(),
+            Ok(WorkerClass::Gthread)
+        );
+        for foreign in [
+            "gevent",
+            "eventlet",
+            "tornado",
+            "asgi",
+            "uvicorn.workers.UvicornWorker",
+            "gunicorn.workers.ggevent.GeventWorker",
+        ] {
+            let err = foreign
+                .parse::<WorkerClass>()
+                .err()
+                .map(|e| e.reason().to_string());
+            assert_eq!(
+                err.as_deref(),
+                Some("this gunicorn worker class is not supported by ferricorn; expected one of: sync, gthread, async"),
+                "{foreign}"
+            );
+        }
+        assert_eq!(
+            "bogus"
+                .parse::<WorkerClass>()
+                .err()
+                .map(|e| e.reason().to_string()),
+            Some("expected one of: sync, gthread, async".to_string())
+        );
+    }
+
+    #[test]
+    fn levels_and_header_maps() {
+        assert_eq!("WARNING".parse(), Ok(LogLevel::Warning));
+        assert!("warn".parse::<LogLevel>().is_err());
+        assert_eq!("Refuse".parse(), Ok(HeaderMap::Refuse));
+        assert!("keep".parse::<HeaderMap>().is_err());
+        assert_eq!(LogLevel::Critical.to_string(), "critical");
+        assert_eq!(HeaderMap::Dangerous.to_string(), "dangerous");
+        assert_eq!(WorkerClass::Gthread.to_string(), "gthread");
+    }
+}
