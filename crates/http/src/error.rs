@@ -2,7 +2,7 @@
 //! status the server should answer with.
 
 /// A protocol error: the status code and reason to send back, plus detail.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{status} {reason}: {detail}")]
 pub struct HttpError {
     /// HTTP status code to answer with (400, 414, 431, 501, 505...).

@@ -6,6 +6,7 @@
 //! ambiguous that could enable request smuggling is rejected.
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 mod chunked;
 mod error;

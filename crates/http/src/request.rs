@@ -23,9 +23,12 @@ pub enum HeaderMapPolicy {
 pub struct ParserOptions {
     /// Maximum request-line length in bytes (excluding CRLF); 0 = unlimited.
     pub limit_request_line: usize,
-    /// Maximum number of header fields; 0 = unlimited.
+    /// Maximum number of header fields. 0 means gunicorn's ceiling of 32768,
+    /// which also caps larger values. Dropped `_` headers count too.
     pub limit_request_fields: usize,
-    /// Maximum size of one header line (name + ':' + value); 0 = unlimited.
+    /// Maximum size of one header field in bytes, counted like gunicorn: the
+    /// whole line including its CRLF, plus any obs-fold continuation lines;
+    /// 0 = unlimited.
     pub limit_request_field_size: usize,
     /// Unfold obs-fold continuation lines instead of rejecting them.
     pub permit_obsolete_folding: bool,

@@ -61,6 +61,8 @@ pub struct HeadReader<'a> {
     options: &'a ParserOptions,
     proxy: &'a ProxyRules,
     proxy_done: bool,
+    /// The head once parsed, with its length, while a small body arrives.
+    parsed: Option<(RequestHead, usize)>,
     /// Bytes received so far (after any PROXY header).
     pub buf: Vec<u8>,
 }
@@ -72,6 +74,7 @@ impl<'a> HeadReader<'a> {
             options,
             proxy,
             proxy_done: !proxy.enabled,
+            parsed: None,
             buf: Vec::with_capacity(4096),
         }
     }
@@ -108,21 +111,24 @@ impl<'a> HeadReader<'a> {
                 }
             }
         }
-        match ferricorn_http::parse_request_head(&self.buf, self.options) {
-            Ok(Parsed::Partial) => Progress::NeedMore,
-            Ok(Parsed::Complete { head, consumed }) => {
-                if let BodyKind::Length(n) = head.body {
-                    let have = (self.buf.len() - consumed) as u64;
-                    if n <= PREREAD_LIMIT && !head.expect_continue && have < n {
-                        self.buf.reserve(usize::try_from(n - have).unwrap_or(0));
-                        return Progress::NeedMore;
-                    }
-                }
-                let pending = self.buf.split_off(consumed);
-                Progress::Ready(ReadyHead { head, pending })
+        let (head, consumed) = match self.parsed.take() {
+            Some(parsed) => parsed,
+            None => match ferricorn_http::parse_request_head(&self.buf, self.options) {
+                Ok(Parsed::Partial) => return Progress::NeedMore,
+                Ok(Parsed::Complete { head, consumed }) => (head, consumed),
+                Err(error) => return Progress::Invalid(error),
+            },
+        };
+        if let BodyKind::Length(n) = head.body {
+            let have = (self.buf.len() - consumed) as u64;
+            if n <= PREREAD_LIMIT && !head.expect_continue && have < n {
+                self.buf.reserve(usize::try_from(n - have).unwrap_or(0));
+                self.parsed = Some((head, consumed));
+                return Progress::NeedMore;
             }
-            Err(error) => Progress::Invalid(error),
         }
+        let pending = self.buf.split_off(consumed);
+        Progress::Ready(ReadyHead { head, pending })
     }
 }
 
