@@ -7,7 +7,7 @@ mod logging;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use ferricorn_config::{Settings, WorkerClass};
+use ferricorn_config::Settings;
 use ferricorn_master::{bind_all, Arbiter};
 
 fn main() -> ExitCode {
@@ -31,10 +31,6 @@ fn run() -> i32 {
         return 0;
     }
     let settings = loaded.settings;
-    if let Err(message) = refuse_unavailable(&settings) {
-        eprintln!("error: {message}");
-        return 2;
-    }
     if let Err(error) = logging::init(
         &settings.errorlog,
         settings.accesslog.as_deref(),
@@ -73,20 +69,6 @@ fn run() -> i32 {
             tracing::error!("{error}");
             1
         }
-    }
-}
-
-/// Worker classes other than `sync` arrive later; until then they are
-/// refused clearly instead of silently running something else.
-fn refuse_unavailable(settings: &Settings) -> Result<(), String> {
-    match settings.worker_class {
-        WorkerClass::Sync => Ok(()),
-        // `-k sync --threads N` (N > 1) arrives here as gthread, as in gunicorn.
-        other => Err(format!(
-            "worker class '{}' is not available yet (available: sync); \
-             note that --threads above 1 selects gthread",
-            other.as_str()
-        )),
     }
 }
 

@@ -247,11 +247,18 @@ impl<L: WorkerLauncher> Arbiter<L> {
         // Claimed before the fork so the child's first beat is never lost.
         self.scoreboard.claim(index, 0);
         let slot = self.scoreboard.slot(index);
+        let master_pid = nix::unistd::getpid().as_raw();
         // SAFETY: the master is single-threaded (no runtime, no helper
         // threads), so the child starts with consistent state.
         match unsafe { fork() } {
             Ok(ForkResult::Child) => {
                 self.signals.reset_in_child();
+                // A worker must not outlive its master (gunicorn checks its
+                // parent pid; the kernel can tell us directly).
+                let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGTERM);
+                if nix::unistd::getppid().as_raw() != master_pid {
+                    std::process::exit(0);
+                }
                 let code = self.launcher.run_worker(&self.listeners, slot);
                 std::process::exit(code);
             }

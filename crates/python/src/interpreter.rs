@@ -126,3 +126,19 @@ fn extend_sys_path(py: Python<'_>, options: &InterpreterOptions) -> PyResult<()>
     }
     Ok(())
 }
+
+/// Gives the calling thread a Python thread state for the rest of its life.
+///
+/// Creating and destroying a thread state costs more than a small app call;
+/// after this, each `Python::attach` on this thread only takes the GIL.
+/// Call once, on a thread that has never attached.
+pub fn bind_thread_state() {
+    // SAFETY: FFI. The interpreter is running (workers call `start` first).
+    // PyGILState_Ensure creates this thread's state and takes the GIL;
+    // PyEval_SaveThread releases the GIL but keeps the state, whose
+    // gilstate counter stays at one for the thread's lifetime.
+    unsafe {
+        let _ = ffi::PyGILState_Ensure();
+        ffi::PyEval_SaveThread();
+    }
+}

@@ -37,6 +37,11 @@ pub trait ResponseSink: Send {
     fn send_file(&mut self, fd: RawFd, offset: u64, count: u64) -> io::Result<bool>;
     /// Ends the response (the last chunk of a chunked body, a flush).
     fn finish(&mut self) -> io::Result<()>;
+    /// Whether the connection can carry another request after this
+    /// response (false when the body is delimited by closing it).
+    fn keeps_connection(&self) -> bool {
+        true
+    }
 }
 
 /// A response being produced, shared by the driver, `start_response` and

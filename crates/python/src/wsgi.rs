@@ -101,6 +101,7 @@ impl WsgiApp {
             must_close: result.is_err()
                 || state.broken.is_some()
                 || state.app_asked_close
+                || !state.sink.keeps_connection()
                 || !complete,
         }
     }

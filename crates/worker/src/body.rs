@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use ferricorn_http::{BodyKind, ChunkedDecoder};
 
+use crate::exchange::BodyError;
 use crate::stream::SharedStream;
 
 /// How much of an unread body is drained before closing the connection;
@@ -37,6 +38,7 @@ struct BodyState {
     /// `Some` until the `100 Continue` interim response is sent.
     continue_to: Option<SharedStream>,
     failed: bool,
+    error_slot: BodyError,
 }
 
 /// The request body, as handed to `wsgi.input`.
@@ -53,6 +55,7 @@ pub fn body_reader(
     stream: SharedStream,
     pending: Vec<u8>,
     continue_to: Option<SharedStream>,
+    error_slot: BodyError,
 ) -> (BodyReader, BodyHandle) {
     let framing = match kind {
         BodyKind::Empty => Framing::Length { remaining: 0 },
@@ -71,6 +74,7 @@ pub fn body_reader(
         framing,
         continue_to: continue_to.filter(|_| has_body),
         failed: false,
+        error_slot,
     }));
     (BodyReader(Arc::clone(&state)), BodyHandle(state))
 }
@@ -178,10 +182,9 @@ impl BodyState {
                 }
                 Err(error) => {
                     self.failed = true;
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        error.to_string(),
-                    ));
+                    let message = error.to_string();
+                    let _ = self.error_slot.set(error);
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, message));
                 }
             }
         }

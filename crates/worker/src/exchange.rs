@@ -1,19 +1,21 @@
 //! One request/response exchange on a blocking connection: from a parsed
 //! request head to a finished response, through the WSGI app.
 
+use std::io::Read;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use ferricorn_http::{HttpError, RequestHead};
 use ferricorn_python::environ::RequestInfo;
+use ferricorn_python::response::ResponseSink;
 use ferricorn_python::wsgi::WsgiApp;
 
 use crate::access_log::{AccessFormat, AccessRecord};
 use crate::body::body_reader;
 use crate::clock::unix_now;
 use crate::policy::RequestPolicy;
-use crate::sink::BlockingSink;
+use crate::sink::HttpSink;
 use crate::stream::{SharedStream, Stream};
 use crate::Heartbeat;
 
@@ -49,17 +51,41 @@ pub enum Next {
     Close,
 }
 
-/// Serves one request whose head was already read. `pending` holds bytes
-/// read past the head. `keep_alive` says whether the worker class would
-/// reuse the connection afterwards.
+/// One request, ready for the app: where its body comes from and where its
+/// response goes are up to the worker class.
+pub struct Exchange {
+    /// Who is asking.
+    pub peer: Peer,
+    /// The parsed request head.
+    pub head: RequestHead,
+    /// Yields exactly the request body.
+    pub body: Box<dyn Read + Send>,
+    /// Frames and sends the response.
+    pub sink: Box<dyn ResponseSink>,
+    /// Set by the body reader when the body's framing is invalid, so the
+    /// client gets that 4xx rather than the app's resulting 500.
+    pub body_error: BodyError,
+}
+
+/// Where a body reader records a framing error for the exchange.
+pub type BodyError = Arc<std::sync::OnceLock<HttpError>>;
+
+/// Runs one exchange through the app. `reject` sends a complete error
+/// response (a 500 when the app failed before sending anything, a 400 for a
+/// refused header). Returns whether the app side allows keeping the
+/// connection; the caller still checks the body was consumed.
 pub fn serve(
     ctx: &ExchangeContext,
-    stream: &Arc<Stream>,
-    peer: Peer,
-    head: RequestHead,
-    pending: Vec<u8>,
-    keep_alive: bool,
+    exchange: Exchange,
+    reject: &mut dyn FnMut(&HttpError),
 ) -> Next {
+    let Exchange {
+        peer,
+        head,
+        body,
+        sink,
+        body_error,
+    } = exchange;
     let started = Instant::now();
     let started_unix = unix_now();
     let trusted = peer
@@ -68,19 +94,13 @@ pub fn serve(
     let headers = match ctx.policy.filter_headers(head.headers, trusted) {
         Ok(headers) => headers,
         Err(error) => {
-            reject(stream, &error);
+            reject(&error);
             return Next::Close;
         }
     };
     let url_scheme = ctx.policy.url_scheme(&headers, trusted);
     let script_name = ctx.policy.script_name(&headers, trusted);
     let (server_name, server_port) = server_name_port(&headers, peer.local, url_scheme);
-
-    let shared = SharedStream(Arc::clone(stream));
-    let continue_to = head.expect_continue.then(|| shared.clone());
-    let (reader, body) = body_reader(&head.body, shared.clone(), pending, continue_to);
-    let keep_alive = keep_alive && head.keep_alive;
-    let sink = BlockingSink::new(shared, head.version, head.method == "HEAD", keep_alive);
 
     let request = RequestInfo {
         method: &head.method,
@@ -96,16 +116,18 @@ pub fn serve(
         script_name: &script_name,
     };
     ctx.heartbeat.request_started();
-    let mut outcome = ctx.app.call(request, Box::new(reader), Box::new(sink));
+    let mut outcome = ctx.app.call(request, body, sink);
     ctx.heartbeat.request_finished();
 
     if outcome.failed && !outcome.head_sent {
-        let error = HttpError::new(500, "the application failed; see the error log");
-        reject(stream, &error);
-        outcome.status = 500;
+        let error = body_error
+            .get()
+            .cloned()
+            .unwrap_or_else(|| HttpError::new(500, "the application failed; see the error log"));
+        reject(&error);
+        outcome.status = error.status;
         outcome.must_close = true;
     }
-    let body_consumed = body.drain();
 
     if let Some(format) = &ctx.access_format {
         let line = format.format(&AccessRecord {
@@ -125,7 +147,45 @@ pub fn serve(
         tracing::info!(target: "ferricorn.access", "{line}");
     }
 
-    if keep_alive && !outcome.must_close && body_consumed {
+    if head.keep_alive && !outcome.must_close {
+        Next::KeepAlive
+    } else {
+        Next::Close
+    }
+}
+
+/// Serves one request on a blocking connection (the sync worker), with the
+/// body read from the socket and the response written to it.
+pub fn serve_blocking(
+    ctx: &ExchangeContext,
+    stream: &Arc<Stream>,
+    peer: Peer,
+    head: RequestHead,
+    pending: Vec<u8>,
+    keep_alive: bool,
+) -> Next {
+    let shared = SharedStream(Arc::clone(stream));
+    let continue_to = head.expect_continue.then(|| shared.clone());
+    let body_error = BodyError::default();
+    let (reader, body) = body_reader(
+        &head.body,
+        shared.clone(),
+        pending,
+        continue_to,
+        Arc::clone(&body_error),
+    );
+    let keep_alive = keep_alive && head.keep_alive;
+    let sink = HttpSink::new(shared, head.version, head.method == "HEAD", keep_alive);
+    let exchange = Exchange {
+        peer,
+        head,
+        body: Box::new(reader),
+        sink: Box::new(sink),
+        body_error,
+    };
+    let next = serve(ctx, exchange, &mut |error| reject(stream, error));
+    let consumed = body.drain();
+    if keep_alive && consumed && next == Next::KeepAlive {
         Next::KeepAlive
     } else {
         Next::Close

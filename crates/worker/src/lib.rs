@@ -9,15 +9,18 @@
 
 pub mod access_log;
 mod body;
+mod channel_io;
 mod clock;
 pub mod exchange;
 mod head;
 mod io;
 pub mod policy;
+mod pool;
 mod signals;
 mod sink;
 pub mod stream;
 mod sync;
+mod threaded;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -77,6 +80,10 @@ pub struct ClassOptions {
     pub io_timeout: Duration,
     /// Most connections a worker holds at once.
     pub max_connections: usize,
+    /// Idle time allowed between requests on one connection (0: no keep-alive).
+    pub keepalive: Duration,
+    /// How long in-flight requests may run after `TERM`.
+    pub graceful_timeout: Duration,
 }
 
 /// How long a client may take to send a full request head (answered 408).
@@ -105,6 +112,8 @@ impl ClassOptions {
             header_timeout: HEADER_TIMEOUT,
             io_timeout: HEADER_TIMEOUT,
             max_connections: usize::try_from(settings.worker_connections).unwrap_or(1000),
+            keepalive: Duration::from_secs(settings.keepalive),
+            graceful_timeout: Duration::from_secs(settings.graceful_timeout),
         }
     }
 }
@@ -136,7 +145,8 @@ pub fn run(setup: WorkerSetup) -> i32 {
     let multiprocess = settings.workers > 1;
     let app = Python::attach(|py| {
         let callable = ferricorn_python::app::load(py, spec).map_err(|error| error.to_string())?;
-        WsgiApp::new(py, callable, false, multiprocess)
+        let multithread = settings.worker_class != WorkerClass::Sync;
+        WsgiApp::new(py, callable, multithread, multiprocess)
             .map_err(|error| ferricorn_python::app::format_error(py, &error))
     });
     let app = match app {
@@ -165,9 +175,20 @@ pub fn run(setup: WorkerSetup) -> i32 {
     let options = ClassOptions::from_settings(&settings);
     let result = match settings.worker_class {
         WorkerClass::Sync => sync::run(ctx, listeners, options),
-        other => {
-            tracing::error!("worker class {} is not available yet", other.as_str());
-            return WORKER_BOOT_ERROR;
+        WorkerClass::Gthread => {
+            let threads = usize::try_from(settings.threads).unwrap_or(1);
+            let shape = threaded::PoolShape {
+                initial: threads,
+                max: threads,
+            };
+            threaded::run(ctx, listeners, options, shape)
+        }
+        WorkerClass::Async => {
+            let shape = threaded::PoolShape {
+                initial: 4,
+                max: options.max_connections,
+            };
+            threaded::run(ctx, listeners, options, shape)
         }
     };
     match result {

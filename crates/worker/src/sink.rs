@@ -1,5 +1,6 @@
-//! Writing a response on a blocking connection: HTTP/1.1 framing for what
-//! the app produces through the WSGI bridge.
+//! HTTP/1.1 response framing for what the app produces through the WSGI
+//! bridge, over any blocking [`Transport`]: the socket itself (sync) or a
+//! channel to the connection's event loop (gthread, async).
 //!
 //! The framing is chosen when the head is sent: the app's `Content-Length`,
 //! else a length computed from a body known in full, else chunked on
@@ -15,6 +16,34 @@ use ferricorn_python::response::ResponseSink;
 use crate::clock::http_date_now;
 use crate::stream::SharedStream;
 
+/// Where framed response bytes go.
+pub trait Transport: Write + Send {
+    /// Sends `count` bytes of file `fd` from `offset` directly, if this
+    /// transport can; `Ok(false)` means "copy it through `write` instead".
+    fn send_file(&mut self, fd: RawFd, offset: u64, count: u64) -> io::Result<bool>;
+}
+
+impl Transport for SharedStream {
+    fn send_file(&mut self, fd: RawFd, offset: u64, count: u64) -> io::Result<bool> {
+        // SAFETY: the Python file object that owns `fd` outlives this call.
+        let file = unsafe { BorrowedFd::borrow_raw(fd) };
+        // SAFETY: the stream's descriptor is open for the whole call.
+        let socket = unsafe { BorrowedFd::borrow_raw(self.as_raw_fd()) };
+        let mut offset = i64::try_from(offset).map_err(|_| io::Error::other("offset too large"))?;
+        let mut left = count;
+        while left > 0 {
+            let chunk = usize::try_from(left.min(1 << 30)).unwrap_or(1 << 30);
+            match nix::sys::sendfile::sendfile(socket, file, Some(&mut offset), chunk) {
+                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(n) => left -= n as u64,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(errno) => return Err(errno.into()),
+            }
+        }
+        Ok(true)
+    }
+}
+
 /// Bodies up to this size are copied next to the head and sent in one
 /// write; larger ones go out with a vectored write, without the copy.
 const COALESCE_LIMIT: usize = 16 * 1024;
@@ -29,9 +58,9 @@ enum Framing {
     UntilClose,
 }
 
-/// A [`ResponseSink`] writing HTTP/1.1 onto a blocking [`Stream`].
-pub struct BlockingSink {
-    stream: SharedStream,
+/// A [`ResponseSink`] writing HTTP/1.1 onto a blocking [`Transport`].
+pub struct HttpSink<T: Transport> {
+    stream: T,
     version: Version,
     head_request: bool,
     framing: Framing,
@@ -40,15 +69,10 @@ pub struct BlockingSink {
     close_after: bool,
 }
 
-impl BlockingSink {
+impl<T: Transport> HttpSink<T> {
     /// A sink for a response to a request of `version`; `head_request` for
     /// HEAD; `keep_alive` whether the connection may be reused afterwards.
-    pub fn new(
-        stream: SharedStream,
-        version: Version,
-        head_request: bool,
-        keep_alive: bool,
-    ) -> Self {
+    pub fn new(stream: T, version: Version, head_request: bool, keep_alive: bool) -> Self {
         Self {
             stream,
             version,
@@ -94,7 +118,7 @@ impl BlockingSink {
     }
 }
 
-impl ResponseSink for BlockingSink {
+impl<T: Transport> ResponseSink for HttpSink<T> {
     fn send_head(
         &mut self,
         status: u16,
@@ -172,31 +196,28 @@ impl ResponseSink for BlockingSink {
 
     fn send_file(&mut self, fd: RawFd, offset: u64, count: u64) -> io::Result<bool> {
         match self.framing {
-            Framing::None => return Ok(true),
+            Framing::None => Ok(true),
             Framing::Chunked => {
-                self.stream.write_all(format!("{count:x}\r\n").as_bytes())?;
+                let size_line = format!("{count:x}\r\n");
+                self.stream.write_all(size_line.as_bytes())?;
+                if !self.stream.send_file(fd, offset, count)? {
+                    // The size line is out; the body must follow it.
+                    copy_file(&mut self.stream, fd, offset, count)?;
+                }
+                self.stream.write_all(b"\r\n")?;
+                Ok(true)
             }
-            Framing::Length | Framing::UntilClose => {}
-        }
-        // SAFETY: the Python file object that owns `fd` outlives this call.
-        let file = unsafe { BorrowedFd::borrow_raw(fd) };
-        // SAFETY: the stream's descriptor is open for the whole call.
-        let socket = unsafe { BorrowedFd::borrow_raw(self.stream.as_raw_fd()) };
-        let mut offset = i64::try_from(offset).map_err(|_| io::Error::other("offset too large"))?;
-        let mut left = count;
-        while left > 0 {
-            let chunk = usize::try_from(left.min(1 << 30)).unwrap_or(1 << 30);
-            match nix::sys::sendfile::sendfile(socket, file, Some(&mut offset), chunk) {
-                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-                Ok(n) => left -= n as u64,
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(errno) => return Err(errno.into()),
+            Framing::Length | Framing::UntilClose => {
+                if !self.stream.send_file(fd, offset, count)? {
+                    copy_file(&mut self.stream, fd, offset, count)?;
+                }
+                Ok(true)
             }
         }
-        if self.framing == Framing::Chunked {
-            self.stream.write_all(b"\r\n")?;
-        }
-        Ok(true)
+    }
+
+    fn keeps_connection(&self) -> bool {
+        !self.close_after
     }
 
     fn finish(&mut self) -> io::Result<()> {
@@ -205,4 +226,25 @@ impl ResponseSink for BlockingSink {
         }
         Ok(())
     }
+}
+
+/// Copies `count` bytes of `fd` from `offset` through `out` (for transports
+/// that cannot `sendfile`).
+fn copy_file(out: &mut impl Write, fd: RawFd, offset: u64, count: u64) -> io::Result<()> {
+    // SAFETY: the Python file object that owns `fd` outlives this call.
+    let file = unsafe { BorrowedFd::borrow_raw(fd) };
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut offset = i64::try_from(offset).map_err(|_| io::Error::other("offset too large"))?;
+    let mut left = count;
+    while left > 0 {
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = nix::sys::uio::pread(file, &mut buf[..want], offset)?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        out.write_all(&buf[..n])?;
+        offset += n as i64;
+        left -= n as u64;
+    }
+    Ok(())
 }

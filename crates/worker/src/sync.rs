@@ -23,8 +23,13 @@ use crate::io::{accept_any, Accepted, AsyncListener, AsyncStream};
 use crate::{ClassOptions, WorkerError};
 
 /// How long a new connection may take to send its first bytes before the
-/// worker stops waiting for it and accepts others.
-const FIRST_BYTES_GRACE: Duration = Duration::from_millis(10);
+/// worker stops waiting for it and accepts others, when it holds no other
+/// connection: long enough for a client that connects and then sends, so a
+/// sibling worker takes the next connection instead of this one.
+const FIRST_BYTES_GRACE: Duration = Duration::from_millis(200);
+/// The same grace while other connections are already waiting on this
+/// worker (slow clients, perhaps an attack): short, so accepting goes on.
+const FIRST_BYTES_GRACE_BUSY: Duration = Duration::from_millis(5);
 
 /// A request whose head is complete, waiting for the app.
 struct Ready {
@@ -73,7 +78,12 @@ async fn serve(
             _ = terminate.recv() => break,
             Some(ready) = ready_rx.recv() => serve_inline(&ctx, &options, ready),
             accepted = accept_with_slot(&listeners, &slots) => match accepted {
-                Ok((conn, permit)) => on_accept(&ctx, &options, conn, permit, &ready_tx).await,
+                Ok((conn, permit)) => {
+                    // Permits held besides this connection's own.
+                    let others = options.max_connections.max(1) - slots.available_permits() - 1;
+                    let grace = if others == 0 { FIRST_BYTES_GRACE } else { FIRST_BYTES_GRACE_BUSY };
+                    on_accept(&ctx, &options, conn, permit, &ready_tx, grace).await
+                }
                 Err(error) => {
                     tracing::debug!("accept failed: {error}");
                     // EMFILE and friends: give the process a moment to recover.
@@ -107,6 +117,7 @@ async fn on_accept(
     conn: Accepted,
     permit: OwnedSemaphorePermit,
     ready_tx: &mpsc::UnboundedSender<Ready>,
+    grace: Duration,
 ) {
     let Accepted {
         mut stream,
@@ -119,9 +130,19 @@ async fn on_accept(
         transport_remote: remote,
     };
     let mut reader = HeadReader::new(&options.parser, &options.proxy);
-    let _ = tokio::time::timeout(FIRST_BYTES_GRACE, stream.readable()).await;
-    if !read_available(&stream, &mut reader.buf) {
-        return;
+    // Readiness can be reported before any byte is there: wait for bytes.
+    let deadline = Instant::now() + grace;
+    loop {
+        if !read_available(&stream, &mut reader.buf) {
+            return;
+        }
+        if !reader.buf.is_empty()
+            || tokio::time::timeout_at(deadline, stream.readable())
+                .await
+                .is_err()
+        {
+            break;
+        }
     }
     match reader.advance(&mut peer) {
         Progress::Ready(head) => {
@@ -191,6 +212,6 @@ fn serve_inline(ctx: &ExchangeContext, options: &ClassOptions, ready: Ready) {
     }
     let stream = Arc::new(stream);
     // gunicorn's sync worker never keeps a connection alive.
-    exchange::serve(ctx, &stream, peer, head.head, head.pending, false);
+    exchange::serve_blocking(ctx, &stream, peer, head.head, head.pending, false);
     let _ = stream.shutdown_write();
 }

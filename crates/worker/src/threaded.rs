@@ -1,0 +1,421 @@
+//! The `gthread` and `async` worker classes: one event-loop thread owns
+//! every socket; complete requests run on a pool of app threads.
+//!
+//! Each connection is a task on the loop. It reads the request head, hands
+//! the request to the pool, then relays: response frames from the app
+//! thread to the socket, and (once the app starts reading) body chunks from
+//! the socket to the app thread, through bounded channels, so a 1 GB upload
+//! never sits in memory and a slow client never blocks an app thread.
+//! Between requests the connection waits up to `--keep-alive` seconds.
+//!
+//! gthread and async share this driver and differ in the pool: `--threads`
+//! threads started up front, or threads grown on demand up to
+//! `--worker-connections` (gevent-style concurrency for blocking WSGI apps).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferricorn_http::{BodyKind, ChunkedDecoder, HttpError};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+
+use crate::channel_io::{BodyChunk, ChannelBody, ChannelWriter, Frame};
+use crate::exchange::{self, Exchange, ExchangeContext, Next, Peer};
+use crate::head::{read_head, timeout_error, HeadError, HeadReader};
+use crate::io::{accept_any, Accepted, AsyncListener, AsyncStream};
+use crate::pool::AppPool;
+use crate::sink::HttpSink;
+use crate::stream::Listener;
+use crate::{ClassOptions, WorkerError};
+
+/// How much of a body the app left unread is drained to keep the
+/// connection; past this it is closed instead.
+const DRAIN_LIMIT: u64 = 1024 * 1024;
+/// Body chunks buffered between the socket and the app thread.
+const BODY_CHANNEL: usize = 4;
+/// Response frames buffered between the app thread and the socket.
+const FRAME_CHANNEL: usize = 16;
+/// Largest body chunk read from the socket at once.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// The pool shape of a threaded class.
+pub struct PoolShape {
+    /// Threads started with the worker.
+    pub initial: usize,
+    /// Most threads the pool may grow to.
+    pub max: usize,
+}
+
+struct Shared {
+    ctx: Arc<ExchangeContext>,
+    options: ClassOptions,
+    pool: AppPool,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// Runs a threaded worker until `TERM`, then lets in-flight requests finish.
+pub fn run(
+    ctx: ExchangeContext,
+    listeners: Vec<Listener>,
+    options: ClassOptions,
+    shape: PoolShape,
+) -> Result<(), WorkerError> {
+    let pool = AppPool::new(shape.initial, shape.max).map_err(WorkerError::Runtime)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(WorkerError::Runtime)?;
+    runtime.block_on(serve(Arc::new(ctx), listeners, options, pool))
+}
+
+async fn serve(
+    ctx: Arc<ExchangeContext>,
+    listeners: Vec<Listener>,
+    options: ClassOptions,
+    pool: AppPool,
+) -> Result<(), WorkerError> {
+    let listeners = listeners
+        .into_iter()
+        .map(AsyncListener::register)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(WorkerError::Runtime)?;
+    let mut terminate = signal(SignalKind::terminate()).map_err(WorkerError::Runtime)?;
+    let (shutdown_tx, shutdown) = watch::channel(false);
+    let max_connections = options.max_connections.max(1);
+    let slots = Arc::new(Semaphore::new(max_connections));
+    let graceful = options.graceful_timeout;
+    let shared = Arc::new(Shared {
+        ctx,
+        options,
+        pool,
+        shutdown,
+    });
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    shared.ctx.heartbeat.ready();
+
+    loop {
+        tokio::select! {
+            biased;
+            _ = terminate.recv() => break,
+            accepted = accept_with_slot(&listeners, &slots) => match accepted {
+                Ok((conn, permit)) => {
+                    tokio::spawn(connection(Arc::clone(&shared), conn, permit));
+                }
+                Err(error) => {
+                    tracing::debug!("accept failed: {error}");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            },
+            _ = tick.tick() => {}
+        }
+        shared.ctx.heartbeat.beat();
+    }
+
+    // Graceful stop: no new connections; idle ones close now, busy ones
+    // after their current response.
+    drop(listeners);
+    let _ = shutdown_tx.send(true);
+    let all = u32::try_from(max_connections).unwrap_or(u32::MAX);
+    let drained = async {
+        loop {
+            tokio::select! {
+                _ = slots.acquire_many(all) => break,
+                _ = tick.tick() => shared.ctx.heartbeat.beat(),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(graceful, drained).await;
+    Ok(())
+}
+
+async fn accept_with_slot(
+    listeners: &[AsyncListener],
+    slots: &Arc<Semaphore>,
+) -> std::io::Result<(Accepted, OwnedSemaphorePermit)> {
+    let permit = Arc::clone(slots)
+        .acquire_owned()
+        .await
+        .map_err(std::io::Error::other)?;
+    let conn = accept_any(listeners).await?;
+    Ok((conn, permit))
+}
+
+/// One connection, request after request.
+async fn connection(shared: Arc<Shared>, conn: Accepted, _permit: OwnedSemaphorePermit) {
+    let Accepted {
+        mut stream,
+        remote,
+        local,
+    } = conn;
+    let mut peer = Peer {
+        remote,
+        local,
+        transport_remote: remote,
+    };
+    let options = &shared.options;
+    let mut reader = HeadReader::new(&options.parser, &options.proxy);
+    let mut shutdown = shared.shutdown.clone();
+    let mut first = true;
+    loop {
+        if !first && reader.buf.is_empty() {
+            // Idle keep-alive: wait for the next request's first bytes.
+            let idle = tokio::time::timeout(options.keepalive, stream.read_buf(&mut reader.buf));
+            tokio::select! {
+                read = idle => match read {
+                    Ok(Ok(n)) if n > 0 => {}
+                    _ => return,
+                },
+                _ = shutdown.changed() => return,
+            }
+        }
+        first = false;
+        let deadline = Instant::now() + options.header_timeout;
+        let ready = match read_head(&mut stream, &mut reader, &mut peer, deadline).await {
+            Ok(ready) => ready,
+            Err(HeadError::Invalid(error)) => {
+                let _ = stream.write_all(&error.to_response()).await;
+                return;
+            }
+            Err(HeadError::Timeout) => {
+                let error = timeout_error(options.header_timeout);
+                let _ = stream.write_all(&error.to_response()).await;
+                return;
+            }
+            Err(HeadError::Closed) => return,
+        };
+        let keep_alive = !options.keepalive.is_zero() && !*shutdown.borrow();
+        match exchange(&shared, &mut stream, peer, ready, keep_alive).await {
+            Some(leftover) if keep_alive => reader.buf = leftover,
+            _ => return,
+        }
+    }
+}
+
+/// Runs one request on the pool and relays its body and response. Returns
+/// the bytes read past the body when the connection can carry another
+/// request.
+async fn exchange(
+    shared: &Arc<Shared>,
+    stream: &mut AsyncStream,
+    peer: Peer,
+    ready: crate::head::ReadyHead,
+    keep_alive: bool,
+) -> Option<Vec<u8>> {
+    let crate::head::ReadyHead { head, pending } = ready;
+    let (frames_tx, mut frames_rx) = mpsc::channel::<Frame>(FRAME_CHANNEL);
+    let (body_tx, body_rx) = mpsc::channel::<BodyChunk>(BODY_CHANNEL);
+    let body_error = crate::exchange::BodyError::default();
+    let mut body = BodyPump::new(&head.body, pending, Arc::clone(&body_error));
+    let expect_continue = head.expect_continue;
+    let sink = HttpSink::new(
+        ChannelWriter(frames_tx.clone()),
+        head.version,
+        head.method == "HEAD",
+        keep_alive && head.keep_alive,
+    );
+    let request = Exchange {
+        peer,
+        body: Box::new(ChannelBody::new(
+            body_rx,
+            frames_tx.clone(),
+            !body.is_done(),
+        )),
+        sink: Box::new(sink),
+        head,
+        body_error,
+    };
+    let ctx = Arc::clone(&shared.ctx);
+    shared.pool.submit(Box::new(move || {
+        let errors = frames_tx.clone();
+        let mut reject = |error: &HttpError| {
+            let _ = errors.blocking_send(Frame::Data(error.to_response()));
+        };
+        let next = exchange::serve(&ctx, request, &mut reject);
+        let _ = frames_tx.blocking_send(Frame::End(next));
+    }));
+
+    let mut body_tx = Some(body_tx);
+    let mut want_body = false;
+    let io_timeout = shared.options.io_timeout;
+    let next = loop {
+        let may_read = want_body && body_tx.is_some() && !body.is_done();
+        tokio::select! {
+            frame = frames_rx.recv() => match frame {
+                Some(Frame::Data(bytes)) => {
+                    if stream.write_all(&bytes).await.is_err() {
+                        return None;
+                    }
+                }
+                Some(Frame::WantBody) => {
+                    want_body = true;
+                    if expect_continue
+                        && stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_err()
+                    {
+                        return None;
+                    }
+                }
+                Some(Frame::End(next)) => break next,
+                None => break Next::Close,
+            },
+            permit = async { body_tx.clone()?.reserve_owned().await.ok() }, if may_read => {
+                let Some(permit) = permit else {
+                    body_tx = None;
+                    continue;
+                };
+                match body.next_chunk(stream, io_timeout).await {
+                    Ok(Some(chunk)) => {
+                        permit.send(Ok(chunk));
+                        if body.is_done() {
+                            // Closing the channel is the app's end-of-body.
+                            body_tx = None;
+                        }
+                    }
+                    Ok(None) => {
+                        drop(permit);
+                        body_tx = None;
+                    }
+                    Err(reason) => {
+                        let _ = permit.send(Err(reason));
+                        body_tx = None;
+                    }
+                }
+            },
+        }
+    };
+    drop(body_tx);
+    if next != Next::KeepAlive || body.failed {
+        return None;
+    }
+    if !body.is_done() {
+        if expect_continue && !want_body {
+            // The client may still be waiting to send the body we never asked for.
+            return None;
+        }
+        if !body.drain(stream, io_timeout).await {
+            return None;
+        }
+    }
+    Some(body.into_leftover())
+}
+
+enum Framing {
+    Length(u64),
+    Chunked(ChunkedDecoder),
+}
+
+/// The request body as it comes off the socket: framing removed, bytes
+/// past its end kept for the next request.
+struct BodyPump {
+    framing: Framing,
+    raw: Vec<u8>,
+    done: bool,
+    failed: bool,
+    error_slot: crate::exchange::BodyError,
+}
+
+impl BodyPump {
+    fn new(kind: &BodyKind, pending: Vec<u8>, error_slot: crate::exchange::BodyError) -> Self {
+        let framing = match kind {
+            BodyKind::Empty => Framing::Length(0),
+            BodyKind::Length(n) => Framing::Length(*n),
+            BodyKind::Chunked => Framing::Chunked(ChunkedDecoder::new()),
+        };
+        let done = matches!(framing, Framing::Length(0));
+        Self {
+            framing,
+            raw: pending,
+            done,
+            failed: false,
+            error_slot,
+        }
+    }
+
+    fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// Takes body bytes out of `raw`.
+    fn decode(&mut self) -> Result<Vec<u8>, String> {
+        match &mut self.framing {
+            Framing::Length(remaining) => {
+                let n = self
+                    .raw
+                    .len()
+                    .min(usize::try_from(*remaining).unwrap_or(usize::MAX));
+                let rest = self.raw.split_off(n);
+                let chunk = std::mem::replace(&mut self.raw, rest);
+                *remaining -= n as u64;
+                self.done = *remaining == 0;
+                Ok(chunk)
+            }
+            Framing::Chunked(decoder) => {
+                let mut out = Vec::new();
+                let (used, done) = decoder.decode(&self.raw, &mut out).map_err(|error| {
+                    let message = error.to_string();
+                    let _ = self.error_slot.set(error);
+                    message
+                })?;
+                self.raw.drain(..used);
+                self.done = done;
+                Ok(out)
+            }
+        }
+    }
+
+    /// The next piece of body; `None` at its end.
+    async fn next_chunk(
+        &mut self,
+        stream: &mut AsyncStream,
+        timeout: Duration,
+    ) -> Result<Option<Vec<u8>>, String> {
+        loop {
+            if self.done {
+                return Ok(None);
+            }
+            if !self.raw.is_empty() {
+                let chunk = self.decode().inspect_err(|_| self.failed = true)?;
+                if !chunk.is_empty() {
+                    return Ok(Some(chunk));
+                }
+                if self.done {
+                    return Ok(None);
+                }
+            }
+            self.raw.reserve(READ_CHUNK);
+            match tokio::time::timeout(timeout, stream.read_buf(&mut self.raw)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                Ok(Ok(_)) | Ok(Err(_)) => {
+                    self.failed = true;
+                    return Err("client closed the connection before the end of the body".into());
+                }
+                Err(_) => {
+                    self.failed = true;
+                    return Err("timed out reading the request body".into());
+                }
+            }
+        }
+    }
+
+    /// Reads and discards the rest of the body, within a bound.
+    async fn drain(&mut self, stream: &mut AsyncStream, timeout: Duration) -> bool {
+        let mut drained = 0u64;
+        while !self.done {
+            match self.next_chunk(stream, timeout).await {
+                Ok(Some(chunk)) => {
+                    drained += chunk.len() as u64;
+                    if drained > DRAIN_LIMIT {
+                        return false;
+                    }
+                }
+                Ok(None) => break,
+                Err(_) => return false,
+            }
+        }
+        true
+    }
+
+    fn into_leftover(self) -> Vec<u8> {
+        self.raw
+    }
+}
