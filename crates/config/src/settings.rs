@@ -89,6 +89,30 @@ pub struct Settings {
     pub permit_unconventional_http_version: bool,
     /// Upper-case received HTTP methods (`--casefold-http-method`).
     pub casefold_http_method: bool,
+    /// Seconds a client may take to send a full request head (`--header-timeout`; 408 after).
+    pub header_timeout: u64,
+    /// TLS certificate chain, PEM (`--certfile`); TLS is on when set.
+    pub certfile: Option<PathBuf>,
+    /// TLS private key, PEM (`--keyfile`).
+    pub keyfile: Option<PathBuf>,
+    /// CA certificates for client verification, PEM (`--ca-certs`).
+    pub ca_certs: Option<PathBuf>,
+    /// Client certificates: 0 none, 1 optional, 2 required (`--cert-reqs`).
+    pub cert_reqs: u8,
+    /// Allowed TLS cipher suites, colon-separated IANA/OpenSSL names (`--ciphers`).
+    pub ciphers: Option<String>,
+    /// Protocols offered: `h1`, `h2` (`--http-protocols`).
+    pub http_protocols: Vec<String>,
+    /// HTTP/2 without TLS: `off` or `prior-knowledge` (`--http2-cleartext`).
+    pub http2_cleartext: String,
+    /// HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS.
+    pub http2_max_concurrent_streams: u32,
+    /// HTTP/2 initial stream window size.
+    pub http2_initial_window_size: u32,
+    /// HTTP/2 SETTINGS_MAX_FRAME_SIZE.
+    pub http2_max_frame_size: u32,
+    /// HTTP/2 SETTINGS_MAX_HEADER_LIST_SIZE.
+    pub http2_max_header_list_size: u32,
     /// The config file actually read, if any.
     pub config_file: Option<PathBuf>,
 }
@@ -134,6 +158,18 @@ impl Settings {
             permit_unconventional_http_method: false,
             permit_unconventional_http_version: false,
             casefold_http_method: false,
+            header_timeout: 0,
+            certfile: None,
+            keyfile: None,
+            ca_certs: None,
+            cert_reqs: 0,
+            ciphers: None,
+            http_protocols: Vec::new(),
+            http2_cleartext: String::new(),
+            http2_max_concurrent_streams: 0,
+            http2_initial_window_size: 0,
+            http2_max_frame_size: 0,
+            http2_max_header_list_size: 0,
             config_file: None,
         }
     }

@@ -765,6 +765,175 @@ pub(crate) static SETTINGS: &[SettingDef] = &[
         show: |s| t_bool(s.casefold_http_method),
         ..BASE
     },
+    SettingDef {
+        name: "header_timeout",
+        long: Some("header-timeout"),
+        metavar: "INT",
+        default: DefaultValue::Int(10),
+        help: "Seconds a client may take to send a complete request head; answered 408 after.",
+        apply: |s, v, _| {
+            s.header_timeout = values::integer(v, 1, 3600)?;
+            Ok(())
+        },
+        show: |s| t_int(s.header_timeout),
+        ..BASE
+    },
+    SettingDef {
+        name: "certfile",
+        long: Some("certfile"),
+        metavar: "FILE",
+        example: Some("\"/etc/ssl/certs/server.pem\""),
+        help: "TLS certificate chain (PEM). Serving TLS when set, with --keyfile.",
+        apply: |s, v, c| {
+            s.certfile = values::opt_string(v)?.map(|p| values::absolute(c.cwd, Path::new(&p)));
+            Ok(())
+        },
+        show: |s| s.certfile.as_deref().and_then(t_path),
+        ..BASE
+    },
+    SettingDef {
+        name: "keyfile",
+        long: Some("keyfile"),
+        metavar: "FILE",
+        example: Some("\"/etc/ssl/private/server.key\""),
+        help: "TLS private key (PEM).",
+        apply: |s, v, c| {
+            s.keyfile = values::opt_string(v)?.map(|p| values::absolute(c.cwd, Path::new(&p)));
+            Ok(())
+        },
+        show: |s| s.keyfile.as_deref().and_then(t_path),
+        ..BASE
+    },
+    SettingDef {
+        name: "ca_certs",
+        long: Some("ca-certs"),
+        metavar: "FILE",
+        example: Some("\"/etc/ssl/certs/clients-ca.pem\""),
+        help: "CA certificates (PEM) that client certificates must chain to.",
+        apply: |s, v, c| {
+            s.ca_certs = values::opt_string(v)?.map(|p| values::absolute(c.cwd, Path::new(&p)));
+            Ok(())
+        },
+        show: |s| s.ca_certs.as_deref().and_then(t_path),
+        ..BASE
+    },
+    SettingDef {
+        name: "cert_reqs",
+        long: Some("cert-reqs"),
+        metavar: "INT",
+        default: DefaultValue::Int(0),
+        help: "Client certificates: 0 not requested, 1 optional, 2 required (mutual TLS).",
+        apply: |s, v, _| {
+            s.cert_reqs = u8::try_from(values::integer(v, 0, 2)?).unwrap_or(0);
+            Ok(())
+        },
+        show: |s| t_int(s.cert_reqs),
+        ..BASE
+    },
+    SettingDef {
+        name: "ciphers",
+        long: Some("ciphers"),
+        metavar: "STRING",
+        example: Some("\"TLS_AES_256_GCM_SHA384:ECDHE-RSA-AES128-GCM-SHA256\""),
+        help: "Colon-separated TLS cipher suites to allow (IANA or OpenSSL names rustls supports).",
+        apply: |s, v, _| {
+            s.ciphers = values::opt_string(v)?.filter(|c| !c.is_empty());
+            Ok(())
+        },
+        show: |s| s.ciphers.as_deref().and_then(t_str),
+        ..BASE
+    },
+    SettingDef {
+        name: "http_protocols",
+        long: Some("http-protocols"),
+        metavar: "STRING",
+        default: DefaultValue::Str("h1"),
+        help: "Comma-separated protocols to offer: h1, h2 (h2 by ALPN over TLS).",
+        apply: |s, v, _| {
+            let protocols = values::comma_list(v)?;
+            if protocols.is_empty() {
+                return Err(Invalid::new("expected h1, h2 or h1,h2"));
+            }
+            for protocol in &protocols {
+                if protocol != "h1" && protocol != "h2" {
+                    return Err(Invalid::new("expected a comma-separated list of h1 and h2"));
+                }
+            }
+            s.http_protocols = protocols;
+            Ok(())
+        },
+        show: |s| t_str(&s.http_protocols.join(",")),
+        ..BASE
+    },
+    SettingDef {
+        name: "http2_cleartext",
+        long: Some("http2-cleartext"),
+        metavar: "MODE",
+        default: DefaultValue::Str("off"),
+        help: "HTTP/2 without TLS: off, or prior-knowledge (h2c from trusted peers).",
+        apply: |s, v, _| {
+            let mode = values::string(v)?;
+            if mode != "off" && mode != "prior-knowledge" {
+                return Err(Invalid::new("expected off or prior-knowledge"));
+            }
+            s.http2_cleartext = mode;
+            Ok(())
+        },
+        show: |s| t_str(&s.http2_cleartext),
+        ..BASE
+    },
+    SettingDef {
+        name: "http2_max_concurrent_streams",
+        long: Some("http2-max-concurrent-streams"),
+        metavar: "INT",
+        default: DefaultValue::Int(100),
+        help: "HTTP/2: most concurrent streams per connection.",
+        apply: |s, v, _| {
+            s.http2_max_concurrent_streams = values::u32_in(v, 1, u32::MAX)?;
+            Ok(())
+        },
+        show: |s| t_int(s.http2_max_concurrent_streams),
+        ..BASE
+    },
+    SettingDef {
+        name: "http2_initial_window_size",
+        long: Some("http2-initial-window-size"),
+        metavar: "INT",
+        default: DefaultValue::Int(65535),
+        help: "HTTP/2: initial flow-control window of each stream, in bytes.",
+        apply: |s, v, _| {
+            s.http2_initial_window_size = values::u32_in(v, 65535, 2_147_483_647)?;
+            Ok(())
+        },
+        show: |s| t_int(s.http2_initial_window_size),
+        ..BASE
+    },
+    SettingDef {
+        name: "http2_max_frame_size",
+        long: Some("http2-max-frame-size"),
+        metavar: "INT",
+        default: DefaultValue::Int(16384),
+        help: "HTTP/2: largest frame payload accepted, 16384 to 16777215.",
+        apply: |s, v, _| {
+            s.http2_max_frame_size = values::u32_in(v, 16_384, 16_777_215)?;
+            Ok(())
+        },
+        show: |s| t_int(s.http2_max_frame_size),
+        ..BASE
+    },
+    SettingDef {
+        name: "http2_max_header_list_size",
+        long: Some("http2-max-header-list-size"),
+        metavar: "INT",
+        default: DefaultValue::Int(65536),
+        help: "HTTP/2: largest header list accepted, in bytes.",
+        apply: |s, v, _| {
+            s.http2_max_header_list_size = values::u32_in(v, 1, u32::MAX)?;
+            Ok(())
+        },
+        show: |s| t_int(s.http2_max_header_list_size),
+        ..BASE
+    },
 ];
 
 /// A gunicorn setting ferricorn does not implement yet.
@@ -845,29 +1014,9 @@ pub(crate) static UNSUPPORTED: &[Unsupported] = &[
     opt("raw_paste_global_conf", &["--paste-global"]),
     opt("protocol", &["--protocol"]),
     opt("uwsgi_allow_ips", &["--uwsgi-allow-from"]),
-    opt("keyfile", &["--keyfile"]),
-    opt("certfile", &["--certfile"]),
     opt("ssl_version", &["--ssl-version"]),
-    opt("cert_reqs", &["--cert-reqs"]),
-    opt("ca_certs", &["--ca-certs"]),
     flag("suppress_ragged_eofs", &["--suppress-ragged-eofs"]),
     flag("do_handshake_on_connect", &["--do-handshake-on-connect"]),
-    opt("ciphers", &["--ciphers"]),
-    opt("http_protocols", &["--http-protocols"]),
-    opt("http2_cleartext", &["--http2-cleartext"]),
-    opt(
-        "http2_max_concurrent_streams",
-        &["--http2-max-concurrent-streams"],
-    ),
-    opt(
-        "http2_initial_window_size",
-        &["--http2-initial-window-size"],
-    ),
-    opt("http2_max_frame_size", &["--http2-max-frame-size"]),
-    opt(
-        "http2_max_header_list_size",
-        &["--http2-max-header-list-size"],
-    ),
     opt("asgi_loop", &["--asgi-loop"]),
     opt("asgi_lifespan", &["--asgi-lifespan"]),
     opt(

@@ -502,8 +502,11 @@ fn unsupported_gunicorn_flags_are_refused() {
         (&["-m", "022"], "-m"),
         (&["-R"], "-R"),
         (&["--reload"], "--reload"),
-        (&["--certfile", "c.pem", "--keyfile", "k.pem"], "--certfile"),
-        (&["--keyfile", "k.pem", "--certfile", "c.pem"], "--keyfile"),
+        (
+            &["--ssl-version", "2", "--keyfile", "k.pem"],
+            "--ssl-version",
+        ),
+        (&["--suppress-ragged-eofs"], "--suppress-ragged-eofs"),
         (&["app:app", "--max-requests", "100"], "--max-requests"),
         (&["--max-requests"], "--max-requests"),
         (&["--statsd-host=localhost:8125"], "--statsd-host"),
@@ -512,11 +515,7 @@ fn unsupported_gunicorn_flags_are_refused() {
         (&["--worker-tmp-dir", "/dev/shm"], "--worker-tmp-dir"),
         (&["--log-config", "log.ini"], "--log-config"),
         (&["--ssl-version", "TLS"], "--ssl-version"),
-        (
-            &["--http2-max-frame-size", "16384"],
-            "--http2-max-frame-size",
-        ),
-        (&["--http-protocols", "h2,h1"], "--http-protocols"),
+        (&["--do-handshake-on-connect"], "--do-handshake-on-connect"),
         (&["--root-path", "/api"], "--root-path"),
         (&["--no-sendfile"], "--no-sendfile"),
         (&["--umask", "-1"], "--umask"),
@@ -851,5 +850,39 @@ fn example_config_file_is_up_to_date_and_valid() {
 fn regenerate_example_config() {
     if let Err(e) = std::fs::write(example_path(), example_config()) {
         panic!("{e}");
+    }
+}
+
+#[test]
+fn tls_and_http2_settings_are_validated() {
+    let dir = std::env::temp_dir();
+    let loaded = ok_in(
+        &dir,
+        &[
+            "--http-protocols",
+            "h1,h2",
+            "--cert-reqs",
+            "2",
+            "--header-timeout",
+            "5",
+        ],
+        &[],
+    );
+    assert_eq!(loaded.settings.http_protocols, vec!["h1", "h2"]);
+    assert_eq!(loaded.settings.cert_reqs, 2);
+    assert_eq!(loaded.settings.header_timeout, 5);
+    assert_eq!(loaded.settings.http2_cleartext, "off");
+    for (args, needle) in [
+        (&["--http-protocols", "h3"][..], "--http-protocols"),
+        (&["--cert-reqs", "3"][..], "--cert-reqs"),
+        (&["--http2-cleartext", "yes"][..], "--http2-cleartext"),
+        (
+            &["--http2-max-frame-size", "10"][..],
+            "--http2-max-frame-size",
+        ),
+        (&["--header-timeout", "0"][..], "--header-timeout"),
+    ] {
+        let message = err_in(&dir, args, &[]).to_string();
+        assert!(message.contains(needle), "{args:?}: {message}");
     }
 }
