@@ -83,6 +83,7 @@ impl Version {
         match (self.major, self.minor) {
             (1, 1) => return "HTTP/1.1",
             (1, 0) => return "HTTP/1.0",
+            (2, 0) => return "HTTP/2",
             (major, minor) if major > 9 || minor > 9 => return "HTTP/1.1",
             _ => {}
         }

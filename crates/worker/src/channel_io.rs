@@ -28,7 +28,9 @@ pub type BodyChunk = Result<Vec<u8>, String>;
 /// `wsgi.input`'s source in threaded workers.
 pub struct ChannelBody {
     chunks: mpsc::Receiver<BodyChunk>,
-    frames: mpsc::Sender<Frame>,
+    /// Where to announce the first read; `None` when the body is pumped
+    /// without being asked (HTTP/2, where flow control bounds it).
+    frames: Option<mpsc::Sender<Frame>>,
     current: Vec<u8>,
     pos: usize,
     asked: bool,
@@ -40,7 +42,7 @@ impl ChannelBody {
     /// which then never ask the connection for anything.
     pub fn new(
         chunks: mpsc::Receiver<BodyChunk>,
-        frames: mpsc::Sender<Frame>,
+        frames: Option<mpsc::Sender<Frame>>,
         has_body: bool,
     ) -> Self {
         Self {
@@ -68,9 +70,11 @@ impl Read for ChannelBody {
             }
             if !self.asked {
                 self.asked = true;
-                self.frames
-                    .blocking_send(Frame::WantBody)
-                    .map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe))?;
+                if let Some(frames) = &self.frames {
+                    frames
+                        .blocking_send(Frame::WantBody)
+                        .map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe))?;
+                }
             }
             match self.chunks.blocking_recv() {
                 Some(Ok(chunk)) => {

@@ -40,6 +40,8 @@ pub struct Peer {
     pub local: Option<SocketAddr>,
     /// The address the TCP connection really came from, for trust checks.
     pub transport_remote: Option<SocketAddr>,
+    /// The connection is TLS (`wsgi.url_scheme` is `https`).
+    pub secure: bool,
 }
 
 /// How an exchange ended, for connection management.
@@ -98,7 +100,7 @@ pub fn serve(
             return Next::Close;
         }
     };
-    let url_scheme = ctx.policy.url_scheme(&headers, trusted);
+    let url_scheme = ctx.policy.url_scheme(&headers, trusted, peer.secure);
     let script_name = ctx.policy.script_name(&headers, trusted);
     let (server_name, server_port) = server_name_port(&headers, peer.local, url_scheme);
 

@@ -4,9 +4,10 @@
 use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
-use std::task::Poll;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 
 use crate::stream::{Listener, Stream};
 
@@ -24,6 +25,10 @@ pub enum AsyncStream {
     Tcp(tokio::net::TcpStream),
     /// Unix domain.
     Unix(tokio::net::UnixStream),
+    /// TLS over either of the above.
+    Tls(Box<tokio_rustls::server::TlsStream<AsyncStream>>),
+    /// Bytes already read (an HTTP/2 preface) put back in front of a stream.
+    Rewound(Vec<u8>, Box<AsyncStream>),
 }
 
 /// A freshly accepted connection.
@@ -82,19 +87,22 @@ pub async fn accept_any(listeners: &[AsyncListener]) -> io::Result<Accepted> {
 }
 
 impl AsyncStream {
-    /// Waits until the connection has bytes (or EOF) to read.
+    /// Waits until the connection has bytes (or EOF) to read. Layered
+    /// streams report ready at once; callers then read with a deadline.
     pub async fn readable(&self) -> io::Result<()> {
         match self {
             AsyncStream::Tcp(s) => s.readable().await,
             AsyncStream::Unix(s) => s.readable().await,
+            AsyncStream::Tls(_) | AsyncStream::Rewound(..) => Ok(()),
         }
     }
 
-    /// Reads what is available without waiting.
+    /// Reads what is available without waiting (plain sockets only).
     pub fn try_read_buf(&self, buf: &mut Vec<u8>) -> io::Result<usize> {
         match self {
             AsyncStream::Tcp(s) => s.try_read_buf(buf),
             AsyncStream::Unix(s) => s.try_read_buf(buf),
+            AsyncStream::Tls(_) | AsyncStream::Rewound(..) => Err(io::ErrorKind::WouldBlock.into()),
         }
     }
 
@@ -103,19 +111,13 @@ impl AsyncStream {
         if buf.capacity() - buf.len() < 1024 {
             buf.reserve(8192);
         }
-        match self {
-            AsyncStream::Tcp(s) => s.read_buf(buf).await,
-            AsyncStream::Unix(s) => s.read_buf(buf).await,
-        }
+        AsyncReadExt::read_buf(self, buf).await
     }
 
     /// Writes all of `data`.
     pub async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
         use tokio::io::AsyncWriteExt;
-        match self {
-            AsyncStream::Tcp(s) => s.write_all(data).await,
-            AsyncStream::Unix(s) => s.write_all(data).await,
-        }
+        AsyncWriteExt::write_all(self, data).await
     }
 
     /// Leaves the event loop: a plain blocking-capable connection for the
@@ -124,6 +126,73 @@ impl AsyncStream {
         Ok(match self {
             AsyncStream::Tcp(s) => Stream::Tcp(s.into_std()?),
             AsyncStream::Unix(s) => Stream::Unix(s.into_std()?),
+            AsyncStream::Tls(_) | AsyncStream::Rewound(..) => {
+                return Err(io::Error::other("a layered stream cannot become blocking"))
+            }
         })
+    }
+
+    /// The ALPN protocol agreed in the TLS handshake, if any.
+    pub fn alpn_protocol(&self) -> Option<&[u8]> {
+        match self {
+            AsyncStream::Tls(s) => s.get_ref().1.alpn_protocol(),
+            _ => None,
+        }
+    }
+}
+
+impl AsyncRead for AsyncStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            AsyncStream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            AsyncStream::Unix(s) => Pin::new(s).poll_read(cx, buf),
+            AsyncStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            AsyncStream::Rewound(prefix, inner) => {
+                if prefix.is_empty() {
+                    return Pin::new(inner.as_mut()).poll_read(cx, buf);
+                }
+                let n = prefix.len().min(buf.remaining());
+                buf.put_slice(&prefix[..n]);
+                prefix.drain(..n);
+                Poll::Ready(Ok(()))
+            }
+        }
+    }
+}
+
+impl AsyncWrite for AsyncStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            AsyncStream::Tcp(s) => Pin::new(s).poll_write(cx, data),
+            AsyncStream::Unix(s) => Pin::new(s).poll_write(cx, data),
+            AsyncStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, data),
+            AsyncStream::Rewound(_, inner) => Pin::new(inner.as_mut()).poll_write(cx, data),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            AsyncStream::Tcp(s) => Pin::new(s).poll_flush(cx),
+            AsyncStream::Unix(s) => Pin::new(s).poll_flush(cx),
+            AsyncStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            AsyncStream::Rewound(_, inner) => Pin::new(inner.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            AsyncStream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            AsyncStream::Unix(s) => Pin::new(s).poll_shutdown(cx),
+            AsyncStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            AsyncStream::Rewound(_, inner) => Pin::new(inner.as_mut()).poll_shutdown(cx),
+        }
     }
 }

@@ -12,6 +12,7 @@ mod body;
 mod channel_io;
 mod clock;
 pub mod exchange;
+mod h2;
 mod head;
 mod io;
 pub mod policy;
@@ -21,6 +22,7 @@ mod sink;
 pub mod stream;
 mod sync;
 mod threaded;
+pub mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,6 +60,8 @@ pub struct WorkerSetup {
     pub listeners: Vec<Listener>,
     /// This worker's scoreboard slot.
     pub heartbeat: Arc<dyn Heartbeat>,
+    /// TLS configuration, built by the binary before binding.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// Why a worker stopped early.
@@ -84,13 +88,19 @@ pub struct ClassOptions {
     pub keepalive: Duration,
     /// How long in-flight requests may run after `TERM`.
     pub graceful_timeout: Duration,
+    /// TLS, when `--certfile` is set.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// HTTP/2 limits.
+    pub http2: h2::Http2Options,
+    /// Whether cleartext connections starting with the HTTP/2 preface are
+    /// served as h2c (`--http2-cleartext prior-knowledge`).
+    pub h2c_prior_knowledge: bool,
+    /// Peers allowed to use h2c (the trusted front-ends, `forwarded_allow_ips`).
+    pub h2c_allow: ferricorn_config::AllowList,
 }
 
-/// How long a client may take to send a full request head (answered 408).
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-
 impl ClassOptions {
-    fn from_settings(settings: &Settings) -> Self {
+    fn from_settings(settings: &Settings, tls: Option<Arc<rustls::ServerConfig>>) -> Self {
         Self {
             parser: ParserOptions {
                 limit_request_line: settings.limit_request_line,
@@ -109,11 +119,20 @@ impl ClassOptions {
                 enabled: settings.proxy_protocol,
                 allow: settings.proxy_allow_ips.clone(),
             },
-            header_timeout: HEADER_TIMEOUT,
-            io_timeout: HEADER_TIMEOUT,
+            header_timeout: Duration::from_secs(settings.header_timeout),
+            io_timeout: Duration::from_secs(settings.header_timeout),
             max_connections: usize::try_from(settings.worker_connections).unwrap_or(1000),
             keepalive: Duration::from_secs(settings.keepalive),
             graceful_timeout: Duration::from_secs(settings.graceful_timeout),
+            tls,
+            http2: h2::Http2Options {
+                max_concurrent_streams: settings.http2_max_concurrent_streams,
+                initial_window_size: settings.http2_initial_window_size,
+                max_frame_size: settings.http2_max_frame_size,
+                max_header_list_size: settings.http2_max_header_list_size,
+            },
+            h2c_prior_knowledge: settings.http2_cleartext == "prior-knowledge",
+            h2c_allow: settings.forwarded_allow_ips.clone(),
         }
     }
 }
@@ -124,6 +143,7 @@ pub fn run(setup: WorkerSetup) -> i32 {
         settings,
         listeners,
         heartbeat,
+        tls,
     } = setup;
     signals::install();
     let pid = std::process::id();
@@ -172,8 +192,19 @@ pub fn run(setup: WorkerSetup) -> i32 {
             .map(|_| access_log::AccessFormat::compile(&settings.access_log_format)),
         heartbeat,
     };
-    let options = ClassOptions::from_settings(&settings);
+    let options = ClassOptions::from_settings(&settings, tls);
     let result = match settings.worker_class {
+        // The sync loop serves plain sockets inline; over TLS the socket
+        // belongs to the event loop, so one app thread beside it does the
+        // calls, still one request at a time and without keep-alive.
+        WorkerClass::Sync if options.tls.is_some() => {
+            let options = ClassOptions {
+                keepalive: Duration::ZERO,
+                ..options
+            };
+            let shape = threaded::PoolShape { initial: 1, max: 1 };
+            threaded::run(ctx, listeners, options, shape)
+        }
         WorkerClass::Sync => sync::run(ctx, listeners, options),
         WorkerClass::Gthread => {
             let threads = usize::try_from(settings.threads).unwrap_or(1);

@@ -53,13 +53,19 @@ impl RequestPolicy {
         Ok(kept)
     }
 
-    /// `https` when a trusted peer sent one of the secure-scheme headers
-    /// with its configured value, else `http`.
-    pub fn url_scheme(&self, headers: &[(String, Vec<u8>)], trusted: bool) -> &'static str {
+    /// `https` on TLS connections; otherwise `https` when a trusted peer
+    /// sent one of the secure-scheme headers with its configured value.
+    pub fn url_scheme(
+        &self,
+        headers: &[(String, Vec<u8>)],
+        trusted: bool,
+        secure: bool,
+    ) -> &'static str {
+        let base = if secure { "https" } else { "http" };
         if !trusted {
-            return "http";
+            return base;
         }
-        let mut scheme = "http";
+        let mut scheme = base;
         for (name, value) in headers {
             if let Some((_, expected)) = self
                 .secure_scheme_headers

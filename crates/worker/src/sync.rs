@@ -128,6 +128,7 @@ async fn on_accept(
         remote,
         local,
         transport_remote: remote,
+        secure: false,
     };
     let mut reader = HeadReader::new(&options.parser, &options.proxy);
     // Readiness can be reported before any byte is there: wait for bytes.

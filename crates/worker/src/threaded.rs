@@ -47,11 +47,13 @@ pub struct PoolShape {
     pub max: usize,
 }
 
-struct Shared {
-    ctx: Arc<ExchangeContext>,
-    options: ClassOptions,
-    pool: AppPool,
-    shutdown: watch::Receiver<bool>,
+/// What every connection task of a threaded worker shares.
+pub(crate) struct Shared {
+    pub(crate) ctx: Arc<ExchangeContext>,
+    pub(crate) options: ClassOptions,
+    pub(crate) pool: AppPool,
+    pub(crate) shutdown: watch::Receiver<bool>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// Runs a threaded worker until `TERM`, then lets in-flight requests finish.
@@ -85,11 +87,13 @@ async fn serve(
     let max_connections = options.max_connections.max(1);
     let slots = Arc::new(Semaphore::new(max_connections));
     let graceful = options.graceful_timeout;
+    let tls = options.tls.clone().map(tokio_rustls::TlsAcceptor::from);
     let shared = Arc::new(Shared {
         ctx,
         options,
         pool,
         shutdown,
+        tls,
     });
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     shared.ctx.heartbeat.ready();
@@ -152,9 +156,40 @@ async fn connection(shared: Arc<Shared>, conn: Accepted, _permit: OwnedSemaphore
         remote,
         local,
         transport_remote: remote,
+        secure: false,
     };
     let options = &shared.options;
     let mut reader = HeadReader::new(&options.parser, &options.proxy);
+    if let Some(acceptor) = &shared.tls {
+        let handshake = tokio::time::timeout(options.header_timeout, acceptor.accept(stream));
+        stream = match handshake.await {
+            Ok(Ok(tls)) => AsyncStream::Tls(Box::new(tls)),
+            Ok(Err(error)) => {
+                tracing::debug!("TLS handshake with {remote:?} failed: {error}");
+                return;
+            }
+            Err(_) => return,
+        };
+        peer.secure = true;
+        if stream.alpn_protocol() == Some(b"h2") {
+            crate::h2::serve(Arc::clone(&shared), stream, peer).await;
+            return;
+        }
+    } else if options.h2c_prior_knowledge {
+        match sniff_preface(&mut stream, &mut reader.buf, options.header_timeout).await {
+            Some(true) => {
+                let trusted = remote.is_none_or(|a| options.h2c_allow.allows(a.ip()));
+                if trusted {
+                    let buffered = std::mem::take(&mut reader.buf);
+                    let stream = AsyncStream::Rewound(buffered, Box::new(stream));
+                    crate::h2::serve(Arc::clone(&shared), stream, peer).await;
+                }
+                return;
+            }
+            Some(false) => {}
+            None => return,
+        }
+    }
     let mut shutdown = shared.shutdown.clone();
     let mut first = true;
     loop {
@@ -192,6 +227,29 @@ async fn connection(shared: Arc<Shared>, conn: Accepted, _permit: OwnedSemaphore
     }
 }
 
+/// Reads until the bytes either start the HTTP/2 preface (true) or cannot
+/// (false); `None` if the client went away first.
+async fn sniff_preface(
+    stream: &mut AsyncStream,
+    buf: &mut Vec<u8>,
+    limit: Duration,
+) -> Option<bool> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let n = buf.len().min(crate::h2::PREFACE.len());
+        if buf[..n] != crate::h2::PREFACE[..n] {
+            return Some(false);
+        }
+        if n == crate::h2::PREFACE.len() {
+            return Some(true);
+        }
+        match tokio::time::timeout_at(deadline, stream.read_buf(buf)).await {
+            Ok(Ok(read)) if read > 0 => {}
+            _ => return None,
+        }
+    }
+}
+
 /// Runs one request on the pool and relays its body and response. Returns
 /// the bytes read past the body when the connection can carry another
 /// request.
@@ -218,7 +276,7 @@ async fn exchange(
         peer,
         body: Box::new(ChannelBody::new(
             body_rx,
-            frames_tx.clone(),
+            Some(frames_tx.clone()),
             !body.is_done(),
         )),
         sink: Box::new(sink),

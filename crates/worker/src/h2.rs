@@ -1,0 +1,285 @@
+//! HTTP/2 through hyper's server, feeding the same dispatch path as
+//! HTTP/1.1: each stream becomes an [`Exchange`] run on the app pool, with
+//! the body streamed in and the response streamed out through channels.
+//!
+//! HTTP/2 framing is hyper's; what reaches the app obeys the same header
+//! policy as HTTP/1.1, and `SERVER_PROTOCOL` is `HTTP/2`.
+
+use std::convert::Infallible;
+use std::io;
+use std::os::fd::RawFd;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use ferricorn_http::{BodyKind, Header, HttpError, RequestHead, Version};
+use ferricorn_python::response::ResponseSink;
+use http_body_util::BodyExt;
+use hyper::body::{Body, Frame, Incoming};
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::channel_io::{BodyChunk, ChannelBody};
+use crate::exchange::{self, BodyError, Exchange, Peer};
+use crate::io::AsyncStream;
+use crate::threaded::Shared;
+
+/// HTTP/2 protocol limits from the configuration.
+#[derive(Debug, Clone)]
+pub struct Http2Options {
+    /// SETTINGS_MAX_CONCURRENT_STREAMS.
+    pub max_concurrent_streams: u32,
+    /// Initial stream window.
+    pub initial_window_size: u32,
+    /// SETTINGS_MAX_FRAME_SIZE.
+    pub max_frame_size: u32,
+    /// SETTINGS_MAX_HEADER_LIST_SIZE.
+    pub max_header_list_size: u32,
+}
+
+/// The HTTP/2 client connection preface.
+pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Serves an HTTP/2 connection until it ends or the worker stops.
+pub async fn serve(shared: Arc<Shared>, stream: AsyncStream, peer: Peer) {
+    let limits = &shared.options.http2;
+    let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    builder
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .initial_stream_window_size(limits.initial_window_size)
+        .max_frame_size(limits.max_frame_size)
+        .max_header_list_size(limits.max_header_list_size);
+    let service_shared = Arc::clone(&shared);
+    let service = hyper::service::service_fn(move |request| {
+        handle(Arc::clone(&service_shared), peer, request)
+    });
+    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    let mut shutdown = shared.shutdown.clone();
+    tokio::select! {
+        result = connection.as_mut() => {
+            if let Err(error) = result {
+                tracing::debug!("HTTP/2 connection ended: {error}");
+            }
+            return;
+        }
+        _ = shutdown.changed() => connection.as_mut().graceful_shutdown(),
+    }
+    // GOAWAY sent; let in-flight streams finish.
+    let _ = connection.await;
+}
+
+async fn handle(
+    shared: Arc<Shared>,
+    peer: Peer,
+    request: Request<Incoming>,
+) -> Result<Response<OutBody>, Infallible> {
+    let (parts, incoming) = request.into_parts();
+    let mut headers: Vec<Header> = parts
+        .headers
+        .iter()
+        .map(|(name, value)| Header {
+            name: name.as_str().to_string(),
+            value: value.as_bytes().to_vec(),
+        })
+        .collect();
+    if !parts.headers.contains_key(hyper::header::HOST) {
+        if let Some(authority) = parts.uri.authority() {
+            headers.push(Header {
+                name: "host".into(),
+                value: authority.as_str().as_bytes().to_vec(),
+            });
+        }
+    }
+    let has_body = !incoming.is_end_stream();
+    let head = RequestHead {
+        method: parts.method.as_str().to_string(),
+        target: parts
+            .uri
+            .path_and_query()
+            .map_or(b"/".to_vec(), |pq| pq.as_str().as_bytes().to_vec()),
+        path: parts.uri.path().as_bytes().to_vec(),
+        query: parts.uri.query().unwrap_or("").as_bytes().to_vec(),
+        version: Version { major: 2, minor: 0 },
+        headers,
+        body: if has_body {
+            BodyKind::Chunked
+        } else {
+            BodyKind::Empty
+        },
+        keep_alive: true,
+        expect_continue: false,
+    };
+
+    let (body_tx, body_rx) = mpsc::channel::<BodyChunk>(4);
+    if has_body {
+        tokio::spawn(pump_body(incoming, body_tx));
+    } else {
+        drop(body_tx);
+    }
+    let (head_tx, head_rx) = oneshot::channel();
+    let (data_tx, data_rx) = mpsc::channel::<Bytes>(16);
+    let head_slot = Arc::new(Mutex::new(Some(head_tx)));
+    let sink = H2Sink {
+        head: Arc::clone(&head_slot),
+        data: Some(data_tx.clone()),
+    };
+    let request = Exchange {
+        peer,
+        head,
+        body: Box::new(ChannelBody::new(body_rx, None, has_body)),
+        sink: Box::new(sink),
+        body_error: BodyError::default(),
+    };
+    let ctx = Arc::clone(&shared.ctx);
+    shared.pool.submit(Box::new(move || {
+        let mut reject = |error: &HttpError| {
+            let body = format!("{}: {}\n", error.reason, error.detail);
+            let head = vec![("content-type".to_string(), "text/plain".to_string())];
+            if send_head(&head_slot, error.status, head) {
+                let _ = data_tx.blocking_send(Bytes::from(body));
+            }
+        };
+        exchange::serve(&ctx, request, &mut reject);
+    }));
+
+    let Ok((status, headers)) = head_rx.await else {
+        return Ok(plain_response(500, "the application sent no response\n"));
+    };
+    let mut response = Response::new(OutBody { rx: Some(data_rx) });
+    *response.status_mut() =
+        hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    let map = response.headers_mut();
+    for (name, value) in headers {
+        if let (Ok(name), Ok(value)) = (
+            hyper::header::HeaderName::from_bytes(name.as_bytes()),
+            hyper::header::HeaderValue::from_str(&value),
+        ) {
+            map.append(name, value);
+        }
+    }
+    Ok(response)
+}
+
+async fn pump_body(mut incoming: Incoming, body_tx: mpsc::Sender<BodyChunk>) {
+    while let Some(frame) = incoming.frame().await {
+        match frame {
+            Ok(frame) => {
+                if let Ok(data) = frame.into_data() {
+                    if body_tx.send(Ok(data.to_vec())).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            Err(error) => {
+                let _ = body_tx.send(Err(error.to_string())).await;
+                return;
+            }
+        }
+    }
+}
+
+fn plain_response(status: u16, text: &'static str) -> Response<OutBody> {
+    let (tx, rx) = mpsc::channel(1);
+    let _ = tx.try_send(Bytes::from_static(text.as_bytes()));
+    let mut response = Response::new(OutBody { rx: Some(rx) });
+    *response.status_mut() =
+        hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    response
+}
+
+type HeadSlot = Arc<Mutex<Option<oneshot::Sender<(u16, Vec<(String, String)>)>>>>;
+
+/// Sends the response head once; false if it was already sent.
+fn send_head(slot: &HeadSlot, status: u16, headers: Vec<(String, String)>) -> bool {
+    let sender = slot.lock().ok().and_then(|mut s| s.take());
+    match sender {
+        Some(sender) => sender.send((status, headers)).is_ok(),
+        None => false,
+    }
+}
+
+/// The response side of one HTTP/2 stream.
+struct H2Sink {
+    head: HeadSlot,
+    data: Option<mpsc::Sender<Bytes>>,
+}
+
+impl H2Sink {
+    fn send(&self, data: &[u8]) -> io::Result<()> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        match &self.data {
+            Some(tx) => tx
+                .blocking_send(Bytes::copy_from_slice(data))
+                .map_err(|_| io::ErrorKind::BrokenPipe.into()),
+            None => Ok(()),
+        }
+    }
+}
+
+impl ResponseSink for H2Sink {
+    fn send_head(
+        &mut self,
+        status: u16,
+        _reason: &str,
+        headers: &[(String, String)],
+        body: &[u8],
+        complete: bool,
+    ) -> io::Result<()> {
+        let mut headers = headers.to_vec();
+        let has_length = headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("content-length"));
+        if complete && !has_length && status != 204 && status != 304 {
+            headers.push(("content-length".into(), body.len().to_string()));
+        }
+        if !send_head(&self.head, status, headers) {
+            return Err(io::ErrorKind::BrokenPipe.into());
+        }
+        self.send(body)
+    }
+
+    fn send_body(&mut self, data: &[u8]) -> io::Result<()> {
+        self.send(data)
+    }
+
+    fn send_file(&mut self, _fd: RawFd, _offset: u64, _count: u64) -> io::Result<bool> {
+        Ok(false)
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        self.data = None;
+        Ok(())
+    }
+}
+
+/// A response body fed by the app thread.
+pub struct OutBody {
+    rx: Option<mpsc::Receiver<Bytes>>,
+}
+
+impl Body for OutBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let Some(rx) = self.rx.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match rx.poll_recv(cx) {
+            Poll::Ready(Some(data)) => Poll::Ready(Some(Ok(Frame::data(data)))),
+            Poll::Ready(None) => {
+                self.rx = None;
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
