@@ -32,6 +32,14 @@ pub struct Settings {
     pub timeout: u64,
     /// Seconds workers get to finish after a graceful stop (`--graceful-timeout`).
     pub graceful_timeout: u64,
+    /// Requests a worker serves before it is replaced (`--max-requests`); 0 disables.
+    pub max_requests: u64,
+    /// Up to this many more requests, chosen per worker (`--max-requests-jitter`),
+    /// so workers are not all replaced at once.
+    pub max_requests_jitter: u64,
+    /// Resident memory in MB past which a worker is replaced (`--max-worker-memory`);
+    /// 0 disables.
+    pub max_worker_memory: u64,
     /// Seconds to wait for the next request on a keep-alive connection (`--keep-alive`).
     pub keepalive: u64,
     /// Maximum request line length in bytes (`--limit-request-line`), 0..=8190;
@@ -132,6 +140,9 @@ impl Settings {
             worker_connections: 0,
             timeout: 0,
             graceful_timeout: 0,
+            max_requests: 0,
+            max_requests_jitter: 0,
+            max_worker_memory: 0,
             keepalive: 0,
             limit_request_line: 0,
             limit_request_fields: 0,

@@ -379,6 +379,45 @@ pub(crate) static SETTINGS: &[SettingDef] = &[
         ..BASE
     },
     SettingDef {
+        name: "max_requests",
+        long: Some("max-requests"),
+        metavar: "INT",
+        default: DefaultValue::Int(0),
+        help: "Replace a worker after it served this many requests (the replacement starts first); 0 disables.",
+        apply: |s, v, _| {
+            s.max_requests = values::integer(v, 0, u64::MAX)?;
+            Ok(())
+        },
+        show: |s| t_int(s.max_requests),
+        ..BASE
+    },
+    SettingDef {
+        name: "max_requests_jitter",
+        long: Some("max-requests-jitter"),
+        metavar: "INT",
+        default: DefaultValue::Int(0),
+        help: "Add a random 0..=INT to each worker's max_requests, so workers are not replaced all at once.",
+        apply: |s, v, _| {
+            s.max_requests_jitter = values::integer(v, 0, u64::MAX)?;
+            Ok(())
+        },
+        show: |s| t_int(s.max_requests_jitter),
+        ..BASE
+    },
+    SettingDef {
+        name: "max_worker_memory",
+        long: Some("max-worker-memory"),
+        metavar: "MB",
+        default: DefaultValue::Int(0),
+        help: "Replace a worker whose resident memory passes this many megabytes (checked about once a second); 0 disables.",
+        apply: |s, v, _| {
+            s.max_worker_memory = values::integer(v, 0, u64::MAX / (1024 * 1024))?;
+            Ok(())
+        },
+        show: |s| t_int(s.max_worker_memory),
+        ..BASE
+    },
+    SettingDef {
         name: "keepalive",
         long: Some("keep-alive"),
         metavar: "INT",
@@ -972,8 +1011,6 @@ const fn file_only(name: &'static str) -> Unsupported {
 
 /// Every other gunicorn setting.
 pub(crate) static UNSUPPORTED: &[Unsupported] = &[
-    opt("max_requests", &["--max-requests"]),
-    opt("max_requests_jitter", &["--max-requests-jitter"]),
     flag("reload", &["--reload"]),
     opt("reload_engine", &["--reload-engine"]),
     opt("reload_extra_files", &["--reload-extra-file"]),

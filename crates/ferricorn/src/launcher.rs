@@ -8,10 +8,7 @@ use ferricorn_master::{BoundListener, Slot, WorkerLauncher};
 use ferricorn_worker::{Heartbeat, Listener, WorkerSetup};
 
 /// Starts a worker in each forked child.
-pub struct Launcher {
-    /// The configuration every worker runs with.
-    pub settings: Arc<Settings>,
-}
+pub struct Launcher;
 
 struct SlotHeartbeat(&'static Slot);
 
@@ -34,7 +31,12 @@ impl Heartbeat for SlotHeartbeat {
 }
 
 impl WorkerLauncher for Launcher {
-    fn run_worker(&self, listeners: &[BoundListener], slot: &'static Slot) -> i32 {
+    fn run_worker(
+        &self,
+        settings: &Arc<Settings>,
+        listeners: &[BoundListener],
+        slot: &'static Slot,
+    ) -> i32 {
         let listeners = listeners
             .iter()
             .map(|listener| match listener {
@@ -50,7 +52,7 @@ impl WorkerLauncher for Launcher {
             }
         };
         ferricorn_worker::run(WorkerSetup {
-            settings: Arc::clone(&self.settings),
+            settings: Arc::clone(settings),
             listeners,
             heartbeat: Arc::new(SlotHeartbeat(slot)),
         })

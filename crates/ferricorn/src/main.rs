@@ -4,17 +4,21 @@
 mod launcher;
 mod logging;
 
+use std::collections::BTreeMap;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use ferricorn_config::Settings;
-use ferricorn_master::{bind_all, Arbiter};
+use ferricorn_master::{bind_all, Arbiter, Reloader};
 
 fn main() -> ExitCode {
     ExitCode::from(u8::try_from(run()).unwrap_or(1))
 }
 
 fn run() -> i32 {
+    // Kept for HUP, which re-reads the configuration as it was first read:
+    // the same command line, relative paths against the same directory.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let start_dir = std::env::current_dir().unwrap_or_else(|_| std::path::PathBuf::from("/"));
     let loaded = match ferricorn_config::load_from_process() {
         Ok(loaded) => loaded,
         Err(error) => {
@@ -59,17 +63,27 @@ fn run() -> i32 {
             return 1;
         }
     };
-    let settings = Arc::new(settings);
-    let launcher = launcher::Launcher {
-        settings: Arc::clone(&settings),
-    };
-    match Arbiter::new((*settings).clone(), listeners, launcher) {
-        Ok(arbiter) => arbiter.run(),
+    match Arbiter::new(settings, listeners, launcher::Launcher) {
+        Ok(arbiter) => arbiter.with_reloader(reloader(args, start_dir)).run(),
         Err(error) => {
             tracing::error!("{error}");
             1
         }
     }
+}
+
+/// `HUP`: the configuration file and environment read again with the
+/// original command line, then applied to this process like at start.
+fn reloader(args: Vec<std::ffi::OsString>, start_dir: std::path::PathBuf) -> Reloader {
+    Box::new(move || {
+        let env: BTreeMap<String, String> = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect();
+        let loaded = ferricorn_config::load(args.clone(), &env, &start_dir)
+            .map_err(|error| error.to_string())?;
+        prepare_process(&loaded.settings)?;
+        Ok(loaded.settings)
+    })
 }
 
 /// Applies `--chdir` and `-e/--env` to this process; workers inherit them.

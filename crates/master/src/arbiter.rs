@@ -2,11 +2,19 @@
 //!
 //! Like gunicorn's `arbiter.py`, the whole loop reads in one sitting:
 //! [`Arbiter::run`] → wait for signals → [`Arbiter::reap_workers`] →
-//! [`Arbiter::murder_workers`] → [`Arbiter::manage_workers`]. No Tokio, no
-//! helper threads: a thread alive at `fork()` would be a deadlock waiting
-//! to happen in the child.
+//! [`Arbiter::murder_workers`] → [`Arbiter::check_recycling`] →
+//! [`Arbiter::manage_workers`]. No Tokio, no helper threads: a thread alive
+//! at `fork()` would be a deadlock waiting to happen in the child.
+//!
+//! Replacing workers (`HUP`, `max_requests`, `max_worker_memory`) is always
+//! phased: a worker that must go is only marked; [`Arbiter::manage_workers`]
+//! forks one replacement, waits until its scoreboard slot says Ready, and
+//! only then sends `TERM` to one marked worker, which finishes its in-flight
+//! requests. Capacity never drops below the target, so no request is
+//! refused.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferricorn_config::Settings;
@@ -15,8 +23,10 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 
 use crate::listeners::{remove_socket_files, BoundListener};
+use crate::notify::notify;
 use crate::pidfile::Pidfile;
-use crate::scoreboard::{monotonic_ms, Scoreboard, Slot};
+use crate::recycle::{rss_bytes, Jitter, Retire};
+use crate::scoreboard::{monotonic_ms, Scoreboard, Slot, WorkerState};
 use crate::signals::SignalPipe;
 
 /// Exit code of a worker that could not boot (gunicorn's).
@@ -26,27 +36,57 @@ pub const APP_LOAD_ERROR: i32 = 4;
 
 /// What the master runs in each forked child.
 pub trait WorkerLauncher {
-    /// Runs a worker in a freshly forked child, serving `listeners` and
-    /// reporting into `slot`; returns the child's exit code.
-    fn run_worker(&self, listeners: &[BoundListener], slot: &'static Slot) -> i32;
+    /// Runs a worker in a freshly forked child with `settings`, serving
+    /// `listeners` and reporting into `slot`; returns the child's exit code.
+    fn run_worker(
+        &self,
+        settings: &Arc<Settings>,
+        listeners: &[BoundListener],
+        slot: &'static Slot,
+    ) -> i32;
 }
+
+/// Re-reads the configuration for `HUP`: the config file and environment
+/// with the original command line. An error keeps the current settings.
+pub type Reloader = Box<dyn FnMut() -> Result<Settings, String>>;
 
 struct WorkerRecord {
     slot: usize,
+    /// The configuration generation it was forked with (bumped by `HUP`).
+    generation: u64,
+    /// Its request limit (`max_requests` plus jitter); 0 for none.
+    max_requests: u64,
+    /// Why it must be replaced, once a replacement is ready.
+    retire: Option<Retire>,
+    /// `TERM` was sent: it is finishing its in-flight requests.
+    stopping: bool,
     /// SIGABRT was sent for a timeout; SIGKILL comes next.
     aborted: bool,
 }
 
 /// The master process.
 pub struct Arbiter<L: WorkerLauncher> {
-    settings: Settings,
+    settings: Arc<Settings>,
     listeners: Vec<BoundListener>,
     launcher: L,
+    reloader: Option<Reloader>,
     scoreboard: Scoreboard,
     signals: SignalPipe,
     workers: BTreeMap<Pid, WorkerRecord>,
     num_workers: u32,
     pidfile: Option<Pidfile>,
+    /// Bumped by every `HUP`; workers of older generations are replaced.
+    generation: u64,
+    /// Set when workers of this generation could not boot while older
+    /// ones were serving: those keep serving, nothing new is forked until
+    /// the next `HUP`.
+    failed_generation: Option<u64>,
+    /// A `HUP` is being rolled out (for `READY=1` once it is done).
+    reloading: bool,
+    /// `READY=1` was sent after the first workers came up.
+    announced_ready: bool,
+    jitter: Jitter,
+    last_memory_check: Instant,
 }
 
 /// Why the master could not start.
@@ -68,8 +108,14 @@ pub enum ArbiterError {
     },
 }
 
-/// How long the loop sleeps between housekeeping rounds without signals.
+/// How long the loop sleeps between housekeeping rounds when nothing is
+/// changing.
 const TICK: Duration = Duration::from_secs(1);
+/// The same while a worker boots or waits to be replaced, or while request
+/// limits are being watched: replacements should follow readiness closely.
+const FAST_TICK: Duration = Duration::from_millis(50);
+/// How often resident memory is read for `max_worker_memory`.
+const MEMORY_CHECK: Duration = Duration::from_secs(1);
 
 /// How many scoreboard slots to map: room for `TTIN` growth and for
 /// replacements that overlap the workers they replace.
@@ -96,14 +142,28 @@ impl<L: WorkerLauncher> Arbiter<L> {
         };
         Ok(Self {
             num_workers: settings.workers,
-            settings,
+            settings: Arc::new(settings),
             listeners,
             launcher,
+            reloader: None,
             scoreboard,
             signals,
             workers: BTreeMap::new(),
             pidfile,
+            generation: 0,
+            failed_generation: None,
+            reloading: false,
+            announced_ready: false,
+            jitter: Jitter::new(),
+            last_memory_check: Instant::now(),
         })
+    }
+
+    /// Sets how `HUP` re-reads the configuration; without one, `HUP` only
+    /// replaces the workers.
+    pub fn with_reloader(mut self, reloader: Reloader) -> Self {
+        self.reloader = Some(reloader);
+        self
     }
 
     /// Runs until stopped; returns the master's exit code.
@@ -114,9 +174,11 @@ impl<L: WorkerLauncher> Arbiter<L> {
             tracing::info!("Listening at: {listener} ({pid})");
         }
         tracing::info!("Using worker: {}", self.settings.worker_class.as_str());
-        self.manage_workers();
         let code = loop {
-            let signals = self.signals.wait(TICK);
+            if let Some(code) = self.manage_workers() {
+                break code;
+            }
+            let signals = self.signals.wait(self.tick());
             if let Some(code) = self.handle_signals(signals) {
                 break code;
             }
@@ -124,13 +186,28 @@ impl<L: WorkerLauncher> Arbiter<L> {
                 break self.halt(code, reason);
             }
             self.murder_workers();
-            self.manage_workers();
+            self.check_recycling();
         };
+        notify("STOPPING=1");
         remove_socket_files(&self.listeners);
         if let Some(pidfile) = &self.pidfile {
             pidfile.remove();
         }
         code
+    }
+
+    /// How long to wait for signals before the next housekeeping round.
+    fn tick(&self) -> Duration {
+        let changing = self.workers.values().any(|record| {
+            record.retire.is_some()
+                || record.generation != self.generation
+                || self.scoreboard.slot(record.slot).state() == WorkerState::Booting
+        });
+        if changing || self.settings.max_requests > 0 {
+            FAST_TICK
+        } else {
+            TICK
+        }
     }
 
     /// Acts on signals; returns an exit code when the master must stop.
@@ -146,16 +223,9 @@ impl<L: WorkerLauncher> Arbiter<L> {
                     tracing::info!("Shutting down: Master");
                     return Some(0);
                 }
-                Signal::SIGTTIN => {
-                    self.num_workers += 1;
-                    self.manage_workers();
-                }
-                Signal::SIGTTOU => {
-                    if self.num_workers > 1 {
-                        self.num_workers -= 1;
-                        self.manage_workers();
-                    }
-                }
+                Signal::SIGHUP => self.reload(),
+                Signal::SIGTTIN => self.num_workers += 1,
+                Signal::SIGTTOU => self.num_workers = self.num_workers.saturating_sub(1).max(1),
                 Signal::SIGCHLD => {}
                 other => {
                     tracing::warn!("{} is not supported yet; ignored", signal_name(other));
@@ -165,8 +235,38 @@ impl<L: WorkerLauncher> Arbiter<L> {
         None
     }
 
+    /// `HUP`: re-reads the configuration, then marks every worker for
+    /// phased replacement (a new generation).
+    fn reload(&mut self) {
+        tracing::info!("Hang up: Master");
+        notify("RELOADING=1");
+        if let Some(reloader) = self.reloader.as_mut() {
+            match reloader() {
+                Ok(settings) => {
+                    if settings.bind != self.settings.bind {
+                        tracing::warn!(
+                            "bind changed in the configuration; the listeners stay as they are \
+                             until the next restart or USR2 upgrade"
+                        );
+                    }
+                    self.num_workers = settings.workers;
+                    self.settings = Arc::new(settings);
+                }
+                Err(error) => {
+                    tracing::error!(
+                        "Cannot reload the configuration, keeping the current one: {error}"
+                    );
+                }
+            }
+        }
+        self.generation += 1;
+        self.failed_generation = None;
+        self.reloading = true;
+    }
+
     /// Collects exited workers. A worker that could not boot or load the
-    /// app stops the master (retrying would only loop), with that reason.
+    /// app stops the master (retrying would only loop), with that reason —
+    /// unless other workers are serving: then they keep serving.
     fn reap_workers(&mut self) -> Option<(i32, Option<&'static str>)> {
         loop {
             let status = match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
@@ -179,11 +279,21 @@ impl<L: WorkerLauncher> Arbiter<L> {
             };
             self.scoreboard.release(record.slot);
             match status {
-                WaitStatus::Exited(_, WORKER_BOOT_ERROR) => {
-                    return Some((WORKER_BOOT_ERROR, Some("Worker failed to boot.")));
-                }
-                WaitStatus::Exited(_, APP_LOAD_ERROR) => {
-                    return Some((APP_LOAD_ERROR, Some("App failed to load.")));
+                WaitStatus::Exited(_, code @ (WORKER_BOOT_ERROR | APP_LOAD_ERROR)) => {
+                    let reason = if code == APP_LOAD_ERROR {
+                        "App failed to load."
+                    } else {
+                        "Worker failed to boot."
+                    };
+                    if !self.serving_workers() {
+                        return Some((code, Some(reason)));
+                    }
+                    tracing::error!(
+                        "Worker (pid:{pid}) exited with code {code}: {reason} The running \
+                         workers keep serving; fix the problem and send HUP."
+                    );
+                    self.failed_generation = Some(self.generation);
+                    self.reloading = false;
                 }
                 WaitStatus::Exited(_, 0) => {}
                 WaitStatus::Exited(_, code) => {
@@ -198,6 +308,13 @@ impl<L: WorkerLauncher> Arbiter<L> {
                 _ => {}
             }
         }
+    }
+
+    /// Whether any worker not being stopped is serving.
+    fn serving_workers(&self) -> bool {
+        self.workers.values().any(|record| {
+            !record.stopping && self.scoreboard.slot(record.slot).state() == WorkerState::Ready
+        })
     }
 
     /// Aborts workers silent for longer than `timeout`: `SIGABRT` first,
@@ -222,19 +339,128 @@ impl<L: WorkerLauncher> Arbiter<L> {
         }
     }
 
-    /// Forks workers up to the target count, or retires the oldest extras.
-    fn manage_workers(&mut self) {
+    /// Marks healthy workers for replacement: past their request limit, or
+    /// (about once a second) past `max_worker_memory`.
+    fn check_recycling(&mut self) {
+        let check_memory =
+            self.settings.max_worker_memory > 0 && self.last_memory_check.elapsed() >= MEMORY_CHECK;
+        if check_memory {
+            self.last_memory_check = Instant::now();
+        }
+        let memory_limit = self.settings.max_worker_memory.saturating_mul(1024 * 1024);
+        for (&pid, record) in &mut self.workers {
+            if record.stopping || record.retire.is_some() {
+                continue;
+            }
+            let slot = self.scoreboard.slot(record.slot);
+            if record.max_requests > 0 && slot.requests() >= record.max_requests {
+                tracing::info!(
+                    "Autorestarting worker after current request. (pid:{pid}, {} requests)",
+                    slot.requests()
+                );
+                record.retire = Some(Retire::MaxRequests);
+                continue;
+            }
+            if check_memory {
+                if let Some(rss) = rss_bytes(pid.as_raw()).filter(|&rss| rss > memory_limit) {
+                    tracing::info!(
+                        "Autorestarting worker after current request. (pid:{pid}, memory {} MB \
+                         over max_worker_memory {} MB)",
+                        rss / (1024 * 1024),
+                        self.settings.max_worker_memory
+                    );
+                    record.retire = Some(Retire::Memory);
+                }
+            }
+        }
+    }
+
+    /// Whether `record` must be replaced.
+    fn outdated(&self, record: &WorkerRecord) -> bool {
+        record.generation != self.generation || record.retire.is_some()
+    }
+
+    /// Brings the workers to the target: forks missing ones; replaces
+    /// outdated ones one at a time (fork, wait for Ready, then `TERM` the
+    /// old one); retires the oldest extras. Returns an exit code when no
+    /// worker is left and none can be started.
+    fn manage_workers(&mut self) -> Option<i32> {
         let target = usize::try_from(self.num_workers).unwrap_or(1);
-        while self.workers.len() < target {
+        let failed = self.failed_generation == Some(self.generation);
+        // Oldest first: BTreeMap order is pid order, which is age order
+        // until pids wrap; good enough for picking whom to retire.
+        let live: Vec<Pid> = self
+            .workers
+            .iter()
+            .filter(|(_, record)| !record.stopping)
+            .map(|(&pid, _)| pid)
+            .collect();
+        if failed && live.is_empty() {
+            return Some(self.halt(APP_LOAD_ERROR, Some("App failed to load.")));
+        }
+        // While the new generation cannot boot, the old workers count as
+        // current: they stay, and nothing new is forked.
+        let (mut outdated, mut current): (Vec<Pid>, Vec<Pid>) = live
+            .into_iter()
+            .partition(|pid| !failed && self.workers.get(pid).is_some_and(|r| self.outdated(r)));
+        let ready = current
+            .iter()
+            .filter(|pid| self.state_of(**pid) == WorkerState::Ready)
+            .count();
+        // A ready replacement (or a lower target) lets an outdated one go.
+        while !outdated.is_empty() && ready + outdated.len() > target {
+            let pid = outdated.remove(0);
+            self.terminate(pid);
+        }
+        // Extras beyond the target (TTOU): the oldest go.
+        if outdated.is_empty() && current.len() > target {
+            let extra = current.len() - target;
+            for pid in current.drain(..extra).collect::<Vec<_>>() {
+                self.terminate(pid);
+            }
+        }
+        if failed {
+            return None;
+        }
+        // Fill up to the target, plus one replacement at a time while
+        // outdated workers remain and no replacement is still booting.
+        let booting = current.len().saturating_sub(ready);
+        let surge = usize::from(!outdated.is_empty() && booting == 0);
+        let mut started = 0;
+        while current.len() + started < target
+            && current.len() + started + outdated.len() < target + surge
+        {
             if !self.spawn_worker() {
                 break;
             }
+            started += 1;
         }
-        // Pids grow with age on Linux only until they wrap; the scoreboard
-        // slot order is not age either, so keep it simple: oldest pid first.
-        let extra = self.workers.len().saturating_sub(target);
-        let retiring: Vec<Pid> = self.workers.keys().take(extra).copied().collect();
-        for pid in retiring {
+        if outdated.is_empty() && started == 0 && booting == 0 && current.len() == target {
+            self.settled();
+        }
+        None
+    }
+
+    /// The scoreboard state of worker `pid`.
+    fn state_of(&self, pid: Pid) -> WorkerState {
+        self.workers.get(&pid).map_or(WorkerState::Free, |record| {
+            self.scoreboard.slot(record.slot).state()
+        })
+    }
+
+    /// Every worker is current and ready: tell systemd.
+    fn settled(&mut self) {
+        if !self.announced_ready || self.reloading {
+            notify("READY=1");
+            self.announced_ready = true;
+            self.reloading = false;
+        }
+    }
+
+    /// Sends `TERM` to a worker: it finishes its in-flight requests.
+    fn terminate(&mut self, pid: Pid) {
+        if let Some(record) = self.workers.get_mut(&pid) {
+            record.stopping = true;
             let _ = kill(pid, Signal::SIGTERM);
         }
     }
@@ -259,15 +485,25 @@ impl<L: WorkerLauncher> Arbiter<L> {
                 if nix::unistd::getppid().as_raw() != master_pid {
                     std::process::exit(0);
                 }
-                let code = self.launcher.run_worker(&self.listeners, slot);
+                let code = self
+                    .launcher
+                    .run_worker(&self.settings, &self.listeners, slot);
                 std::process::exit(code);
             }
             Ok(ForkResult::Parent { child }) => {
                 slot.set_pid(child.as_raw());
+                let max_requests = self.jitter.limit(
+                    self.settings.max_requests,
+                    self.settings.max_requests_jitter,
+                );
                 self.workers.insert(
                     child,
                     WorkerRecord {
                         slot: index,
+                        generation: self.generation,
+                        max_requests,
+                        retire: None,
+                        stopping: false,
                         aborted: false,
                     },
                 );
@@ -285,6 +521,7 @@ impl<L: WorkerLauncher> Arbiter<L> {
     /// graceful, `QUIT` otherwise; `SIGKILL` for what is left after
     /// `graceful_timeout`. A `INT`/`QUIT` during a graceful stop makes it quick.
     fn stop(&mut self, graceful: bool) {
+        notify("STOPPING=1");
         let first = if graceful {
             Signal::SIGTERM
         } else {

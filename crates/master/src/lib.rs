@@ -4,15 +4,19 @@
 //! scoreboard ([`scoreboard`]), forks workers through a
 //! [`arbiter::WorkerLauncher`] supplied by the binary, and keeps them alive:
 //! it reaps and replaces dead workers, aborts workers past `timeout`, and
-//! acts on signals ([`signals`]). It never parses HTTP and never starts a
+//! acts on signals ([`signals`]). Workers are replaced in phases
+//! ([`recycle`]): the replacement first, then the old one. systemd hears
+//! about it through [`notify`]. It never parses HTTP and never starts a
 //! Python interpreter of its own.
 
 pub mod arbiter;
 pub mod listeners;
+pub mod notify;
 pub mod pidfile;
+pub mod recycle;
 pub mod scoreboard;
 pub mod signals;
 
-pub use arbiter::{Arbiter, WorkerLauncher};
+pub use arbiter::{Arbiter, Reloader, WorkerLauncher};
 pub use listeners::{bind_all, BoundListener};
 pub use scoreboard::Slot;
