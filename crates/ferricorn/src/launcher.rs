@@ -37,6 +37,7 @@ impl WorkerLauncher for Launcher {
         listeners: &[BoundListener],
         slot: &'static Slot,
     ) -> i32 {
+        crate::logging::reopen_on_usr1();
         let listeners = listeners
             .iter()
             .map(|listener| match listener {
@@ -51,10 +52,20 @@ impl WorkerLauncher for Launcher {
                 return ferricorn_worker::WORKER_BOOT_ERROR;
             }
         };
+        // Read in each new worker, so a reload also picks up renewed
+        // certificates; main() checked them once before binding.
+        let tls = match ferricorn_worker::tls::server_config(settings) {
+            Ok(tls) => tls,
+            Err(error) => {
+                tracing::error!("{error}");
+                return ferricorn_worker::WORKER_BOOT_ERROR;
+            }
+        };
         ferricorn_worker::run(WorkerSetup {
             settings: Arc::clone(settings),
             listeners,
             heartbeat: Arc::new(SlotHeartbeat(slot)),
+            tls,
         })
     }
 }

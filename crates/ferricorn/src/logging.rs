@@ -7,9 +7,14 @@
 //! written to the error log as the app wrote it. Every line is written
 //! synchronously with one `write` call: a background writer would lose
 //! lines when a worker exits.
+//!
+//! Log files are reopened after `USR1` (for logrotate): the signal handler
+//! only bumps [`REOPEN_GENERATION`], and each sink reopens its file before
+//! the next line it writes, in whatever thread that happens.
 
 use std::fs::OpenOptions;
 use std::io::{self, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use ferricorn_config::LogLevel;
@@ -22,7 +27,59 @@ const ACCESS_TARGET: &str = "ferricorn.access";
 const WSGI_ERRORS_TARGET: &str = "wsgi.errors";
 const CRITICAL_TARGET: &str = "ferricorn.critical";
 
-type Sink = Mutex<Box<dyn Write + Send>>;
+/// Bumped by every `USR1`; a sink that saw an older value reopens its file.
+static REOPEN_GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// One log destination and the file it writes to.
+struct Sink {
+    target: String,
+    dash_is_stdout: bool,
+    state: Mutex<SinkState>,
+}
+
+struct SinkState {
+    out: Box<dyn Write + Send>,
+    generation: u64,
+}
+
+impl Sink {
+    fn open(target: &str, dash_is_stdout: bool) -> io::Result<Self> {
+        Ok(Self {
+            target: target.to_string(),
+            dash_is_stdout,
+            state: Mutex::new(SinkState {
+                out: open(target, dash_is_stdout)?,
+                generation: REOPEN_GENERATION.load(Ordering::Relaxed),
+            }),
+        })
+    }
+}
+
+/// Asks every log file to be reopened before its next line. Only touches
+/// an atomic, so it may be called from a signal handler.
+pub fn request_reopen() {
+    REOPEN_GENERATION.fetch_add(1, Ordering::Relaxed);
+}
+
+extern "C" fn on_usr1(_: libc::c_int) {
+    request_reopen();
+}
+
+/// Makes `USR1` reopen the log files in this process (a worker; the master
+/// gets `USR1` through its signal loop).
+pub fn reopen_on_usr1() {
+    // SAFETY: the handler only performs an atomic add (async-signal-safe);
+    // a zeroed sigaction with an empty mask is valid.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = on_usr1 as *const () as usize;
+        action.sa_flags = libc::SA_RESTART;
+        libc::sigemptyset(&mut action.sa_mask);
+        if libc::sigaction(libc::SIGUSR1, &action, std::ptr::null_mut()) != 0 {
+            tracing::warn!("cannot handle USR1: {}", io::Error::last_os_error());
+        }
+    }
+}
 
 struct GunicornFormat {
     error: Sink,
@@ -55,11 +112,8 @@ pub fn init(errorlog: &str, accesslog: Option<&str>, level: LogLevel) -> io::Res
         LogLevel::Critical => (Level::ERROR, true),
     };
     let layer = GunicornFormat {
-        error: Mutex::new(open(errorlog, false)?),
-        access: accesslog
-            .map(|a| open(a, true))
-            .transpose()?
-            .map(Mutex::new),
+        error: Sink::open(errorlog, false)?,
+        access: accesslog.map(|a| Sink::open(a, true)).transpose()?,
         level,
         critical_only,
     };
@@ -92,10 +146,22 @@ impl Visit for Message {
 }
 
 fn write_line(sink: &Sink, line: &str) {
-    if let Ok(mut out) = sink.lock() {
-        let _ = out.write_all(line.as_bytes());
-        let _ = out.flush();
+    let Ok(mut state) = sink.state.lock() else {
+        return;
+    };
+    let generation = REOPEN_GENERATION.load(Ordering::Relaxed);
+    if state.generation != generation {
+        state.generation = generation;
+        // A file that cannot be reopened keeps the old descriptor: losing
+        // the log would be worse than writing to a rotated file.
+        if sink.target != "-" {
+            if let Ok(out) = open(&sink.target, sink.dash_is_stdout) {
+                state.out = out;
+            }
+        }
     }
+    let _ = state.out.write_all(line.as_bytes());
+    let _ = state.out.flush();
 }
 
 impl GunicornFormat {

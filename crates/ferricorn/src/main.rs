@@ -56,6 +56,11 @@ fn run() -> i32 {
         return 2;
     }
 
+    if let Err(error) = ferricorn_worker::tls::server_config(&settings) {
+        eprintln!("{error}");
+        return 2;
+    }
+
     let listeners = match bind_all(&settings.bind, settings.backlog) {
         Ok(listeners) => listeners,
         Err(error) => {
@@ -64,7 +69,10 @@ fn run() -> i32 {
         }
     };
     match Arbiter::new(settings, listeners, launcher::Launcher) {
-        Ok(arbiter) => arbiter.with_reloader(reloader(args, start_dir)).run(),
+        Ok(arbiter) => arbiter
+            .with_reloader(reloader(args, start_dir))
+            .with_log_reopener(Box::new(logging::request_reopen))
+            .run(),
         Err(error) => {
             tracing::error!("{error}");
             1

@@ -50,6 +50,9 @@ pub trait WorkerLauncher {
 /// with the original command line. An error keeps the current settings.
 pub type Reloader = Box<dyn FnMut() -> Result<Settings, String>>;
 
+/// Reopens the master's log files (`USR1`).
+pub type LogReopener = Box<dyn Fn()>;
+
 struct WorkerRecord {
     slot: usize,
     /// The configuration generation it was forked with (bumped by `HUP`).
@@ -70,6 +73,7 @@ pub struct Arbiter<L: WorkerLauncher> {
     listeners: Vec<BoundListener>,
     launcher: L,
     reloader: Option<Reloader>,
+    log_reopener: Option<LogReopener>,
     scoreboard: Scoreboard,
     signals: SignalPipe,
     workers: BTreeMap<Pid, WorkerRecord>,
@@ -146,6 +150,7 @@ impl<L: WorkerLauncher> Arbiter<L> {
             listeners,
             launcher,
             reloader: None,
+            log_reopener: None,
             scoreboard,
             signals,
             workers: BTreeMap::new(),
@@ -163,6 +168,13 @@ impl<L: WorkerLauncher> Arbiter<L> {
     /// replaces the workers.
     pub fn with_reloader(mut self, reloader: Reloader) -> Self {
         self.reloader = Some(reloader);
+        self
+    }
+
+    /// Sets how `USR1` reopens the master's log files; the signal is also
+    /// forwarded to every worker, which reopens its own.
+    pub fn with_log_reopener(mut self, reopener: LogReopener) -> Self {
+        self.log_reopener = Some(reopener);
         self
     }
 
@@ -213,6 +225,12 @@ impl<L: WorkerLauncher> Arbiter<L> {
     /// Acts on signals; returns an exit code when the master must stop.
     fn handle_signals(&mut self, signals: Vec<Signal>) -> Option<i32> {
         for signal in signals {
+            if signal == Signal::SIGUSR1 {
+                // Before logging, so that this very line opens the new file.
+                if let Some(reopen) = &self.log_reopener {
+                    reopen();
+                }
+            }
             if signal != Signal::SIGCHLD {
                 tracing::info!("Handling signal: {}", signal_name(signal));
             }
@@ -224,6 +242,7 @@ impl<L: WorkerLauncher> Arbiter<L> {
                     return Some(0);
                 }
                 Signal::SIGHUP => self.reload(),
+                Signal::SIGUSR1 => self.signal_workers(Signal::SIGUSR1),
                 Signal::SIGTTIN => self.num_workers += 1,
                 Signal::SIGTTOU => self.num_workers = self.num_workers.saturating_sub(1).max(1),
                 Signal::SIGCHLD => {}

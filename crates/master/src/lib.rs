@@ -17,6 +17,6 @@ pub mod recycle;
 pub mod scoreboard;
 pub mod signals;
 
-pub use arbiter::{Arbiter, Reloader, WorkerLauncher};
+pub use arbiter::{Arbiter, LogReopener, Reloader, WorkerLauncher};
 pub use listeners::{bind_all, BoundListener};
 pub use scoreboard::Slot;
