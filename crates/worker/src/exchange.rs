@@ -1,7 +1,7 @@
 //! One request/response exchange on a blocking connection: from a parsed
 //! request head to a finished response, through the WSGI app.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -16,7 +16,7 @@ use crate::body::body_reader;
 use crate::clock::unix_now;
 use crate::policy::RequestPolicy;
 use crate::sink::HttpSink;
-use crate::stream::{SharedStream, Stream};
+use crate::stream::SharedStream;
 use crate::Heartbeat;
 
 /// What every exchange of one worker shares.
@@ -160,13 +160,12 @@ pub fn serve(
 /// body read from the socket and the response written to it.
 pub fn serve_blocking(
     ctx: &ExchangeContext,
-    stream: &Arc<Stream>,
+    shared: SharedStream,
     peer: Peer,
     head: RequestHead,
     pending: Vec<u8>,
     keep_alive: bool,
 ) -> Next {
-    let shared = SharedStream(Arc::clone(stream));
     let continue_to = head.expect_continue.then(|| shared.clone());
     let body_error = BodyError::default();
     let (reader, body) = body_reader(
@@ -177,7 +176,12 @@ pub fn serve_blocking(
         Arc::clone(&body_error),
     );
     let keep_alive = keep_alive && head.keep_alive;
-    let sink = HttpSink::new(shared, head.version, head.method == "HEAD", keep_alive);
+    let sink = HttpSink::new(
+        shared.clone(),
+        head.version,
+        head.method == "HEAD",
+        keep_alive,
+    );
     let exchange = Exchange {
         peer,
         head,
@@ -185,19 +189,16 @@ pub fn serve_blocking(
         sink: Box::new(sink),
         body_error,
     };
-    let next = serve(ctx, exchange, &mut |error| reject(stream, error));
+    let mut writer = shared;
+    let next = serve(ctx, exchange, &mut |error| {
+        let _ = writer.write_all(&error.to_response());
+    });
     let consumed = body.drain();
     if keep_alive && consumed && next == Next::KeepAlive {
         Next::KeepAlive
     } else {
         Next::Close
     }
-}
-
-/// Sends an error response; the connection is closed after it.
-pub fn reject(stream: &Stream, error: &HttpError) {
-    use std::io::Write;
-    let _ = (&*stream).write_all(&error.to_response());
 }
 
 /// `SERVER_NAME` and `SERVER_PORT`: from `Host` when sent, else the local

@@ -170,6 +170,9 @@ pub fn read_available(stream: &AsyncStream, buf: &mut Vec<u8>) -> bool {
         }
         match stream.try_read_buf(buf) {
             Ok(0) => return false,
+            // A read that did not fill the buffer drained the socket: skip
+            // the extra read that would only say EAGAIN.
+            Ok(_) if buf.len() < buf.capacity() => return true,
             Ok(_) => continue,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,

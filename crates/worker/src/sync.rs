@@ -20,6 +20,7 @@ use crate::head::{
     read_available, read_head, timeout_error, HeadError, HeadReader, Progress, ReadyHead,
 };
 use crate::io::{accept_any, Accepted, AsyncListener, AsyncStream};
+use crate::stream::SharedStream;
 use crate::{ClassOptions, WorkerError};
 
 /// How long a new connection may take to send its first bytes before the
@@ -207,12 +208,9 @@ fn serve_inline(ctx: &ExchangeContext, options: &ClassOptions, ready: Ready) {
             return;
         }
     };
-    if let Err(error) = stream.set_blocking(Some(options.io_timeout)) {
-        tracing::debug!("cannot switch the connection to blocking mode: {error}");
-        return;
-    }
     let stream = Arc::new(stream);
+    let shared = SharedStream::new(Arc::clone(&stream), options.io_timeout);
     // gunicorn's sync worker never keeps a connection alive.
-    exchange::serve_blocking(ctx, &stream, peer, head.head, head.pending, false);
+    exchange::serve_blocking(ctx, shared, peer, head.head, head.pending, false);
     let _ = stream.shutdown_write();
 }
