@@ -1,0 +1,384 @@
+//! The WSGI bridge against a real embedded interpreter: environ contents,
+//! `start_response` rules, iteration, `write()`, `close()` and errors, with
+//! the response captured by an in-memory sink.
+
+use std::io::{self, Cursor};
+use std::os::fd::RawFd;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use ferricorn_python::environ::RequestInfo;
+use ferricorn_python::interpreter::{self, InterpreterOptions};
+use ferricorn_python::response::ResponseSink;
+use ferricorn_python::wsgi::{Outcome, WsgiApp};
+use pyo3::prelude::*;
+use pyo3::types::PyModule;
+
+const APPS: &str = r#"
+import json, sys
+
+closed = []
+
+def environ_app(environ, start_response):
+    keys = {k: v for k, v in environ.items() if isinstance(v, str)}
+    keys["wsgi.version"] = list(environ["wsgi.version"])
+    keys["wsgi.multithread"] = environ["wsgi.multithread"]
+    keys["body"] = environ["wsgi.input"].read().decode("latin-1")
+    start_response("200 OK", [("Content-Type", "application/json")])
+    return [json.dumps(keys).encode()]
+
+class Closing:
+    def __init__(self, parts, fail=False):
+        self.parts, self.fail = parts, fail
+    def __iter__(self):
+        for part in self.parts:
+            yield part
+        if self.fail:
+            raise RuntimeError("iteration failed")
+    def close(self):
+        closed.append(len(self.parts))
+
+def generator_app(environ, start_response):
+    start_response("201 Created", [("X-A", "1")])
+    return Closing([b"one", b"", b"two"])
+
+def failing_after_head(environ, start_response):
+    start_response("200 OK", [])
+    return Closing([b"partial"], fail=True)
+
+def write_app(environ, start_response):
+    write = start_response("200 OK", [])
+    write(b"written ")
+    return [b"returned"]
+
+def twice_app(environ, start_response):
+    start_response("200 OK", [])
+    start_response("200 OK", [])
+    return [b""]
+
+def exc_info_app(environ, start_response):
+    write = start_response("200 OK", [])
+    write(b"sent")
+    try:
+        raise ValueError("late")
+    except ValueError:
+        start_response("500 Oops", [], sys.exc_info())
+    return [b"not reached"]
+
+def recover_app(environ, start_response):
+    start_response("200 OK", [("X-Stage", "first")])
+    try:
+        raise ValueError("early")
+    except ValueError:
+        start_response("503 Busy", [("X-Stage", "second")], sys.exc_info())
+    return [b"recovered"]
+
+def bad_status_app(environ, start_response):
+    start_response("200OK", [])
+    return [b""]
+
+def bad_header_app(environ, start_response):
+    start_response("200 OK", [("X-Bad", "a\r\nInjected: yes")])
+    return [b""]
+
+def exit_app(environ, start_response):
+    sys.exit(3)
+
+def hop_app(environ, start_response):
+    start_response("200 OK", [("Connection", "close"), ("X-Kept", "yes")])
+    return [b"ok"]
+"#;
+
+/// What the sink saw.
+#[derive(Default, Debug)]
+struct Captured {
+    status: u16,
+    reason: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    heads: usize,
+    finished: bool,
+}
+
+struct MemorySink(Arc<Mutex<Captured>>);
+
+impl ResponseSink for MemorySink {
+    fn send_head(
+        &mut self,
+        status: u16,
+        reason: &str,
+        headers: &[(String, String)],
+        body: &[u8],
+        _complete: bool,
+    ) -> io::Result<()> {
+        let mut c = self.0.lock().unwrap();
+        c.status = status;
+        c.reason = reason.to_string();
+        c.headers = headers.to_vec();
+        c.body.extend_from_slice(body);
+        c.heads += 1;
+        Ok(())
+    }
+
+    fn send_body(&mut self, data: &[u8]) -> io::Result<()> {
+        self.0.lock().unwrap().body.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn send_file(&mut self, _fd: RawFd, _offset: u64, _count: u64) -> io::Result<bool> {
+        Ok(false)
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        self.0.lock().unwrap().finished = true;
+        Ok(())
+    }
+}
+
+fn module() -> &'static Py<PyModule> {
+    static MODULE: OnceLock<Py<PyModule>> = OnceLock::new();
+    MODULE.get_or_init(|| {
+        interpreter::start(&InterpreterOptions {
+            chdir: std::env::temp_dir(),
+            pythonpath: Vec::new(),
+        })
+        .expect("interpreter starts");
+        Python::attach(|py| {
+            let code = std::ffi::CString::new(APPS).unwrap();
+            PyModule::from_code(py, &code, c"bridge_apps.py", c"bridge_apps")
+                .expect("test apps compile")
+                .unbind()
+        })
+    })
+}
+
+fn call(name: &str, body: &[u8], headers: &[(&str, &[u8])]) -> (Outcome, Captured) {
+    let module = module();
+    let app = Python::attach(|py| {
+        let callable = module.bind(py).getattr(name).unwrap().unbind();
+        WsgiApp::new(py, callable, true, false).unwrap()
+    });
+    let captured = Arc::new(Mutex::new(Captured::default()));
+    let request = RequestInfo {
+        method: "POST",
+        path: b"/caf%C3%A9/x",
+        query: b"a=1&b=%20",
+        raw_uri: b"/caf%C3%A9/x?a=1&b=%20",
+        protocol: "HTTP/1.1",
+        headers: headers.iter().copied(),
+        remote: Some("127.0.0.1:4000".parse().unwrap()),
+        server_name: "example.com",
+        server_port: "8080",
+        url_scheme: "http",
+        script_name: "",
+    };
+    let outcome = app.call(
+        request,
+        Box::new(Cursor::new(body.to_vec())),
+        Box::new(MemorySink(Arc::clone(&captured))),
+    );
+    let captured = std::mem::take(&mut *captured.lock().unwrap());
+    (outcome, captured)
+}
+
+fn closed_count() -> usize {
+    let module = module();
+    Python::attach(|py| module.bind(py).getattr("closed").unwrap().len().unwrap())
+}
+
+#[test]
+fn environ_follows_pep_3333() {
+    let headers: &[(&str, &[u8])] = &[
+        ("Content-Type", b"text/plain"),
+        ("Content-Length", b"5"),
+        ("X-Multi", b"a"),
+        ("X-Multi", b"b"),
+        ("User-Agent", b"t\xe9st"),
+    ];
+    let (outcome, captured) = call("environ_app", b"hello", headers);
+    assert!(!outcome.failed);
+    assert_eq!(captured.status, 200);
+    let env: std::collections::HashMap<String, serde_like::Value> =
+        serde_like::parse(&String::from_utf8(captured.body).unwrap());
+    let get = |k: &str| env.get(k).map(|v| v.to_string()).unwrap_or_default();
+    assert_eq!(get("REQUEST_METHOD"), "POST");
+    assert_eq!(get("PATH_INFO"), "/caf\u{c3}\u{a9}/x");
+    assert_eq!(get("QUERY_STRING"), "a=1&b=%20");
+    assert_eq!(get("RAW_URI"), "/caf%C3%A9/x?a=1&b=%20");
+    assert_eq!(get("CONTENT_TYPE"), "text/plain");
+    assert_eq!(get("CONTENT_LENGTH"), "5");
+    assert_eq!(get("HTTP_X_MULTI"), "a,b");
+    assert_eq!(get("HTTP_USER_AGENT"), "t\u{e9}st");
+    assert_eq!(get("SERVER_NAME"), "example.com");
+    assert_eq!(get("SERVER_PORT"), "8080");
+    assert_eq!(get("SERVER_PROTOCOL"), "HTTP/1.1");
+    assert_eq!(get("REMOTE_ADDR"), "127.0.0.1");
+    assert_eq!(get("REMOTE_PORT"), "4000");
+    assert_eq!(get("wsgi.url_scheme"), "http");
+    assert_eq!(get("wsgi.multithread"), "true");
+    assert_eq!(get("wsgi.version"), "[1, 0]");
+    assert_eq!(get("body"), "hello");
+    assert!(!env.contains_key("HTTP_CONTENT_TYPE"));
+}
+
+#[test]
+fn generator_is_sent_in_order_and_closed() {
+    let before = closed_count();
+    let (outcome, captured) = call("generator_app", b"", &[]);
+    assert!(!outcome.failed);
+    assert_eq!(
+        (captured.status, captured.reason.as_str()),
+        (201, "Created")
+    );
+    assert_eq!(captured.headers, vec![("X-A".to_string(), "1".to_string())]);
+    assert_eq!(captured.body, b"onetwo");
+    assert_eq!(captured.heads, 1);
+    assert!(captured.finished);
+    assert!(closed_count() > before);
+}
+
+#[test]
+fn failure_after_the_head_closes_the_iterable_and_the_connection() {
+    let before = closed_count();
+    let (outcome, captured) = call("failing_after_head", b"", &[]);
+    assert!(outcome.failed);
+    assert!(outcome.head_sent);
+    assert!(outcome.must_close);
+    assert_eq!(captured.body, b"partial");
+    assert!(closed_count() > before);
+}
+
+#[test]
+fn write_callable_sends_before_the_iterable() {
+    let (outcome, captured) = call("write_app", b"", &[]);
+    assert!(!outcome.failed);
+    assert_eq!(captured.body, b"written returned");
+}
+
+#[test]
+fn start_response_twice_without_exc_info_fails() {
+    let (outcome, captured) = call("twice_app", b"", &[]);
+    assert!(outcome.failed);
+    assert_eq!(captured.heads, 0);
+}
+
+#[test]
+fn exc_info_after_the_head_was_sent_reraises() {
+    let (outcome, captured) = call("exc_info_app", b"", &[]);
+    assert!(outcome.failed);
+    assert!(outcome.head_sent);
+    assert_eq!(captured.status, 200);
+    assert_eq!(captured.body, b"sent");
+}
+
+#[test]
+fn exc_info_replaces_an_unsent_head() {
+    let (outcome, captured) = call("recover_app", b"", &[]);
+    assert!(!outcome.failed);
+    assert_eq!(captured.status, 503);
+    assert_eq!(
+        captured.headers,
+        vec![("X-Stage".to_string(), "second".to_string())]
+    );
+    assert_eq!(captured.body, b"recovered");
+}
+
+#[test]
+fn invalid_status_and_headers_fail_before_anything_is_sent() {
+    for app in ["bad_status_app", "bad_header_app", "exit_app"] {
+        let (outcome, captured) = call(app, b"", &[]);
+        assert!(outcome.failed, "{app}");
+        assert!(!outcome.head_sent, "{app}");
+        assert_eq!(captured.heads, 0, "{app}");
+    }
+}
+
+#[test]
+fn hop_by_hop_headers_are_dropped_and_close_is_honoured() {
+    let (outcome, captured) = call("hop_app", b"", &[]);
+    assert!(!outcome.failed);
+    assert!(outcome.must_close);
+    assert_eq!(
+        captured.headers,
+        vec![("X-Kept".to_string(), "yes".to_string())]
+    );
+}
+
+/// A tiny reader for the flat JSON object `environ_app` returns, so the
+/// test needs no JSON crate.
+mod serde_like {
+    use std::collections::HashMap;
+    use std::fmt;
+
+    pub enum Value {
+        Str(String),
+        Raw(String),
+    }
+
+    impl fmt::Display for Value {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            match self {
+                Value::Str(s) | Value::Raw(s) => f.write_str(s),
+            }
+        }
+    }
+
+    fn string(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) -> String {
+        let mut out = String::new();
+        while let Some(c) = chars.next() {
+            match c {
+                '"' => break,
+                '\\' => match chars.next() {
+                    Some('u') => {
+                        let hex: String = chars.by_ref().take(4).collect();
+                        let code = u32::from_str_radix(&hex, 16).unwrap();
+                        out.push(char::from_u32(code).unwrap());
+                    }
+                    Some('n') => out.push('\n'),
+                    Some(other) => out.push(other),
+                    None => break,
+                },
+                other => out.push(other),
+            }
+        }
+        out
+    }
+
+    pub fn parse(text: &str) -> HashMap<String, Value> {
+        let mut map = HashMap::new();
+        let mut chars = text.trim().trim_start_matches('{').chars().peekable();
+        loop {
+            while chars.peek().is_some_and(|c| *c != '"') {
+                chars.next();
+            }
+            if chars.next().is_none() {
+                break;
+            }
+            let key = string(&mut chars);
+            while chars.peek().is_some_and(|c| *c == ':' || *c == ' ') {
+                chars.next();
+            }
+            let value = if chars.peek() == Some(&'"') {
+                chars.next();
+                Value::Str(string(&mut chars))
+            } else {
+                let mut raw = String::new();
+                let mut depth = 0;
+                while let Some(&c) = chars.peek() {
+                    if depth == 0 && (c == ',' || c == '}') {
+                        break;
+                    }
+                    if c == '[' {
+                        depth += 1;
+                    } else if c == ']' {
+                        depth -= 1;
+                    }
+                    raw.push(c);
+                    chars.next();
+                }
+                Value::Raw(raw.trim().to_string())
+            };
+            map.insert(key, value);
+        }
+        map
+    }
+}
