@@ -152,6 +152,7 @@ async fn handle(
     *response.status_mut() =
         hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
     let map = response.headers_mut();
+    map.insert(hyper::header::SERVER, hyper::header::HeaderValue::from_static("ferricorn"));
     for (name, value) in headers {
         if let (Ok(name), Ok(value)) = (
             hyper::header::HeaderName::from_bytes(name.as_bytes()),
