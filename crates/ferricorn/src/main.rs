@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use ferricorn_config::Settings;
+use ferricorn_master::upgrade::{inherited_listeners, Upgrade};
 use ferricorn_master::{bind_all, Arbiter, Reloader};
 
 fn main() -> ExitCode {
@@ -61,7 +62,10 @@ fn run() -> i32 {
         return 2;
     }
 
-    let listeners = match bind_all(&settings.bind, settings.backlog) {
+    // Sockets handed over by an upgrading master or by systemd come first.
+    let listeners =
+        inherited_listeners().unwrap_or_else(|| bind_all(&settings.bind, settings.backlog));
+    let listeners = match listeners {
         Ok(listeners) => listeners,
         Err(error) => {
             tracing::error!("{error}");
@@ -70,6 +74,7 @@ fn run() -> i32 {
     };
     match Arbiter::new(settings, listeners, launcher::Launcher) {
         Ok(arbiter) => arbiter
+            .with_upgrade(Upgrade::new(&args, &start_dir))
             .with_reloader(reloader(args, start_dir))
             .with_log_reopener(Box::new(logging::request_reopen))
             .run(),

@@ -28,6 +28,7 @@ use crate::pidfile::Pidfile;
 use crate::recycle::{rss_bytes, Jitter, Retire};
 use crate::scoreboard::{monotonic_ms, Scoreboard, Slot, WorkerState};
 use crate::signals::SignalPipe;
+use crate::upgrade::{upgraded_from, Upgrade};
 
 /// Exit code of a worker that could not boot (gunicorn's).
 pub const WORKER_BOOT_ERROR: i32 = 3;
@@ -91,6 +92,15 @@ pub struct Arbiter<L: WorkerLauncher> {
     announced_ready: bool,
     jitter: Jitter,
     last_memory_check: Instant,
+    /// How `USR2` starts a new master.
+    upgrade: Option<Upgrade>,
+    /// The new master started by `USR2`, while it runs.
+    upgrade_child: Option<Pid>,
+    /// The old master that started this one, while it runs; then this
+    /// master takes over the pidfile.
+    old_master: Option<Pid>,
+    /// The configured pidfile path while this master writes `<pidfile>.2`.
+    pidfile_target: Option<std::path::PathBuf>,
 }
 
 /// Why the master could not start.
@@ -135,7 +145,18 @@ impl<L: WorkerLauncher> Arbiter<L> {
         let capacity = SLOT_CAPACITY.max(usize::try_from(settings.workers).unwrap_or(1) * 2);
         let scoreboard = Scoreboard::new(capacity)?;
         let signals = SignalPipe::install().map_err(ArbiterError::Signals)?;
-        let pidfile = match &settings.pidfile {
+        let old_master = upgraded_from();
+        // An upgraded master writes `<pidfile>.2` until the old one exits.
+        let pidfile_target = settings.pidfile.clone().filter(|_| old_master.is_some());
+        let pidfile_path = settings.pidfile.as_ref().map(|path| match old_master {
+            Some(_) => {
+                let mut second = path.clone().into_os_string();
+                second.push(".2");
+                std::path::PathBuf::from(second)
+            }
+            None => path.clone(),
+        });
+        let pidfile = match &pidfile_path {
             Some(path) => Some(Pidfile::create(path, std::process::id()).map_err(|source| {
                 ArbiterError::Pidfile {
                     path: path.display().to_string(),
@@ -161,6 +182,10 @@ impl<L: WorkerLauncher> Arbiter<L> {
             announced_ready: false,
             jitter: Jitter::new(),
             last_memory_check: Instant::now(),
+            upgrade: None,
+            upgrade_child: None,
+            old_master,
+            pidfile_target,
         })
     }
 
@@ -175,6 +200,12 @@ impl<L: WorkerLauncher> Arbiter<L> {
     /// forwarded to every worker, which reopens its own.
     pub fn with_log_reopener(mut self, reopener: LogReopener) -> Self {
         self.log_reopener = Some(reopener);
+        self
+    }
+
+    /// Sets how `USR2` starts a new master; without it `USR2` is refused.
+    pub fn with_upgrade(mut self, upgrade: Option<Upgrade>) -> Self {
+        self.upgrade = upgrade;
         self
     }
 
@@ -199,9 +230,13 @@ impl<L: WorkerLauncher> Arbiter<L> {
             }
             self.murder_workers();
             self.check_recycling();
+            self.check_old_master();
         };
         notify("STOPPING=1");
-        remove_socket_files(&self.listeners);
+        // A new master started by USR2 serves the same socket files.
+        if self.upgrade_child.is_none() {
+            remove_socket_files(&self.listeners);
+        }
         if let Some(pidfile) = &self.pidfile {
             pidfile.remove();
         }
@@ -243,6 +278,15 @@ impl<L: WorkerLauncher> Arbiter<L> {
                 }
                 Signal::SIGHUP => self.reload(),
                 Signal::SIGUSR1 => self.signal_workers(Signal::SIGUSR1),
+                Signal::SIGUSR2 => self.reexec(),
+                Signal::SIGWINCH => {
+                    if self.upgrade_child.is_some() {
+                        tracing::info!("graceful stop of workers");
+                        self.num_workers = 0;
+                    } else {
+                        tracing::info!("SIGWINCH ignored. Not daemonized");
+                    }
+                }
                 Signal::SIGTTIN => self.num_workers += 1,
                 Signal::SIGTTOU => self.num_workers = self.num_workers.saturating_sub(1).max(1),
                 Signal::SIGCHLD => {}
@@ -252,6 +296,47 @@ impl<L: WorkerLauncher> Arbiter<L> {
             }
         }
         None
+    }
+
+    /// `USR2`: starts a new master (the binary as it is on disk now) that
+    /// inherits the listeners; this one keeps serving until `WINCH`/`TERM`.
+    fn reexec(&mut self) {
+        if let Some(child) = self.upgrade_child {
+            tracing::warn!("USR2 ignored: the upgraded master (pid:{child}) is still running");
+            return;
+        }
+        if self.old_master.is_some() {
+            tracing::warn!("USR2 ignored: the old master is still running");
+            return;
+        }
+        let Some(upgrade) = &self.upgrade else {
+            tracing::warn!("USR2 ignored: the command line cannot be passed on");
+            return;
+        };
+        match upgrade.spawn(&self.listeners) {
+            Ok(child) => {
+                tracing::info!("Upgrading: started a new master (pid:{child})");
+                self.upgrade_child = Some(child);
+            }
+            Err(error) => tracing::error!("cannot start a new master: {error}"),
+        }
+    }
+
+    /// After an upgrade: once the old master is gone, takes over its
+    /// pidfile and tells systemd which process is the main one now.
+    fn check_old_master(&mut self) {
+        let Some(old) = self.old_master else { return };
+        if nix::unistd::getppid() == old {
+            return;
+        }
+        self.old_master = None;
+        tracing::info!("The old master (pid:{old}) has exited; this master takes over");
+        if let (Some(pidfile), Some(target)) = (self.pidfile.as_mut(), self.pidfile_target.take()) {
+            if let Err(error) = pidfile.rename(&target) {
+                tracing::error!("cannot move the pidfile to {}: {error}", target.display());
+            }
+        }
+        notify(&format!("MAINPID={}\nREADY=1", std::process::id()));
     }
 
     /// `HUP`: re-reads the configuration, then marks every worker for
@@ -293,6 +378,11 @@ impl<L: WorkerLauncher> Arbiter<L> {
                 Ok(status) => status,
             };
             let Some(pid) = status.pid() else { continue };
+            if Some(pid) == self.upgrade_child {
+                self.upgrade_child = None;
+                tracing::error!("The upgraded master (pid:{pid}) exited: {status:?}");
+                continue;
+            }
             let Some(record) = self.workers.remove(&pid) else {
                 continue;
             };
@@ -454,7 +544,12 @@ impl<L: WorkerLauncher> Arbiter<L> {
             }
             started += 1;
         }
-        if outdated.is_empty() && started == 0 && booting == 0 && current.len() == target {
+        if target > 0
+            && outdated.is_empty()
+            && started == 0
+            && booting == 0
+            && current.len() == target
+        {
             self.settled();
         }
         None

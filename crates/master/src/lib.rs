@@ -16,7 +16,8 @@ pub mod pidfile;
 pub mod recycle;
 pub mod scoreboard;
 pub mod signals;
+pub mod upgrade;
 
 pub use arbiter::{Arbiter, LogReopener, Reloader, WorkerLauncher};
-pub use listeners::{bind_all, BoundListener};
+pub use listeners::{bind_all, BindError, BoundListener};
 pub use scoreboard::Slot;

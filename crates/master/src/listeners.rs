@@ -3,7 +3,7 @@
 use std::fmt;
 use std::io;
 use std::net::{TcpListener, ToSocketAddrs};
-use std::os::fd::{FromRawFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
@@ -26,6 +26,25 @@ pub enum BoundListener {
 pub struct BindError {
     bind: String,
     source: io::Error,
+}
+
+impl BindError {
+    /// An error about `bind` (an address or descriptor) for `reason`.
+    pub(crate) fn new(bind: &str, reason: String) -> Self {
+        Self {
+            bind: bind.to_string(),
+            source: io::Error::other(reason),
+        }
+    }
+}
+
+impl AsRawFd for BoundListener {
+    fn as_raw_fd(&self) -> RawFd {
+        match self {
+            BoundListener::Tcp(l) => l.as_raw_fd(),
+            BoundListener::Unix(l, _) => l.as_raw_fd(),
+        }
+    }
 }
 
 impl fmt::Display for BoundListener {
@@ -103,7 +122,8 @@ fn bind_one(bind: &Bind, backlog: u32) -> io::Result<BoundListener> {
     }
 }
 
-fn from_fd(fd: RawFd) -> io::Result<BoundListener> {
+/// Takes over an open listening socket passed to this process.
+pub(crate) fn from_fd(fd: RawFd) -> io::Result<BoundListener> {
     // Reject descriptors that are not open sockets before taking ownership.
     let kind = nix::sys::socket::getsockopt(
         // SAFETY: borrowing only for this call; ownership is taken below.
@@ -125,7 +145,8 @@ fn from_fd(fd: RawFd) -> io::Result<BoundListener> {
     }
 }
 
-/// Removes unix socket files this process created.
+/// Removes unix socket files this process created (not when an upgraded
+/// master serves them on).
 pub fn remove_socket_files(listeners: &[BoundListener]) {
     for listener in listeners {
         if let BoundListener::Unix(_, Some(path)) = listener {

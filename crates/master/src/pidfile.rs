@@ -19,6 +19,14 @@ impl Pidfile {
         })
     }
 
+    /// Moves the file to `path` (an upgraded master taking over the
+    /// pidfile once the old master is gone).
+    pub fn rename(&mut self, path: &Path) -> io::Result<()> {
+        std::fs::rename(&self.path, path)?;
+        self.path = path.to_path_buf();
+        Ok(())
+    }
+
     /// Removes the file if it still names this process.
     pub fn remove(&self) {
         let ours = std::fs::read_to_string(&self.path)
