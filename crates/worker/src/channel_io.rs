@@ -4,7 +4,8 @@
 //! socket, so a slow client costs the event loop a buffer, not a thread.
 
 use std::io::{self, Read, Write};
-use std::os::fd::RawFd;
+use std::os::fd::{AsFd, OwnedFd, RawFd};
+use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
@@ -27,7 +28,8 @@ pub type BodyChunk = Result<Vec<u8>, String>;
 
 /// `wsgi.input`'s source in threaded workers.
 pub struct ChannelBody {
-    chunks: mpsc::Receiver<BodyChunk>,
+    /// `None` for a request without a body.
+    chunks: Option<mpsc::Receiver<BodyChunk>>,
     /// Where to announce the first read; `None` when the body is pumped
     /// without being asked (HTTP/2, where flow control bounds it).
     frames: Option<mpsc::Sender<Frame>>,
@@ -41,10 +43,10 @@ impl ChannelBody {
     /// A body fed through `chunks`; `has_body` false for bodyless requests,
     /// which then never ask the connection for anything.
     pub fn new(
-        chunks: mpsc::Receiver<BodyChunk>,
+        chunks: Option<mpsc::Receiver<BodyChunk>>,
         frames: Option<mpsc::Sender<Frame>>,
-        has_body: bool,
     ) -> Self {
+        let has_body = chunks.is_some();
         Self {
             chunks,
             frames,
@@ -76,7 +78,10 @@ impl Read for ChannelBody {
                         .map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe))?;
                 }
             }
-            match self.chunks.blocking_recv() {
+            let Some(chunks) = self.chunks.as_mut() else {
+                return Ok(0);
+            };
+            match chunks.blocking_recv() {
                 Some(Ok(chunk)) => {
                     self.current = chunk;
                     self.pos = 0;
@@ -94,14 +99,53 @@ impl Read for ChannelBody {
     }
 }
 
-/// The response side: each write becomes one frame for the event loop.
-pub struct ChannelWriter(pub mpsc::Sender<Frame>);
+/// The response side. On a plain socket the app thread writes directly
+/// (the socket is non-blocking, through a descriptor of its own, so it
+/// never waits on the client); whatever would block, and everything after
+/// it, goes to the event loop as frames, keeping the order.
+pub struct ChannelWriter {
+    frames: mpsc::Sender<Frame>,
+    direct: Option<Arc<OwnedFd>>,
+    spilled: bool,
+}
+
+impl ChannelWriter {
+    /// A writer sending through `frames`, or straight to `direct` first.
+    pub fn new(frames: mpsc::Sender<Frame>, direct: Option<Arc<OwnedFd>>) -> Self {
+        Self {
+            frames,
+            direct,
+            spilled: false,
+        }
+    }
+
+    fn send_frame(&self, data: &[u8]) -> io::Result<()> {
+        self.frames
+            .blocking_send(Frame::Data(data.to_vec()))
+            .map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe))
+    }
+}
 
 impl Write for ChannelWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0
-            .blocking_send(Frame::Data(buf.to_vec()))
-            .map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe))?;
+        if let (false, Some(fd)) = (self.spilled, &self.direct) {
+            let mut written = 0;
+            while written < buf.len() {
+                match nix::unistd::write(fd.as_fd(), &buf[written..]) {
+                    Ok(n) => written += n,
+                    Err(nix::errno::Errno::EINTR) => {}
+                    Err(nix::errno::Errno::EAGAIN) => break,
+                    Err(errno) => return Err(errno.into()),
+                }
+            }
+            if written == buf.len() {
+                return Ok(written);
+            }
+            self.spilled = true;
+            self.send_frame(&buf[written..])?;
+            return Ok(buf.len());
+        }
+        self.send_frame(buf)?;
         Ok(buf.len())
     }
 

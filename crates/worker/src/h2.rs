@@ -113,12 +113,11 @@ async fn handle(
         expect_continue: false,
     };
 
-    let (body_tx, body_rx) = mpsc::channel::<BodyChunk>(4);
-    if has_body {
+    let body_rx = has_body.then(|| {
+        let (body_tx, body_rx) = mpsc::channel::<BodyChunk>(4);
         tokio::spawn(pump_body(incoming, body_tx));
-    } else {
-        drop(body_tx);
-    }
+        body_rx
+    });
     let (head_tx, head_rx) = oneshot::channel();
     let (data_tx, data_rx) = mpsc::channel::<Bytes>(16);
     let head_slot = Arc::new(Mutex::new(Some(head_tx)));
@@ -129,7 +128,7 @@ async fn handle(
     let request = Exchange {
         peer,
         head,
-        body: Box::new(ChannelBody::new(body_rx, None, has_body)),
+        body: Box::new(ChannelBody::new(body_rx, None)),
         sink: Box::new(sink),
         body_error: BodyError::default(),
     };
@@ -152,7 +151,10 @@ async fn handle(
     *response.status_mut() =
         hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
     let map = response.headers_mut();
-    map.insert(hyper::header::SERVER, hyper::header::HeaderValue::from_static("ferricorn"));
+    map.insert(
+        hyper::header::SERVER,
+        hyper::header::HeaderValue::from_static("ferricorn"),
+    );
     for (name, value) in headers {
         if let (Ok(name), Ok(value)) = (
             hyper::header::HeaderName::from_bytes(name.as_bytes()),

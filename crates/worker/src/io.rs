@@ -132,6 +132,17 @@ impl AsyncStream {
         })
     }
 
+    /// A descriptor of its own on a plain socket, for writing from an app
+    /// thread; `None` for layered streams (their bytes need the loop).
+    pub fn dup_plain(&self) -> Option<std::os::fd::OwnedFd> {
+        use std::os::fd::AsFd;
+        match self {
+            AsyncStream::Tcp(s) => s.as_fd().try_clone_to_owned().ok(),
+            AsyncStream::Unix(s) => s.as_fd().try_clone_to_owned().ok(),
+            AsyncStream::Tls(_) | AsyncStream::Rewound(..) => None,
+        }
+    }
+
     /// The ALPN protocol agreed in the TLS handshake, if any.
     pub fn alpn_protocol(&self) -> Option<&[u8]> {
         match self {

@@ -190,6 +190,9 @@ async fn connection(shared: Arc<Shared>, conn: Accepted, _permit: OwnedSemaphore
             None => return,
         }
     }
+    // One duplicate descriptor per connection lets app threads write
+    // responses without a hop through the loop (see ChannelWriter).
+    let direct = stream.dup_plain().map(Arc::new);
     let mut shutdown = shared.shutdown.clone();
     let mut first = true;
     loop {
@@ -220,7 +223,7 @@ async fn connection(shared: Arc<Shared>, conn: Accepted, _permit: OwnedSemaphore
             Err(HeadError::Closed) => return,
         };
         let keep_alive = !options.keepalive.is_zero() && !*shutdown.borrow();
-        match exchange(&shared, &mut stream, peer, ready, keep_alive).await {
+        match exchange(&shared, &mut stream, &direct, peer, ready, keep_alive).await {
             Some(leftover) if keep_alive => reader.buf = leftover,
             _ => return,
         }
@@ -256,29 +259,31 @@ async fn sniff_preface(
 async fn exchange(
     shared: &Arc<Shared>,
     stream: &mut AsyncStream,
+    direct: &Option<Arc<std::os::fd::OwnedFd>>,
     peer: Peer,
     ready: crate::head::ReadyHead,
     keep_alive: bool,
 ) -> Option<Vec<u8>> {
     let crate::head::ReadyHead { head, pending } = ready;
     let (frames_tx, mut frames_rx) = mpsc::channel::<Frame>(FRAME_CHANNEL);
-    let (body_tx, body_rx) = mpsc::channel::<BodyChunk>(BODY_CHANNEL);
     let body_error = crate::exchange::BodyError::default();
     let mut body = BodyPump::new(&head.body, pending, Arc::clone(&body_error));
+    let (body_tx, body_rx) = if body.is_done() {
+        (None, None)
+    } else {
+        let (tx, rx) = mpsc::channel::<BodyChunk>(BODY_CHANNEL);
+        (Some(tx), Some(rx))
+    };
     let expect_continue = head.expect_continue;
     let sink = HttpSink::new(
-        ChannelWriter(frames_tx.clone()),
+        ChannelWriter::new(frames_tx.clone(), direct.clone()),
         head.version,
         head.method == "HEAD",
         keep_alive && head.keep_alive,
     );
     let request = Exchange {
         peer,
-        body: Box::new(ChannelBody::new(
-            body_rx,
-            Some(frames_tx.clone()),
-            !body.is_done(),
-        )),
+        body: Box::new(ChannelBody::new(body_rx, Some(frames_tx.clone()))),
         sink: Box::new(sink),
         head,
         body_error,
@@ -293,7 +298,7 @@ async fn exchange(
         let _ = frames_tx.blocking_send(Frame::End(next));
     }));
 
-    let mut body_tx = Some(body_tx);
+    let mut body_tx = body_tx;
     let mut want_body = false;
     let io_timeout = shared.options.io_timeout;
     let next = loop {
