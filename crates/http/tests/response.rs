@@ -173,7 +173,7 @@ fn dates_are_consistent_day_by_day() {
 fn version_strings() {
     assert_eq!(Version::HTTP_11.as_str(), "HTTP/1.1");
     assert_eq!(Version::HTTP_10.as_str(), "HTTP/1.0");
-    assert_eq!(Version { major: 2, minor: 0 }.as_str(), "HTTP/2.0");
+    assert_eq!(Version { major: 2, minor: 0 }.as_str(), "HTTP/2"); // RFC 9113 spelling, used for SERVER_PROTOCOL
     assert_eq!(Version { major: 0, minor: 9 }.as_str(), "HTTP/0.9");
     assert_eq!(Version { major: 9, minor: 9 }.as_str(), "HTTP/9.9");
     assert_eq!(Version { major: 1, minor: 7 }.as_str(), "HTTP/1.7");
