@@ -34,9 +34,38 @@ pub struct RequestInfo<'a, H> {
     pub script_name: &'a str,
 }
 
+/// Headers common enough that their environ keys are created once per
+/// worker instead of once per request.
+const COMMON_HEADERS: [&str; 22] = [
+    "host",
+    "user-agent",
+    "accept",
+    "accept-encoding",
+    "accept-language",
+    "connection",
+    "content-type",
+    "content-length",
+    "cookie",
+    "referer",
+    "origin",
+    "authorization",
+    "cache-control",
+    "pragma",
+    "if-none-match",
+    "if-modified-since",
+    "upgrade-insecure-requests",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-real-ip",
+    "x-request-id",
+];
+
 /// The keys every request shares, built once per worker.
 pub struct BaseEnviron {
     dict: Py<PyDict>,
+    /// Environ keys of [`COMMON_HEADERS`], in the same order.
+    common_keys: Vec<Py<PyString>>,
 }
 
 impl BaseEnviron {
@@ -60,9 +89,37 @@ impl BaseEnviron {
             "SERVER_SOFTWARE",
             concat!("ferricorn/", env!("CARGO_PKG_VERSION")),
         )?;
+        let mut key = String::new();
+        let common_keys = COMMON_HEADERS
+            .iter()
+            .map(|name| {
+                environ_key(name, &mut key);
+                PyString::intern(py, &key).unbind()
+            })
+            .collect();
         Ok(Self {
             dict: dict.unbind(),
+            common_keys,
         })
+    }
+
+    /// The environ key for header `name`, shared when the header is common.
+    fn header_key<'py>(
+        &self,
+        py: Python<'py>,
+        name: &str,
+        scratch: &mut String,
+    ) -> Bound<'py, PyString> {
+        let common = COMMON_HEADERS
+            .iter()
+            .position(|common| common.eq_ignore_ascii_case(name));
+        match common.and_then(|index| self.common_keys.get(index)) {
+            Some(key) => key.bind(py).clone(),
+            None => {
+                environ_key(name, scratch);
+                PyString::new(py, scratch)
+            }
+        }
     }
 
     /// A fresh environ for one request: the shared keys plus the request's.
@@ -105,17 +162,17 @@ impl BaseEnviron {
             }
         }
 
-        let mut key = String::with_capacity(64);
+        let mut scratch = String::with_capacity(64);
         for (name, value) in request.headers {
-            environ_key(name, &mut key);
+            let key = self.header_key(py, name, &mut scratch);
             let value = latin1(py, value);
-            match env.get_item(key.as_str())? {
+            match env.get_item(&key)? {
                 // Repeated headers are joined with "," as gunicorn does.
                 Some(previous) => {
                     let joined = format!("{},{}", previous.extract::<String>()?, value.to_str()?);
-                    env.set_item(key.as_str(), joined)?;
+                    env.set_item(key, joined)?;
                 }
-                None => env.set_item(key.as_str(), value)?,
+                None => env.set_item(key, value)?,
             }
         }
         Ok(env)

@@ -127,7 +127,12 @@ impl WsgiApp {
         let result = self.app.bind(py).call1((environ, start_response))?;
         let sent = send_result(py, &result, shared);
         // PEP 3333: close() is called whatever happened while iterating.
+        // Plain lists and tuples (most responses) have none; skipping the
+        // lookup spares raising and discarding an AttributeError.
+        let plain =
+            result.is_exact_instance_of::<PyList>() || result.is_exact_instance_of::<PyTuple>();
         let closed = match result.getattr(pyo3::intern!(py, "close")) {
+            _ if plain => Ok(()),
             Ok(close) => close.call0().map(drop),
             Err(_) => Ok(()),
         };
