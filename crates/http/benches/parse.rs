@@ -16,7 +16,7 @@ use ferricorn_http::{
 /// What wrk sends: the smallest realistic request.
 const MINIMAL: &[u8] = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n\r\n";
 
-/// A typical browser navigation (Chrome), 14 fields, ~750 bytes.
+/// A typical browser navigation (Chrome), 15 fields, 829 bytes.
 const BROWSER: &[u8] = b"GET /articles/2024/rust-wsgi?page=2&sort=new HTTP/1.1\r\n\
 Host: www.example.com\r\n\
 Connection: keep-alive\r\n\
