@@ -37,8 +37,16 @@ perf report -i "$OUT/perf.data" --no-children --sort sym --percent-limit 0.4 --s
 perf report -i "$OUT/perf.data" --no-children --sort dso --stdio 2>/dev/null \
   | grep -v '^#' | grep -v '^$' >"$OUT/dso.txt" || true
 
-# 2. Syscalls per request, on one worker (strace slows it; the counts hold).
-ONE=${WORKERS%%,*}
+# 2. Syscalls per request: a second server with one worker (keep-alive
+# connections would otherwise mostly land on the untraced worker), every
+# thread traced; strace slows it, the counts per request hold.
+kill -TERM -- -$MASTER 2>/dev/null || true
+sleep 1
+ARGS[1]=1
+setsid "$BIN" "${ARGS[@]}" hello:app >>"$OUT/server.log" 2>&1 &
+MASTER=$!
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/" >/dev/null && break; sleep 0.1; done
+ONE=$(pgrep -P "$MASTER" | head -1)
 timeout $((SECS + 5)) strace -c -f -p "$ONE" -o "$OUT/strace.txt" &
 STRACE=$!
 sleep 0.5
