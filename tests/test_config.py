@@ -93,11 +93,11 @@ def test_bad_bind_port_refused(ferricorn_bin):
     assert "--bind" in stderr and "99999" in stderr
 
 
-def test_preload_not_supported(ferricorn_bin):
-    """--preload: `error: --preload is not supported yet`, exit 2."""
-    proc = run_ferricorn(ferricorn_bin, ["--preload", "hello:app"])
+def test_unsupported_flag_refused(ferricorn_bin):
+    """--spew: `error: --spew is not supported yet`, exit 2."""
+    proc = run_ferricorn(ferricorn_bin, ["--spew", "hello:app"])
     assert proc.returncode == 2
-    assert proc.stderr.strip() == "error: --preload is not supported yet"
+    assert proc.stderr.strip() == "error: --spew is not supported yet"
 
 
 @pytest.mark.parametrize("worker_class", ["gevent", "eventlet"])

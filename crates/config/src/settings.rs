@@ -37,6 +37,8 @@ pub struct Settings {
     /// Up to this many more requests, chosen per worker (`--max-requests-jitter`),
     /// so workers are not all replaced at once.
     pub max_requests_jitter: u64,
+    /// Import the app in the master before forking (`--preload`).
+    pub preload_app: bool,
     /// Resident memory in MB past which a worker is replaced (`--max-worker-memory`);
     /// 0 disables.
     pub max_worker_memory: u64,
@@ -123,6 +125,9 @@ pub struct Settings {
     pub http2_max_header_list_size: u32,
     /// The config file actually read, if any.
     pub config_file: Option<PathBuf>,
+    /// Server hooks: (gunicorn hook name, `MODULE:CALLABLE`), from the config
+    /// file or `FERRICORN_<HOOK>`; see [`Settings::hook`].
+    pub hooks: Vec<(String, String)>,
 }
 
 impl Settings {
@@ -143,6 +148,7 @@ impl Settings {
             max_requests: 0,
             max_requests_jitter: 0,
             max_worker_memory: 0,
+            preload_app: false,
             keepalive: 0,
             limit_request_line: 0,
             limit_request_fields: 0,
@@ -182,6 +188,16 @@ impl Settings {
             http2_max_frame_size: 0,
             http2_max_header_list_size: 0,
             config_file: None,
+            hooks: Vec::new(),
         }
+    }
+
+    /// The `MODULE:CALLABLE` configured for the server hook `name`
+    /// (gunicorn's hook names: `on_starting`, `pre_request`, …).
+    pub fn hook(&self, name: &str) -> Option<&str> {
+        self.hooks
+            .iter()
+            .find(|(hook, _)| hook == name)
+            .map(|(_, spec)| spec.as_str())
     }
 }

@@ -181,6 +181,22 @@ fn t_int<N: TryInto<i64>>(n: N) -> Option<Toml> {
     Some(Toml::Integer(n.try_into().unwrap_or(i64::MAX)))
 }
 
+/// Stores a server hook (`MODULE:CALLABLE`); an empty string unsets it.
+fn set_hook(s: &mut Settings, name: &'static str, v: &Value) -> Result<(), Invalid> {
+    s.hooks.retain(|(hook, _)| hook != name);
+    let Some(spec) = values::opt_string(v)?.filter(|spec| !spec.is_empty()) else {
+        return Ok(());
+    };
+    let valid = spec
+        .split_once(':')
+        .is_some_and(|(module, attr)| !module.is_empty() && !attr.is_empty());
+    if !valid {
+        return Err(Invalid::new("a Python callable as MODULE:CALLABLE"));
+    }
+    s.hooks.push((name.to_string(), spec));
+    Ok(())
+}
+
 fn t_bool(b: bool) -> Option<Toml> {
     Some(Toml::Boolean(b))
 }
@@ -415,6 +431,19 @@ pub(crate) static SETTINGS: &[SettingDef] = &[
             Ok(())
         },
         show: |s| t_int(s.max_worker_memory),
+        ..BASE
+    },
+    SettingDef {
+        name: "preload_app",
+        long: Some("preload"),
+        cli: CliKind::Flag,
+        default: DefaultValue::Bool(false),
+        help: "Load the application code in the master before forking the workers (saves memory, speeds up boot); the workers then share the imported code and a HUP reloads the configuration but not the code.",
+        apply: |s, v, _| {
+            s.preload_app = values::boolean(v)?;
+            Ok(())
+        },
+        show: |s| t_bool(s.preload_app),
         ..BASE
     },
     SettingDef {
@@ -972,6 +1001,155 @@ pub(crate) static SETTINGS: &[SettingDef] = &[
         },
         show: |s| t_int(s.http2_max_header_list_size),
         ..BASE
+    },    SettingDef {
+        name: "on_starting",
+        cli: CliKind::None,
+        metavar: "MODULE:CALLABLE",
+        example: Some("\"hooks:on_starting\""),
+        help: "Server hook, a Python callable as MODULE:CALLABLE. Called just before the master process is initialized: on_starting(server). An exception stops startup.",
+        apply: |s, v, _| set_hook(s, "on_starting", v),
+        show: |s| s.hook("on_starting").and_then(t_str),
+        ..BASE
+    },
+    SettingDef {
+        name: "on_reload",
+        cli: CliKind::None,
+        metavar: "MODULE:CALLABLE",
+        example: Some("\"hooks:on_reload\""),
+        help: "Server hook, a Python callable as MODULE:CALLABLE. Called to recycle workers during a reload via SIGHUP: on_reload(server).",
+        apply: |s, v, _| set_hook(s, "on_reload", v),
+        show: |s| s.hook("on_reload").and_then(t_str),
+        ..BASE
+    },
+    SettingDef {
+        name: "when_ready",
+        cli: CliKind::None,
+        metavar: "MODULE:CALLABLE",
+        example: Some("\"hooks:when_ready\""),
+        help: "Server hook, a Python callable as MODULE:CALLABLE. Called just after the server is started (every worker ready): when_ready(server).",
+        apply: |s, v, _| set_hook(s, "when_ready", v),
+        show: |s| s.hook("when_ready").and_then(t_str),
+        ..BASE
+    },
+    SettingDef {
+        name: "pre_fork",
+        cli: CliKind::None,
+        metavar: "MODULE:CALLABLE",
+        example: Some("\"hooks:pre_fork\""),
+        help: "Server hook, a Python callable as MODULE:CALLABLE. Called in the master just before a worker is forked: pre_fork(server, worker).",
+        apply: |s, v, _| set_hook(s, "pre_fork", v),
+        show: |s| s.hook("pre_fork").and_then(t_str),
+        ..BASE
+    },
+    SettingDef {
+        name: "post_fork",
+        cli: CliKind::None,
+        metavar: "MODULE:CALLABLE",
+        example: Some("\"hooks:post_fork\""),
+        help: "Server hook, a Python callable as MODULE:CALLABLE. Called in the worker just after it was forked, before the app is loaded: post_fork(server, worker).",
+        apply: |s, v, _| set_hook(s, "post_fork", v),
+        show: |s| s.hook("post_fork").and_then(t_str),
+        ..BASE
+    },
+    SettingDef {
+        name: "post_worker_init",
+        cli: CliKind::None,
+        metavar: "MODULE:CALLABLE",
+        example: Some("\"hooks:post_worker_init\""),
+        help: "Server hook, a Python callable as MODULE:CALLABLE. Called in the worker just after it loaded the application: post_worker_init(worker).",
+        apply: |s, v, _| set_hook(s, "post_worker_init", v),
+        show: |s| s.hook("post_worker_init").and_then(t_str),
+        ..BASE
+    },
+    SettingDef {
+        name: "worker_int",
+        cli: CliKind::None,
+        metavar: "MODULE:CALLABLE",
+        example: Some("\"hooks:worker_int\""),
+        help: "Server hook, a Python callable as MODULE:CALLABLE. Called in the worker when it receives SIGINT or SIGQUIT, before it exits: worker_int(worker).",
+        apply: |s, v, _| set_hook(s, "worker_int", v),
+        show: |s| s.hook("worker_int").and_then(t_str),
+        ..BASE
+    },
+    SettingDef {
+        name: "worker_abort",
+        cli: CliKind::None,
+        metavar: "MODULE:CALLABLE",
+        example: Some("\"hooks:worker_abort\""),
+        help: "Server hook, a Python callable as MODULE:CALLABLE. Called in the worker when it receives SIGABRT (a timeout), before it exits: worker_abort(worker).",
+        apply: |s, v, _| set_hook(s, "worker_abort", v),
+        show: |s| s.hook("worker_abort").and_then(t_str),
+        ..BASE
+    },
+    SettingDef {
+        name: "pre_exec",
+        cli: CliKind::None,
+        metavar: "MODULE:CALLABLE",
+        example: Some("\"hooks:pre_exec\""),
+        help: "Server hook, a Python callable as MODULE:CALLABLE. Called in the master just before a new master is started (USR2): pre_exec(server).",
+        apply: |s, v, _| set_hook(s, "pre_exec", v),
+        show: |s| s.hook("pre_exec").and_then(t_str),
+        ..BASE
+    },
+    SettingDef {
+        name: "pre_request",
+        cli: CliKind::None,
+        metavar: "MODULE:CALLABLE",
+        example: Some("\"hooks:pre_request\""),
+        help: "Server hook, a Python callable as MODULE:CALLABLE. Called in the worker just before the app handles a request: pre_request(worker, req).",
+        apply: |s, v, _| set_hook(s, "pre_request", v),
+        show: |s| s.hook("pre_request").and_then(t_str),
+        ..BASE
+    },
+    SettingDef {
+        name: "post_request",
+        cli: CliKind::None,
+        metavar: "MODULE:CALLABLE",
+        example: Some("\"hooks:post_request\""),
+        help: "Server hook, a Python callable as MODULE:CALLABLE. Called in the worker after the app handled a request: post_request(worker, req, environ, resp).",
+        apply: |s, v, _| set_hook(s, "post_request", v),
+        show: |s| s.hook("post_request").and_then(t_str),
+        ..BASE
+    },
+    SettingDef {
+        name: "child_exit",
+        cli: CliKind::None,
+        metavar: "MODULE:CALLABLE",
+        example: Some("\"hooks:child_exit\""),
+        help: "Server hook, a Python callable as MODULE:CALLABLE. Called in the master just after a worker exited: child_exit(server, worker).",
+        apply: |s, v, _| set_hook(s, "child_exit", v),
+        show: |s| s.hook("child_exit").and_then(t_str),
+        ..BASE
+    },
+    SettingDef {
+        name: "worker_exit",
+        cli: CliKind::None,
+        metavar: "MODULE:CALLABLE",
+        example: Some("\"hooks:worker_exit\""),
+        help: "Server hook, a Python callable as MODULE:CALLABLE. Called in the worker just before it exits: worker_exit(server, worker).",
+        apply: |s, v, _| set_hook(s, "worker_exit", v),
+        show: |s| s.hook("worker_exit").and_then(t_str),
+        ..BASE
+    },
+    SettingDef {
+        name: "nworkers_changed",
+        cli: CliKind::None,
+        metavar: "MODULE:CALLABLE",
+        example: Some("\"hooks:nworkers_changed\""),
+        help: "Server hook, a Python callable as MODULE:CALLABLE. Called in the master when the number of workers changes (TTIN/TTOU/HUP): nworkers_changed(server, new_value, old_value).",
+        apply: |s, v, _| set_hook(s, "nworkers_changed", v),
+        show: |s| s.hook("nworkers_changed").and_then(t_str),
+        ..BASE
+    },
+    SettingDef {
+        name: "on_exit",
+        cli: CliKind::None,
+        metavar: "MODULE:CALLABLE",
+        example: Some("\"hooks:on_exit\""),
+        help: "Server hook, a Python callable as MODULE:CALLABLE. Called in the master just before it exits: on_exit(server).",
+        apply: |s, v, _| set_hook(s, "on_exit", v),
+        show: |s| s.hook("on_exit").and_then(t_str),
+        ..BASE
     },
 ];
 
@@ -1015,7 +1193,6 @@ pub(crate) static UNSUPPORTED: &[Unsupported] = &[
     opt("reload_engine", &["--reload-engine"]),
     opt("reload_extra_files", &["--reload-extra-file"]),
     flag("spew", &["--spew"]),
-    flag("preload_app", &["--preload"]),
     flag("sendfile", &["--no-sendfile"]),
     flag("reuse_port", &["--reuse-port"]),
     flag("daemon", &["-D", "--daemon"]),
@@ -1071,22 +1248,6 @@ pub(crate) static UNSUPPORTED: &[Unsupported] = &[
     opt("control_socket_mode", &["--control-socket-mode"]),
     flag("control_socket_disable", &["--no-control-socket"]),
     file_only("tolerate_dangerous_framing"),
-    // Server hooks: Python callables, only settable in a Python config file.
-    file_only("on_starting"),
-    file_only("on_reload"),
-    file_only("when_ready"),
-    file_only("pre_fork"),
-    file_only("post_fork"),
-    file_only("post_worker_init"),
-    file_only("worker_int"),
-    file_only("worker_abort"),
-    file_only("pre_exec"),
-    file_only("pre_request"),
-    file_only("post_request"),
-    file_only("child_exit"),
-    file_only("worker_exit"),
-    file_only("nworkers_changed"),
-    file_only("on_exit"),
     file_only("ssl_context"),
     file_only("on_dirty_starting"),
     file_only("dirty_post_fork"),

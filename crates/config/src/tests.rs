@@ -376,16 +376,18 @@ fn config_file_keys_and_errors() {
         message_in(dir.path(), &[], &[]),
         format!("error: unknown setting 'workerz' in {}", path.display())
     );
-    dir.write("ferricorn.toml", "preload_app = true\n");
+    dir.write("ferricorn.toml", "spew = true\n");
     assert_eq!(
         message_in(dir.path(), &[], &[]),
         format!(
-            "error: setting 'preload_app' in {} is not supported yet",
+            "error: setting 'spew' in {} is not supported yet",
             path.display()
         )
     );
+    dir.write("ferricorn.toml", "ssl_context = \"x\"\n");
+    assert!(message_in(dir.path(), &[], &[]).contains("setting 'ssl_context'"));
     dir.write("ferricorn.toml", "post_fork = \"x\"\n");
-    assert!(message_in(dir.path(), &[], &[]).contains("setting 'post_fork'"));
+    assert!(message_in(dir.path(), &[], &[]).contains("MODULE:CALLABLE"));
     dir.write("ferricorn.toml", "config = \"other.toml\"\n");
     assert!(message_in(dir.path(), &[], &[]).contains("setting 'config' in"));
     dir.write("ferricorn.toml", "workers = \n");
@@ -493,7 +495,7 @@ accesslog = "-"
 #[test]
 fn unsupported_gunicorn_flags_are_refused() {
     let cases: &[(&[&str], &str)] = &[
-        (&["--preload", "app:app"], "--preload"),
+        (&["--spew", "app:app"], "--spew"),
         (&["-D"], "-D"),
         (&["--daemon"], "--daemon"),
         (&["-u", "www-data"], "-u"),
@@ -529,12 +531,12 @@ fn unsupported_gunicorn_flags_are_refused() {
         );
     }
     assert_eq!(
-        message(&[], &[("FERRICORN_CMD_ARGS", "--preload")]),
-        "error: --preload is not supported yet"
+        message(&[], &[("FERRICORN_CMD_ARGS", "--spew")]),
+        "error: --spew is not supported yet"
     );
     assert_eq!(
-        message(&[], &[("FERRICORN_PRELOAD_APP", "true")]),
-        "error: setting 'preload_app' (from env var FERRICORN_PRELOAD_APP) is not supported yet"
+        message(&[], &[("FERRICORN_SPEW", "true")]),
+        "error: setting 'spew' (from env var FERRICORN_SPEW) is not supported yet"
     );
 }
 

@@ -4,11 +4,17 @@
 use std::sync::Arc;
 
 use ferricorn_config::Settings;
-use ferricorn_master::{BoundListener, Slot, WorkerLauncher};
+use ferricorn_master::{BoundListener, MasterEvent, Slot, WorkerLauncher};
 use ferricorn_worker::{Heartbeat, Listener, WorkerSetup};
 
-/// Starts a worker in each forked child.
-pub struct Launcher;
+use crate::master_python::MasterPython;
+
+/// Starts a worker in each forked child; with Python in the master, also
+/// wraps forks for it and runs the master's hooks.
+pub struct Launcher {
+    /// The master's interpreter, when `--preload` or a master hook needs one.
+    pub python: Option<MasterPython>,
+}
 
 struct SlotHeartbeat(&'static Slot);
 
@@ -36,6 +42,7 @@ impl WorkerLauncher for Launcher {
         settings: &Arc<Settings>,
         listeners: &[BoundListener],
         slot: &'static Slot,
+        age: u64,
     ) -> i32 {
         crate::logging::reopen_on_usr1();
         let listeners = listeners
@@ -66,6 +73,26 @@ impl WorkerLauncher for Launcher {
             listeners,
             heartbeat: Arc::new(SlotHeartbeat(slot)),
             tls,
+            preloaded: self.python.as_ref().and_then(MasterPython::app),
+            age,
         })
+    }
+
+    fn before_fork(&self) {
+        if let Some(python) = &self.python {
+            python.before_fork();
+        }
+    }
+
+    fn after_fork(&self, in_child: bool) {
+        if let Some(python) = &self.python {
+            python.after_fork(in_child);
+        }
+    }
+
+    fn event(&self, event: MasterEvent) {
+        if let Some(python) = &self.python {
+            python.event(event);
+        }
     }
 }

@@ -3,6 +3,7 @@
 
 mod launcher;
 mod logging;
+mod master_python;
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -62,6 +63,14 @@ fn run() -> i32 {
         return 2;
     }
 
+    let python = match master_python::MasterPython::start(&settings) {
+        Ok(python) => python,
+        Err(error) => {
+            tracing::error!("{}", error.message);
+            return error.code;
+        }
+    };
+
     // Sockets handed over by an upgrading master or by systemd come first.
     let listeners =
         inherited_listeners().unwrap_or_else(|| bind_all(&settings.bind, settings.backlog));
@@ -72,7 +81,7 @@ fn run() -> i32 {
             return 1;
         }
     };
-    match Arbiter::new(settings, listeners, launcher::Launcher) {
+    match Arbiter::new(settings, listeners, launcher::Launcher { python }) {
         Ok(arbiter) => arbiter
             .with_upgrade(Upgrade::new(&args, &start_dir))
             .with_reloader(reloader(args, start_dir))

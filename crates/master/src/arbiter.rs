@@ -35,16 +35,61 @@ pub const WORKER_BOOT_ERROR: i32 = 3;
 /// Exit code of a worker whose app could not be loaded (gunicorn's).
 pub const APP_LOAD_ERROR: i32 = 4;
 
-/// What the master runs in each forked child.
+/// Moments of the master's life the launcher may act on (gunicorn's
+/// master-side server hooks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MasterEvent {
+    /// The listeners are up and workers are about to be forked (`when_ready`).
+    Ready,
+    /// A `HUP` reloaded the configuration (`on_reload`).
+    Reload,
+    /// Worker number `age` is about to be forked (`pre_fork`).
+    PreFork {
+        /// The worker's sequence number.
+        age: u64,
+    },
+    /// A worker was reaped (`child_exit`).
+    ChildExit {
+        /// Its pid.
+        pid: i32,
+        /// Its sequence number.
+        age: u64,
+    },
+    /// The target number of workers changed (`nworkers_changed`).
+    WorkersChanged {
+        /// The new target.
+        new: u32,
+        /// The previous target.
+        old: u32,
+    },
+    /// A new master is about to be started by `USR2` (`pre_exec`).
+    PreExec,
+    /// The master is about to exit (`on_exit`).
+    Exit,
+}
+
+/// What the master runs in each forked child, and what it does around forks.
 pub trait WorkerLauncher {
-    /// Runs a worker in a freshly forked child with `settings`, serving
-    /// `listeners` and reporting into `slot`; returns the child's exit code.
+    /// Runs worker number `age` in a freshly forked child with `settings`,
+    /// serving `listeners` and reporting into `slot`; returns the child's
+    /// exit code.
     fn run_worker(
         &self,
         settings: &Arc<Settings>,
         listeners: &[BoundListener],
         slot: &'static Slot,
+        age: u64,
     ) -> i32;
+
+    /// Called just before every `fork()` (Python's fork handlers).
+    fn before_fork(&self) {}
+
+    /// Called just after every `fork()` that called [`Self::before_fork`],
+    /// in the parent (`in_child` false) or in the child.
+    fn after_fork(&self, _in_child: bool) {}
+
+    /// Called at the master's milestones; must not fail the master.
+    fn event(&self, _event: MasterEvent) {}
 }
 
 /// Re-reads the configuration for `HUP`: the config file and environment
@@ -66,6 +111,8 @@ struct WorkerRecord {
     stopping: bool,
     /// SIGABRT was sent for a timeout; SIGKILL comes next.
     aborted: bool,
+    /// Its sequence number (gunicorn's `worker.age`).
+    age: u64,
 }
 
 /// The master process.
@@ -91,6 +138,8 @@ pub struct Arbiter<L: WorkerLauncher> {
     /// `READY=1` was sent after the first workers came up.
     announced_ready: bool,
     jitter: Jitter,
+    /// How many workers were forked so far (the next one's `age`).
+    worker_age: u64,
     last_memory_check: Instant,
     /// How `USR2` starts a new master.
     upgrade: Option<Upgrade>,
@@ -181,6 +230,7 @@ impl<L: WorkerLauncher> Arbiter<L> {
             reloading: false,
             announced_ready: false,
             jitter: Jitter::new(),
+            worker_age: 0,
             last_memory_check: Instant::now(),
             upgrade: None,
             upgrade_child: None,
@@ -217,6 +267,7 @@ impl<L: WorkerLauncher> Arbiter<L> {
             tracing::info!("Listening at: {listener} ({pid})");
         }
         tracing::info!("Using worker: {}", self.settings.worker_class.as_str());
+        self.launcher.event(MasterEvent::Ready);
         let code = loop {
             if let Some(code) = self.manage_workers() {
                 break code;
@@ -233,6 +284,7 @@ impl<L: WorkerLauncher> Arbiter<L> {
             self.check_old_master();
         };
         notify("STOPPING=1");
+        self.launcher.event(MasterEvent::Exit);
         // A new master started by USR2 serves the same socket files.
         if self.upgrade_child.is_none() {
             remove_socket_files(&self.listeners);
@@ -287,8 +339,10 @@ impl<L: WorkerLauncher> Arbiter<L> {
                         tracing::info!("SIGWINCH ignored. Not daemonized");
                     }
                 }
-                Signal::SIGTTIN => self.num_workers += 1,
-                Signal::SIGTTOU => self.num_workers = self.num_workers.saturating_sub(1).max(1),
+                Signal::SIGTTIN => self.set_num_workers(self.num_workers + 1),
+                Signal::SIGTTOU => {
+                    self.set_num_workers(self.num_workers.saturating_sub(1).max(1));
+                }
                 Signal::SIGCHLD => {}
                 other => {
                     tracing::warn!("{} is not supported yet; ignored", signal_name(other));
@@ -296,6 +350,16 @@ impl<L: WorkerLauncher> Arbiter<L> {
             }
         }
         None
+    }
+
+    /// Changes the target number of workers, telling the launcher.
+    fn set_num_workers(&mut self, new: u32) {
+        let old = self.num_workers;
+        self.num_workers = new;
+        if new != old {
+            self.launcher
+                .event(MasterEvent::WorkersChanged { new, old });
+        }
     }
 
     /// `USR2`: starts a new master (the binary as it is on disk now) that
@@ -313,6 +377,7 @@ impl<L: WorkerLauncher> Arbiter<L> {
             tracing::warn!("USR2 ignored: the command line cannot be passed on");
             return;
         };
+        self.launcher.event(MasterEvent::PreExec);
         match upgrade.spawn(&self.listeners) {
             Ok(child) => {
                 tracing::info!("Upgrading: started a new master (pid:{child})");
@@ -353,7 +418,7 @@ impl<L: WorkerLauncher> Arbiter<L> {
                              until the next restart or USR2 upgrade"
                         );
                     }
-                    self.num_workers = settings.workers;
+                    self.set_num_workers(settings.workers);
                     self.settings = Arc::new(settings);
                 }
                 Err(error) => {
@@ -363,6 +428,7 @@ impl<L: WorkerLauncher> Arbiter<L> {
                 }
             }
         }
+        self.launcher.event(MasterEvent::Reload);
         self.generation += 1;
         self.failed_generation = None;
         self.reloading = true;
@@ -387,6 +453,10 @@ impl<L: WorkerLauncher> Arbiter<L> {
                 continue;
             };
             self.scoreboard.release(record.slot);
+            self.launcher.event(MasterEvent::ChildExit {
+                pid: pid.as_raw(),
+                age: record.age,
+            });
             match status {
                 WaitStatus::Exited(_, code @ (WORKER_BOOT_ERROR | APP_LOAD_ERROR)) => {
                     let reason = if code == APP_LOAD_ERROR {
@@ -588,9 +658,16 @@ impl<L: WorkerLauncher> Arbiter<L> {
         self.scoreboard.claim(index, 0);
         let slot = self.scoreboard.slot(index);
         let master_pid = nix::unistd::getpid().as_raw();
+        self.worker_age += 1;
+        let age = self.worker_age;
+        self.launcher.event(MasterEvent::PreFork { age });
+        self.launcher.before_fork();
         // SAFETY: the master is single-threaded (no runtime, no helper
         // threads), so the child starts with consistent state.
-        match unsafe { fork() } {
+        let forked = unsafe { fork() };
+        self.launcher
+            .after_fork(matches!(forked, Ok(ForkResult::Child)));
+        match forked {
             Ok(ForkResult::Child) => {
                 self.signals.reset_in_child();
                 // A worker must not outlive its master (gunicorn checks its
@@ -601,7 +678,7 @@ impl<L: WorkerLauncher> Arbiter<L> {
                 }
                 let code = self
                     .launcher
-                    .run_worker(&self.settings, &self.listeners, slot);
+                    .run_worker(&self.settings, &self.listeners, slot, age);
                 std::process::exit(code);
             }
             Ok(ForkResult::Parent { child }) => {
@@ -619,6 +696,7 @@ impl<L: WorkerLauncher> Arbiter<L> {
                         retire: None,
                         stopping: false,
                         aborted: false,
+                        age,
                     },
                 );
                 true

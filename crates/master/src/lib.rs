@@ -6,8 +6,9 @@
 //! it reaps and replaces dead workers, aborts workers past `timeout`, and
 //! acts on signals ([`signals`]). Workers are replaced in phases
 //! ([`recycle`]): the replacement first, then the old one. systemd hears
-//! about it through [`notify`]. It never parses HTTP and never starts a
-//! Python interpreter of its own.
+//! about it through [`notify`]. It never parses HTTP and never touches Python itself:
+//! the launcher does, around forks and at [`MasterEvent`]s, when the binary
+//! runs Python in the master (`--preload`, server hooks).
 
 pub mod arbiter;
 pub mod listeners;
@@ -18,6 +19,6 @@ pub mod scoreboard;
 pub mod signals;
 pub mod upgrade;
 
-pub use arbiter::{Arbiter, LogReopener, Reloader, WorkerLauncher};
+pub use arbiter::{Arbiter, LogReopener, MasterEvent, Reloader, WorkerLauncher};
 pub use listeners::{bind_all, BindError, BoundListener};
 pub use scoreboard::Slot;

@@ -79,6 +79,13 @@ pub fn start(options: &InterpreterOptions) -> Result<(), BridgeError> {
         .map_err(|e| BridgeError::Interpreter(format!("cannot set sys.path: {e}")))
 }
 
+/// Whether this process already runs an interpreter (a worker forked from
+/// a master that preloaded the app or runs hooks inherits it).
+pub fn is_initialized() -> bool {
+    // SAFETY: FFI; Py_IsInitialized may be called at any time.
+    unsafe { ffi::Py_IsInitialized() != 0 }
+}
+
 /// Points `PyConfig.executable` at the real interpreter.
 ///
 /// # Safety

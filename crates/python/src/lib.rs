@@ -8,6 +8,8 @@
 
 pub mod app;
 pub mod environ;
+pub mod fork;
+pub mod hooks;
 pub mod input;
 pub mod interpreter;
 pub mod response;

@@ -14,6 +14,7 @@ use ferricorn_python::wsgi::WsgiApp;
 use crate::access_log::{AccessFormat, AccessRecord};
 use crate::body::body_reader;
 use crate::clock::unix_now;
+use crate::hooks::{RequestHooks, RequestLine};
 use crate::policy::RequestPolicy;
 use crate::sink::HttpSink;
 use crate::stream::SharedStream;
@@ -29,6 +30,9 @@ pub struct ExchangeContext {
     pub access_format: Option<AccessFormat>,
     /// This worker's scoreboard slot.
     pub heartbeat: Arc<dyn Heartbeat>,
+    /// `pre_request`/`post_request`; `None` (no per-request cost) unless
+    /// one is configured.
+    pub request_hooks: Option<RequestHooks>,
 }
 
 /// Where a connection came from and arrived at.
@@ -117,6 +121,16 @@ pub fn serve(
         url_scheme,
         script_name: &script_name,
     };
+    let hooked = ctx.request_hooks.as_ref().and_then(|hooks| {
+        let line = RequestLine {
+            method: &head.method,
+            target: &head.target,
+            path: &head.path,
+            query: &head.query,
+            version: head.version.as_str(),
+        };
+        hooks.before(&line, &headers)
+    });
     ctx.heartbeat.request_started();
     let mut outcome = ctx.app.call(request, body, sink);
     ctx.heartbeat.request_finished();
@@ -129,6 +143,9 @@ pub fn serve(
         reject(&error);
         outcome.status = error.status;
         outcome.must_close = true;
+    }
+    if let (Some(hooks), Some(req)) = (&ctx.request_hooks, hooked) {
+        hooks.after(req, outcome.status);
     }
 
     if let Some(format) = &ctx.access_format {

@@ -1,8 +1,10 @@
 //! ferricorn worker processes.
 //!
 //! A worker is forked by the master with the listening sockets and a
-//! scoreboard slot. [`run`] starts the worker's own Python interpreter,
-//! imports the app, and serves with the configured worker class until told
+//! scoreboard slot. [`run`] starts the worker's own Python interpreter
+//! (unless the master forked it with one, `--preload`), imports the app
+//! (unless preloaded), runs the worker's server hooks ([`hooks`]), and
+//! serves with the configured worker class until told
 //! to stop. The return value is the process exit code, as gunicorn's:
 //! 0 after a clean stop, 3 when the worker could not boot, 4 when the app
 //! could not be loaded.
@@ -14,6 +16,7 @@ mod clock;
 pub mod exchange;
 mod h2;
 mod head;
+pub mod hooks;
 mod io;
 pub mod policy;
 mod pool;
@@ -31,7 +34,7 @@ use ferricorn_config::{HeaderMap, Settings, WorkerClass};
 use ferricorn_http::{HeaderMapPolicy, ParserOptions};
 use ferricorn_python::interpreter::{self, InterpreterOptions};
 use ferricorn_python::wsgi::WsgiApp;
-use pyo3::Python;
+use pyo3::{Py, PyAny, Python};
 
 pub use stream::Listener;
 
@@ -62,6 +65,11 @@ pub struct WorkerSetup {
     pub heartbeat: Arc<dyn Heartbeat>,
     /// TLS configuration, built by the binary before binding.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The app imported by the master (`--preload`); the worker then uses
+    /// the interpreter inherited from the master and imports nothing.
+    pub preloaded: Option<Py<PyAny>>,
+    /// The worker's sequence number (`worker.age` for hooks).
+    pub age: u64,
 }
 
 /// Why a worker stopped early.
@@ -144,6 +152,8 @@ pub fn run(setup: WorkerSetup) -> i32 {
         listeners,
         heartbeat,
         tls,
+        preloaded,
+        age,
     } = setup;
     signals::install();
     let pid = std::process::id();
@@ -154,9 +164,24 @@ pub fn run(setup: WorkerSetup) -> i32 {
         chdir: settings.chdir.clone(),
         pythonpath: settings.pythonpath.clone(),
     };
-    if let Err(error) = interpreter::start(&options) {
-        tracing::error!("Exception in worker process: {error}");
-        return WORKER_BOOT_ERROR;
+    // A master running Python (`--preload`, hooks) forked us with its
+    // interpreter, already set up.
+    if !interpreter::is_initialized() {
+        if let Err(error) = interpreter::start(&options) {
+            tracing::error!("Exception in worker process: {error}");
+            return WORKER_BOOT_ERROR;
+        }
+    }
+    let hooks = match Python::attach(|py| hooks::WorkerHooks::load(py, &settings, age)) {
+        Ok(hooks) => hooks,
+        Err(traceback) => {
+            tracing::error!("Exception in worker process:\n{traceback}");
+            return WORKER_BOOT_ERROR;
+        }
+    };
+    if let Some(hooks) = &hooks {
+        signals::run_hooks_on_exit(hooks);
+        hooks.run("post_fork");
     }
     let Some(spec) = settings.wsgi_app.as_deref() else {
         tracing::error!("No application module specified.");
@@ -164,7 +189,10 @@ pub fn run(setup: WorkerSetup) -> i32 {
     };
     let multiprocess = settings.workers > 1;
     let app = Python::attach(|py| {
-        let callable = ferricorn_python::app::load(py, spec).map_err(|error| error.to_string())?;
+        let callable = match preloaded {
+            Some(app) => app,
+            None => ferricorn_python::app::load(py, spec).map_err(|error| error.to_string())?,
+        };
         let multithread = settings.worker_class != WorkerClass::Sync;
         WsgiApp::new(py, callable, multithread, multiprocess)
             .map_err(|error| ferricorn_python::app::format_error(py, &error))
@@ -177,6 +205,9 @@ pub fn run(setup: WorkerSetup) -> i32 {
         }
     };
 
+    if let Some(hooks) = &hooks {
+        hooks.run("post_worker_init");
+    }
     let ctx = exchange::ExchangeContext {
         app,
         policy: policy::RequestPolicy {
@@ -191,6 +222,7 @@ pub fn run(setup: WorkerSetup) -> i32 {
             .as_ref()
             .map(|_| access_log::AccessFormat::compile(&settings.access_log_format)),
         heartbeat,
+        request_hooks: hooks.as_ref().and_then(hooks::WorkerHooks::request_hooks),
     };
     let options = ClassOptions::from_settings(&settings, tls);
     let result = match settings.worker_class {
@@ -222,6 +254,9 @@ pub fn run(setup: WorkerSetup) -> i32 {
             threaded::run(ctx, listeners, options, shape)
         }
     };
+    if let Some(hooks) = &hooks {
+        hooks.run("worker_exit");
+    }
     match result {
         Ok(()) => {
             tracing::info!("Worker exiting (pid: {pid})");
