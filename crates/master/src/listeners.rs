@@ -97,6 +97,7 @@ fn bind_one(bind: &Bind, backlog: u32) -> io::Result<BoundListener> {
             socket.set_reuse_address(true)?;
             socket.set_cloexec(true)?;
             socket.bind(&addr.into())?;
+            defer_accept(&socket);
             socket.listen(backlog_i32(backlog))?;
             Ok(BoundListener::Tcp(socket.into()))
         }
@@ -119,6 +120,32 @@ fn bind_one(bind: &Bind, backlog: u32) -> io::Result<BoundListener> {
             Ok(BoundListener::Unix(socket.into(), Some(path.clone())))
         }
         Bind::Fd(fd) => from_fd(*fd),
+    }
+}
+
+/// Seconds the kernel holds a new TCP connection that has sent nothing.
+const DEFER_ACCEPT_SECS: libc::c_int = 1;
+
+/// Asks the kernel to wake `accept` only once a connection has data, so a
+/// worker is not woken (and a sync worker not occupied) by connections
+/// that have nothing to say yet. Best effort: without it, the workers'
+/// own first-bytes grace still applies.
+fn defer_accept(socket: &Socket) {
+    use std::os::fd::AsRawFd;
+    let value = DEFER_ACCEPT_SECS;
+    // SAFETY: FFI call with a valid socket and a pointer to a live c_int
+    // of the size passed.
+    let result = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if result != 0 {
+        tracing::debug!("TCP_DEFER_ACCEPT not set: {}", io::Error::last_os_error());
     }
 }
 

@@ -133,7 +133,7 @@ async fn handle(
         body_error: BodyError::default(),
     };
     let ctx = Arc::clone(&shared.ctx);
-    shared.pool.submit(Box::new(move || {
+    shared.submit(Box::new(move || {
         let mut reject = |error: &HttpError| {
             let body = format!("{}: {}\n", error.reason, error.detail);
             let head = vec![("content-type".to_string(), "text/plain".to_string())];

@@ -54,6 +54,37 @@ pub(crate) struct Shared {
     pub(crate) pool: AppPool,
     pub(crate) shutdown: watch::Receiver<bool>,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Set while a task watches the pool's backlog (see [`Shared::submit`]).
+    growth_watch: std::sync::atomic::AtomicBool,
+}
+
+impl Shared {
+    /// Hands `job` to the pool. While jobs outnumber threads, one task on
+    /// the loop checks every [`crate::pool::STALL`] whether the threads are
+    /// blocked and the pool should grow (async's on-demand threads).
+    pub(crate) fn submit(self: &Arc<Self>, job: crate::pool::Job) {
+        use std::sync::atomic::Ordering;
+        self.pool.submit(job);
+        if self.pool.has_backlog() && !self.growth_watch.swap(true, Ordering::SeqCst) {
+            let shared = Arc::clone(self);
+            tokio::spawn(async move {
+                loop {
+                    while shared.pool.has_backlog() {
+                        tokio::time::sleep(crate::pool::STALL).await;
+                        shared.pool.grow_if_stalled();
+                    }
+                    shared.growth_watch.store(false, Ordering::SeqCst);
+                    // A submit between the last check and the store saw the
+                    // flag still set: look once more before leaving.
+                    if !shared.pool.has_backlog()
+                        || shared.growth_watch.swap(true, Ordering::SeqCst)
+                    {
+                        break;
+                    }
+                }
+            });
+        }
+    }
 }
 
 /// Runs a threaded worker until `TERM`, then lets in-flight requests finish.
@@ -94,6 +125,7 @@ async fn serve(
         pool,
         shutdown,
         tls,
+        growth_watch: std::sync::atomic::AtomicBool::new(false),
     });
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     shared.ctx.heartbeat.ready();
@@ -289,7 +321,7 @@ async fn exchange(
         body_error,
     };
     let ctx = Arc::clone(&shared.ctx);
-    shared.pool.submit(Box::new(move || {
+    shared.submit(Box::new(move || {
         let errors = frames_tx.clone();
         let mut reject = |error: &HttpError| {
             let _ = errors.blocking_send(Frame::Data(error.to_response()));
