@@ -113,6 +113,10 @@ struct WorkerRecord {
     aborted: bool,
     /// Its sequence number (gunicorn's `worker.age`).
     age: u64,
+    /// When it was forked, for the boot timeout.
+    spawned: Instant,
+    /// It was killed for not becoming ready within `timeout`.
+    boot_timed_out: bool,
 }
 
 /// The master process.
@@ -457,6 +461,13 @@ impl<L: WorkerLauncher> Arbiter<L> {
                 pid: pid.as_raw(),
                 age: record.age,
             });
+            // A worker killed for a boot timeout failed to boot, like one
+            // that exited with WORKER_BOOT_ERROR.
+            let status = if record.boot_timed_out {
+                WaitStatus::Exited(pid, WORKER_BOOT_ERROR)
+            } else {
+                status
+            };
             match status {
                 WaitStatus::Exited(_, code @ (WORKER_BOOT_ERROR | APP_LOAD_ERROR)) => {
                     let reason = if code == APP_LOAD_ERROR {
@@ -497,15 +508,33 @@ impl<L: WorkerLauncher> Arbiter<L> {
     }
 
     /// Aborts workers silent for longer than `timeout`: `SIGABRT` first,
-    /// `SIGKILL` if still there a round later.
+    /// `SIGKILL` if still there a round later. A worker still booting
+    /// (importing the app) `timeout` after its fork is killed and reported
+    /// as a boot timeout instead: it never served, so there is nothing to
+    /// finish.
     fn murder_workers(&mut self) {
         if self.settings.timeout == 0 {
             return;
         }
+        let limit = Duration::from_secs(self.settings.timeout);
         let limit_ms = self.settings.timeout.saturating_mul(1000);
         let now = monotonic_ms();
         for (&pid, record) in &mut self.workers {
-            if self.scoreboard.slot(record.slot).silent_for_ms(now) <= limit_ms {
+            let slot = self.scoreboard.slot(record.slot);
+            if slot.state() == WorkerState::Booting {
+                if !record.boot_timed_out && record.spawned.elapsed() > limit {
+                    tracing::error!(
+                        target: "ferricorn.critical",
+                        "WORKER BOOT TIMEOUT (pid:{pid}): not ready {}s after it was forked \
+                         (still importing the app?); killing it",
+                        self.settings.timeout
+                    );
+                    record.boot_timed_out = true;
+                    let _ = kill(pid, Signal::SIGKILL);
+                }
+                continue;
+            }
+            if slot.silent_for_ms(now) <= limit_ms {
                 continue;
             }
             if record.aborted {
@@ -697,6 +726,8 @@ impl<L: WorkerLauncher> Arbiter<L> {
                         stopping: false,
                         aborted: false,
                         age,
+                        spawned: Instant::now(),
+                        boot_timed_out: false,
                     },
                 );
                 true
