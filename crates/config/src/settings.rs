@@ -37,6 +37,9 @@ pub struct Settings {
     /// Up to this many more requests, chosen per worker (`--max-requests-jitter`),
     /// so workers are not all replaced at once.
     pub max_requests_jitter: u64,
+    /// Seconds a request may run before its worker is replaced
+    /// (`--request-timeout`); 0 disables.
+    pub request_timeout: u64,
     /// Import the app in the master before forking (`--preload`).
     pub preload_app: bool,
     /// Resident memory in MB past which a worker is replaced (`--max-worker-memory`);
@@ -149,6 +152,7 @@ impl Settings {
             max_requests_jitter: 0,
             max_worker_memory: 0,
             preload_app: false,
+            request_timeout: 0,
             keepalive: 0,
             limit_request_line: 0,
             limit_request_fields: 0,

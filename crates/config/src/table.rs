@@ -434,6 +434,19 @@ pub(crate) static SETTINGS: &[SettingDef] = &[
         ..BASE
     },
     SettingDef {
+        name: "request_timeout",
+        long: Some("request-timeout"),
+        metavar: "SECONDS",
+        default: DefaultValue::Int(0),
+        help: "Replace a worker (replacement first, then a graceful stop) when one of its requests has run longer than this many seconds; meant for gthread and async, where --timeout watches the event loop; 0 disables.",
+        apply: |s, v, _| {
+            s.request_timeout = values::integer(v, 0, u64::MAX / 1000)?;
+            Ok(())
+        },
+        show: |s| t_int(s.request_timeout),
+        ..BASE
+    },
+    SettingDef {
         name: "preload_app",
         long: Some("preload"),
         cli: CliKind::Flag,

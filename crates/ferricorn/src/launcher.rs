@@ -27,12 +27,12 @@ impl Heartbeat for SlotHeartbeat {
         self.0.set_ready();
     }
 
-    fn request_started(&self) {
-        self.0.request_started();
+    fn request_started(&self, line: [&[u8]; 3]) -> Option<usize> {
+        self.0.request_started(&line)
     }
 
-    fn request_finished(&self) {
-        self.0.request_finished();
+    fn request_finished(&self, token: Option<usize>) {
+        self.0.request_finished(token);
     }
 }
 

@@ -547,8 +547,9 @@ impl<L: WorkerLauncher> Arbiter<L> {
         }
     }
 
-    /// Marks healthy workers for replacement: past their request limit, or
-    /// (about once a second) past `max_worker_memory`.
+    /// Marks healthy workers for replacement: one of its requests running
+    /// past `request_timeout`, past their request limit, or (about once a
+    /// second) past `max_worker_memory`.
     fn check_recycling(&mut self) {
         let check_memory =
             self.settings.max_worker_memory > 0 && self.last_memory_check.elapsed() >= MEMORY_CHECK;
@@ -556,11 +557,26 @@ impl<L: WorkerLauncher> Arbiter<L> {
             self.last_memory_check = Instant::now();
         }
         let memory_limit = self.settings.max_worker_memory.saturating_mul(1024 * 1024);
+        let request_limit_ms =
+            Some(self.settings.request_timeout.saturating_mul(1000)).filter(|&ms| ms > 0);
+        let now = monotonic_ms();
         for (&pid, record) in &mut self.workers {
             if record.stopping || record.retire.is_some() {
                 continue;
             }
             let slot = self.scoreboard.slot(record.slot);
+            if let Some((ran_ms, line)) = request_limit_ms
+                .and_then(|limit| slot.oldest_request(now).filter(|(ran, _)| *ran > limit))
+            {
+                tracing::error!(
+                    "Request timeout: \"{line}\" has run {}s in worker (pid:{pid}), over \
+                     request_timeout {}s; replacing the worker",
+                    ran_ms / 1000,
+                    self.settings.request_timeout
+                );
+                record.retire = Some(Retire::RequestTimeout);
+                continue;
+            }
             if record.max_requests > 0 && slot.requests() >= record.max_requests {
                 tracing::info!(
                     "Autorestarting worker after current request. (pid:{pid}, {} requests)",

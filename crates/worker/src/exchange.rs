@@ -131,9 +131,13 @@ pub fn serve(
         };
         hooks.before(&line, &headers)
     });
-    ctx.heartbeat.request_started();
+    let token = ctx.heartbeat.request_started([
+        head.method.as_bytes(),
+        &head.target,
+        head.version.as_str().as_bytes(),
+    ]);
     let mut outcome = ctx.app.call(request, body, sink);
-    ctx.heartbeat.request_finished();
+    ctx.heartbeat.request_finished(token);
 
     if outcome.failed && !outcome.head_sent {
         let error = body_error

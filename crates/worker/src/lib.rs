@@ -49,10 +49,12 @@ pub trait Heartbeat: Send + Sync {
     fn beat(&self);
     /// The app is loaded and the listeners are being served.
     fn ready(&self);
-    /// A request was handed to the app.
-    fn request_started(&self);
-    /// The app finished a request.
-    fn request_finished(&self);
+    /// A request with this request line (method, target, version) was
+    /// handed to the app; returns a token for [`Heartbeat::request_finished`]
+    /// (`--request-timeout` watches it).
+    fn request_started(&self, line: [&[u8]; 3]) -> Option<usize>;
+    /// The app finished the request `token` came from.
+    fn request_finished(&self, token: Option<usize>);
 }
 
 /// Everything a worker needs, handed over by the master after `fork()`.
