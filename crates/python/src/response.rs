@@ -42,7 +42,18 @@ pub trait ResponseSink: Send {
     fn keeps_connection(&self) -> bool {
         true
     }
+
+    /// Whether a small write may wait (on a slow client, a full channel).
+    /// The bridge keeps the GIL across writes that cannot.
+    fn may_block(&self) -> bool {
+        true
+    }
 }
+
+/// Writes up to this size keep the GIL when the sink says it will not
+/// wait: releasing and retaking the GIL would cost two lock hand-offs per
+/// request for a write that takes microseconds.
+const UNRELEASED_WRITE: usize = 64 * 1024;
 
 /// A response being produced, shared by the driver, `start_response` and
 /// `write()`.
@@ -103,15 +114,26 @@ impl ResponseState {
             None => data,
         };
         let sink = &mut self.sink;
+        // Releasing and retaking the GIL costs more than a small write to
+        // a socket; only writes that may wait on the client let it go.
+        let release = data.len() > UNRELEASED_WRITE || sink.may_block();
         let result = if self.head_sent {
             if data.is_empty() {
                 return Ok(());
             }
-            py.detach(|| sink.send_body(data))
+            if release {
+                py.detach(|| sink.send_body(data))
+            } else {
+                sink.send_body(data)
+            }
         } else {
             self.head_sent = true;
             let (status, reason, headers) = (self.status, &self.reason, &self.headers);
-            py.detach(|| sink.send_head(status, reason, headers, data, complete))
+            if release {
+                py.detach(|| sink.send_head(status, reason, headers, data, complete))
+            } else {
+                sink.send_head(status, reason, headers, data, complete)
+            }
         };
         match result {
             Ok(()) => self.bytes_sent += data.len() as u64,

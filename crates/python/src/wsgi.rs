@@ -69,17 +69,18 @@ impl WsgiApp {
         H: IntoIterator<Item = (&'a str, &'a [u8])>,
     {
         let shared: SharedResponse = Arc::new(Mutex::new(ResponseState::new(sink)));
-        let raw_uri = String::from_utf8_lossy(request.raw_uri).into_owned();
+        let raw_uri = request.raw_uri;
         let result = Python::attach(|py| {
             let run = self.run(py, request, body, &shared);
             run.map_err(|error| {
                 tracing::error!(
-                    "Error handling request {raw_uri}\n{}",
+                    "Error handling request {}\n{}",
+                    String::from_utf8_lossy(raw_uri),
                     format_error(py, &error)
                 );
             })
         });
-        let Ok(state) = shared.lock() else {
+        let Ok(mut state) = shared.lock() else {
             return Outcome {
                 failed: true,
                 must_close: true,
@@ -87,7 +88,8 @@ impl WsgiApp {
             };
         };
         if let Some(error) = &state.broken {
-            tracing::debug!("client went away during {raw_uri}: {error}");
+            let uri = String::from_utf8_lossy(raw_uri);
+            tracing::debug!("client went away during {uri}: {error}");
         }
         let complete = state
             .content_length
@@ -95,7 +97,7 @@ impl WsgiApp {
         Outcome {
             status: state.status,
             bytes_sent: state.bytes_sent,
-            headers: state.headers.clone(),
+            headers: std::mem::take(&mut state.headers),
             head_sent: state.head_sent,
             failed: result.is_err(),
             must_close: result.is_err()
@@ -148,7 +150,12 @@ impl WsgiApp {
         }
         if state.broken.is_none() {
             let sink = &mut state.sink;
-            if let Err(error) = py.detach(|| sink.finish()) {
+            let finished = if sink.may_block() {
+                py.detach(|| sink.finish())
+            } else {
+                sink.finish()
+            };
+            if let Err(error) = finished {
                 state.broken = Some(error);
             }
         }

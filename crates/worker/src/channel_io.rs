@@ -155,6 +155,11 @@ impl Write for ChannelWriter {
 }
 
 impl Transport for ChannelWriter {
+    fn may_block(&self) -> bool {
+        // Direct writes never wait; once spilled, a full channel can.
+        self.spilled || self.direct.is_none()
+    }
+
     fn send_file(&mut self, _fd: RawFd, _offset: u64, _count: u64) -> io::Result<bool> {
         // The socket belongs to the event loop; copy the file through frames.
         Ok(false)

@@ -78,7 +78,11 @@ impl AppPool {
             .spawn(move || {
                 ferricorn_python::interpreter::bind_thread_state();
                 while let Some(job) = shared.next_job() {
-                    job();
+                    // A panicking job must not take the thread (and the
+                    // pool's capacity) with it.
+                    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).is_err() {
+                        tracing::error!("an app thread job panicked; the request was abandoned");
+                    }
                     shared.outstanding.fetch_sub(1, Ordering::SeqCst);
                     shared
                         .last_finish_us

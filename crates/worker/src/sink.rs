@@ -21,6 +21,11 @@ pub trait Transport: Write + Send {
     /// Sends `count` bytes of file `fd` from `offset` directly, if this
     /// transport can; `Ok(false)` means "copy it through `write` instead".
     fn send_file(&mut self, fd: RawFd, offset: u64, count: u64) -> io::Result<bool>;
+
+    /// Whether a small write may wait for the peer or the event loop.
+    fn may_block(&self) -> bool {
+        true
+    }
 }
 
 impl Transport for SharedStream {
@@ -218,6 +223,10 @@ impl<T: Transport> ResponseSink for HttpSink<T> {
 
     fn keeps_connection(&self) -> bool {
         !self.close_after
+    }
+
+    fn may_block(&self) -> bool {
+        self.stream.may_block()
     }
 
     fn finish(&mut self) -> io::Result<()> {

@@ -225,6 +225,9 @@ async fn connection(shared: Arc<Shared>, conn: Accepted, _permit: OwnedSemaphore
     // One duplicate descriptor per connection lets app threads write
     // responses without a hop through the loop (see ChannelWriter).
     let direct = stream.dup_plain().map(Arc::new);
+    // One frame channel per connection: each exchange ends with `End`, so
+    // the channel is empty again when the next request starts.
+    let (frames_tx, mut frames_rx) = mpsc::channel::<Frame>(FRAME_CHANNEL);
     let mut shutdown = shared.shutdown.clone();
     let mut first = true;
     loop {
@@ -255,7 +258,18 @@ async fn connection(shared: Arc<Shared>, conn: Accepted, _permit: OwnedSemaphore
             Err(HeadError::Closed) => return,
         };
         let keep_alive = !options.keepalive.is_zero() && !*shutdown.borrow();
-        match exchange(&shared, &mut stream, &direct, peer, ready, keep_alive).await {
+        let frames = (&frames_tx, &mut frames_rx);
+        match exchange(
+            &shared,
+            &mut stream,
+            &direct,
+            frames,
+            peer,
+            ready,
+            keep_alive,
+        )
+        .await
+        {
             Some(leftover) if keep_alive => reader.buf = leftover,
             _ => return,
         }
@@ -292,12 +306,14 @@ async fn exchange(
     shared: &Arc<Shared>,
     stream: &mut AsyncStream,
     direct: &Option<Arc<std::os::fd::OwnedFd>>,
+    frames: (&mpsc::Sender<Frame>, &mut mpsc::Receiver<Frame>),
     peer: Peer,
     ready: crate::head::ReadyHead,
     keep_alive: bool,
 ) -> Option<Vec<u8>> {
     let crate::head::ReadyHead { head, pending } = ready;
-    let (frames_tx, mut frames_rx) = mpsc::channel::<Frame>(FRAME_CHANNEL);
+    let (frames_tx, frames_rx) = frames;
+    let frames_tx = frames_tx.clone();
     let body_error = crate::exchange::BodyError::default();
     let mut body = BodyPump::new(&head.body, pending, Arc::clone(&body_error));
     let (body_tx, body_rx) = if body.is_done() {
@@ -322,12 +338,17 @@ async fn exchange(
     };
     let ctx = Arc::clone(&shared.ctx);
     shared.submit(Box::new(move || {
-        let errors = frames_tx.clone();
+        // Sends `End` even if the exchange panics, so the connection task,
+        // which keeps the channel open, never waits forever.
+        let mut end = EndOnDrop {
+            frames: frames_tx,
+            next: Next::Close,
+        };
+        let errors = end.frames.clone();
         let mut reject = |error: &HttpError| {
             let _ = errors.blocking_send(Frame::Data(error.to_response()));
         };
-        let next = exchange::serve(&ctx, request, &mut reject);
-        let _ = frames_tx.blocking_send(Frame::End(next));
+        end.next = exchange::serve(&ctx, request, &mut reject);
     }));
 
     let mut body_tx = body_tx;
@@ -392,6 +413,18 @@ async fn exchange(
         }
     }
     Some(body.into_leftover())
+}
+
+/// Ends an exchange from the app thread's side when dropped.
+struct EndOnDrop {
+    frames: mpsc::Sender<Frame>,
+    next: Next,
+}
+
+impl Drop for EndOnDrop {
+    fn drop(&mut self) {
+        let _ = self.frames.blocking_send(Frame::End(self.next));
+    }
 }
 
 enum Framing {
