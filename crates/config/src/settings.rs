@@ -37,6 +37,18 @@ pub struct Settings {
     /// Up to this many more requests, chosen per worker (`--max-requests-jitter`),
     /// so workers are not all replaced at once.
     pub max_requests_jitter: u64,
+    /// Detach from the terminal (`-D/--daemon`).
+    pub daemon: bool,
+    /// User the workers switch to (`-u/--user`), a name or a uid.
+    pub user: Option<String>,
+    /// Group the workers switch to (`-g/--group`), a name or a gid.
+    pub group: Option<String>,
+    /// File mode creation mask (`-m/--umask`); unchanged when `None`.
+    pub umask: Option<u32>,
+    /// Give the workers the user's supplementary groups (`--initgroups`).
+    pub initgroups: bool,
+    /// Accepted and unused (`--worker-tmp-dir`): the heartbeat is in shared memory.
+    pub worker_tmp_dir: Option<String>,
     /// Seconds a request may run before its worker is replaced
     /// (`--request-timeout`); 0 disables.
     pub request_timeout: u64,
@@ -152,6 +164,12 @@ impl Settings {
             max_requests_jitter: 0,
             max_worker_memory: 0,
             preload_app: false,
+            daemon: false,
+            user: None,
+            group: None,
+            umask: None,
+            initgroups: false,
+            worker_tmp_dir: None,
             request_timeout: 0,
             keepalive: 0,
             limit_request_line: 0,

@@ -181,6 +181,30 @@ fn t_int<N: TryInto<i64>>(n: N) -> Option<Toml> {
     Some(Toml::Integer(n.try_into().unwrap_or(i64::MAX)))
 }
 
+/// A umask: `0o022`, `022` (octal, like gunicorn's `int(x, 0)` and the
+/// shell), or decimal; at most 0o777.
+fn umask(v: &Value) -> Result<u32, Invalid> {
+    const ALLOWED: &str = "a umask: octal as 0o022 or 022, or decimal, at most 0o777";
+    let parsed = match v {
+        Value::Num(..) => values::integer(v, 0, 0o777).ok(),
+        _ => {
+            let text = values::string(v)?;
+            let text = text.trim();
+            if let Some(octal) = text.strip_prefix("0o").or_else(|| text.strip_prefix("0O")) {
+                u64::from_str_radix(octal, 8).ok()
+            } else if text.len() > 1 && text.starts_with('0') {
+                u64::from_str_radix(&text[1..], 8).ok()
+            } else {
+                text.parse::<u64>().ok()
+            }
+        }
+    };
+    parsed
+        .filter(|&mask| mask <= 0o777)
+        .and_then(|mask| u32::try_from(mask).ok())
+        .ok_or_else(|| Invalid::new(ALLOWED))
+}
+
 /// Stores a server hook (`MODULE:CALLABLE`); an empty string unsets it.
 fn set_hook(s: &mut Settings, name: &'static str, v: &Value) -> Result<(), Invalid> {
     s.hooks.retain(|(hook, _)| hook != name);
@@ -431,6 +455,88 @@ pub(crate) static SETTINGS: &[SettingDef] = &[
             Ok(())
         },
         show: |s| t_int(s.max_worker_memory),
+        ..BASE
+    },
+    SettingDef {
+        name: "daemon",
+        short: Some('D'),
+        long: Some("daemon"),
+        cli: CliKind::Flag,
+        default: DefaultValue::Bool(false),
+        help: "Daemonize the ferricorn process: detach from the terminal (double fork, setsid), stdin/stdout/stderr to /dev/null (set --error-logfile to a file to keep the log). The working directory is kept.",
+        apply: |s, v, _| {
+            s.daemon = values::boolean(v)?;
+            Ok(())
+        },
+        show: |s| t_bool(s.daemon),
+        ..BASE
+    },
+    SettingDef {
+        name: "user",
+        short: Some('u'),
+        long: Some("user"),
+        metavar: "USER",
+        example: Some("\"www-data\""),
+        help: "Switch worker processes to run as this user (a name or a numeric uid), after fork; the master keeps its user.",
+        apply: |s, v, _| {
+            s.user = values::opt_string(v)?.filter(|user| !user.is_empty());
+            Ok(())
+        },
+        show: |s| s.user.as_deref().and_then(t_str),
+        ..BASE
+    },
+    SettingDef {
+        name: "group",
+        short: Some('g'),
+        long: Some("group"),
+        metavar: "GROUP",
+        example: Some("\"www-data\""),
+        help: "Switch worker processes to run as this group (a name or a numeric gid), after fork and before the user.",
+        apply: |s, v, _| {
+            s.group = values::opt_string(v)?.filter(|group| !group.is_empty());
+            Ok(())
+        },
+        show: |s| s.group.as_deref().and_then(t_str),
+        ..BASE
+    },
+    SettingDef {
+        name: "umask",
+        short: Some('m'),
+        long: Some("umask"),
+        metavar: "INT",
+        example: Some("\"0o022\""),
+        help: "The file mode creation mask of ferricorn and its workers: octal as 0o022 or 022, or decimal. Unchanged if unset.",
+        apply: |s, v, _| {
+            s.umask = Some(umask(v)?);
+            Ok(())
+        },
+        show: |s| s.umask.map(|mask| Toml::String(format!("0o{mask:03o}"))),
+        ..BASE
+    },
+    SettingDef {
+        name: "initgroups",
+        long: Some("initgroups"),
+        cli: CliKind::Flag,
+        default: DefaultValue::Bool(false),
+        help: "With --user, also give the workers all the groups the user is a member of (initgroups).",
+        apply: |s, v, _| {
+            s.initgroups = values::boolean(v)?;
+            Ok(())
+        },
+        show: |s| t_bool(s.initgroups),
+        ..BASE
+    },
+    SettingDef {
+        name: "worker_tmp_dir",
+        long: Some("worker-tmp-dir"),
+        metavar: "DIR",
+        example: Some("\"/dev/shm\""),
+        help: "Accepted for gunicorn compatibility and unused: ferricorn's heartbeat is a shared-memory scoreboard, not temporary files.",
+        apply: |s, v, _| {
+            s.worker_tmp_dir = values::opt_string(v)?;
+            Ok(())
+        },
+        show: |s| s.worker_tmp_dir.as_deref().and_then(t_str),
         ..BASE
     },
     SettingDef {
@@ -1208,12 +1314,6 @@ pub(crate) static UNSUPPORTED: &[Unsupported] = &[
     flag("spew", &["--spew"]),
     flag("sendfile", &["--no-sendfile"]),
     flag("reuse_port", &["--reuse-port"]),
-    flag("daemon", &["-D", "--daemon"]),
-    opt("worker_tmp_dir", &["--worker-tmp-dir"]),
-    opt("user", &["-u", "--user"]),
-    opt("group", &["-g", "--group"]),
-    opt("umask", &["-m", "--umask"]),
-    flag("initgroups", &["--initgroups"]),
     file_only("tmp_upload_dir"),
     flag(
         "disable_redirect_access_to_syslog",

@@ -496,12 +496,6 @@ accesslog = "-"
 fn unsupported_gunicorn_flags_are_refused() {
     let cases: &[(&[&str], &str)] = &[
         (&["--spew", "app:app"], "--spew"),
-        (&["-D"], "-D"),
-        (&["--daemon"], "--daemon"),
-        (&["-u", "www-data"], "-u"),
-        (&["--user=www-data"], "--user"),
-        (&["-g", "www-data"], "-g"),
-        (&["-m", "022"], "-m"),
         (&["-R"], "-R"),
         (&["--reload"], "--reload"),
         (
@@ -514,14 +508,12 @@ fn unsupported_gunicorn_flags_are_refused() {
         (&["--statsd-host=localhost:8125"], "--statsd-host"),
         (&["--paste", "dev.ini"], "--paste"),
         (&["--paster", "dev.ini"], "--paster"),
-        (&["--worker-tmp-dir", "/dev/shm"], "--worker-tmp-dir"),
         (&["--log-config", "log.ini"], "--log-config"),
         (&["--ssl-version", "TLS"], "--ssl-version"),
         (&["--do-handshake-on-connect"], "--do-handshake-on-connect"),
         (&["--root-path", "/api"], "--root-path"),
         (&["--no-sendfile"], "--no-sendfile"),
-        (&["--umask", "-1"], "--umask"),
-        (&["-w", "2", "-Dw", "3"], "-D"),
+        (&["-w", "2", "-Rw", "3"], "-R"),
     ];
     for (args, flag) in cases {
         assert_eq!(
@@ -769,7 +761,7 @@ fn help_and_version_exit_zero() {
         assert!(text.contains("FERRICORN_WORKERS"), "{text}");
         assert!(text.contains("--limit-request-field_size"), "{text}");
         assert!(
-            !text.contains("--daemon"),
+            !text.contains("--spew"),
             "unsupported flags are hidden: {text}"
         );
         assert_eq!(text, help_text());
@@ -887,4 +879,38 @@ fn tls_and_http2_settings_are_validated() {
         let message = err_in(&dir, args, &[]).to_string();
         assert!(message.contains(needle), "{args:?}: {message}");
     }
+}
+
+#[test]
+fn process_settings_user_group_umask() {
+    let s = ok(
+        &[
+            "-D",
+            "-u",
+            "nobody",
+            "-g",
+            "65534",
+            "--initgroups",
+            "-m",
+            "022",
+        ],
+        &[],
+    )
+    .settings;
+    assert!(s.daemon && s.initgroups);
+    assert_eq!(s.user.as_deref(), Some("nobody"));
+    assert_eq!(s.group.as_deref(), Some("65534"));
+    assert_eq!(s.umask, Some(0o022));
+    for (text, mask) in [("0o027", 0o027), ("18", 18), ("0", 0), ("0O7", 7)] {
+        assert_eq!(
+            ok(&["--umask", text], &[]).settings.umask,
+            Some(mask),
+            "{text}"
+        );
+    }
+    assert!(message(&["--umask", "0o1000"], &[]).contains("a umask"));
+    assert!(message(&["--umask", "-1"], &[]).contains("a umask"));
+    assert!(message(&["--umask", "09"], &[]).contains("a umask"));
+    let s = ok(&["--worker-tmp-dir", "/dev/shm"], &[]).settings;
+    assert_eq!(s.worker_tmp_dir.as_deref(), Some("/dev/shm"));
 }

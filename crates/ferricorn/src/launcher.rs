@@ -14,6 +14,8 @@ use crate::master_python::MasterPython;
 pub struct Launcher {
     /// The master's interpreter, when `--preload` or a master hook needs one.
     pub python: Option<MasterPython>,
+    /// Who the workers run as (`--user`/`--group`), resolved at start.
+    pub owner: Option<crate::process::Owner>,
 }
 
 struct SlotHeartbeat(&'static Slot);
@@ -44,7 +46,17 @@ impl WorkerLauncher for Launcher {
         slot: &'static Slot,
         age: u64,
     ) -> i32 {
+        crate::proctitle::set(&format!(
+            "ferricorn: worker [{}]",
+            crate::proctitle::name(settings)
+        ));
         crate::logging::reopen_on_usr1();
+        if let Some(owner) = &self.owner {
+            if let Err(error) = owner.switch() {
+                tracing::error!("cannot switch the worker's user or group: {error}");
+                return ferricorn_worker::WORKER_BOOT_ERROR;
+            }
+        }
         let listeners = listeners
             .iter()
             .map(|listener| match listener {

@@ -4,6 +4,8 @@
 mod launcher;
 mod logging;
 mod master_python;
+mod process;
+mod proctitle;
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -63,6 +65,25 @@ fn run() -> i32 {
         return 2;
     }
 
+    let owner = match process::Owner::resolve(&settings) {
+        Ok(owner) => owner,
+        Err(error) => {
+            tracing::error!("{error}");
+            return 1;
+        }
+    };
+    if settings.daemon {
+        if let Err(error) = process::daemonize() {
+            tracing::error!("{error}");
+            return 1;
+        }
+    }
+    process::apply_umask(&settings);
+    proctitle::set(&format!(
+        "ferricorn: master [{}]",
+        proctitle::name(&settings)
+    ));
+
     let python = match master_python::MasterPython::start(&settings) {
         Ok(python) => python,
         Err(error) => {
@@ -81,7 +102,7 @@ fn run() -> i32 {
             return 1;
         }
     };
-    match Arbiter::new(settings, listeners, launcher::Launcher { python }) {
+    match Arbiter::new(settings, listeners, launcher::Launcher { python, owner }) {
         Ok(arbiter) => arbiter
             .with_upgrade(Upgrade::new(&args, &start_dir))
             .with_reloader(reloader(args, start_dir))

@@ -336,7 +336,9 @@ impl<L: WorkerLauncher> Arbiter<L> {
                 Signal::SIGUSR1 => self.signal_workers(Signal::SIGUSR1),
                 Signal::SIGUSR2 => self.reexec(),
                 Signal::SIGWINCH => {
-                    if self.upgrade_child.is_some() {
+                    // gunicorn: WINCH stops the workers of a daemon (an old
+                    // master left running after an upgrade, typically).
+                    if self.upgrade_child.is_some() || self.settings.daemon {
                         tracing::info!("graceful stop of workers");
                         self.num_workers = 0;
                     } else {
