@@ -249,8 +249,10 @@ pub fn run(setup: WorkerSetup) -> i32 {
             threaded::run(ctx, listeners, options, shape)
         }
         WorkerClass::Async => {
+            // Start with one app thread: more only help when they block,
+            // and the pool adds them as soon as they do (see pool.rs).
             let shape = threaded::PoolShape {
-                initial: 4,
+                initial: 1,
                 max: options.max_connections,
             };
             threaded::run(ctx, listeners, options, shape)
