@@ -37,6 +37,10 @@ pub struct Settings {
     /// Up to this many more requests, chosen per worker (`--max-requests-jitter`),
     /// so workers are not all replaced at once.
     pub max_requests_jitter: u64,
+    /// Replace the workers when the app's files change (`--reload`).
+    pub reload: bool,
+    /// More files (globs) to watch with `--reload` (`--reload-extra-file`).
+    pub reload_extra_files: Vec<String>,
     /// Detach from the terminal (`-D/--daemon`).
     pub daemon: bool,
     /// User the workers switch to (`-u/--user`), a name or a uid.
@@ -165,6 +169,8 @@ impl Settings {
             max_worker_memory: 0,
             preload_app: false,
             daemon: false,
+            reload: false,
+            reload_extra_files: Vec::new(),
             user: None,
             group: None,
             umask: None,

@@ -540,6 +540,33 @@ pub(crate) static SETTINGS: &[SettingDef] = &[
         ..BASE
     },
     SettingDef {
+        name: "reload",
+        long: Some("reload"),
+        cli: CliKind::Flag,
+        default: DefaultValue::Bool(false),
+        help: "Replace the workers when the app's code changes: the files of the modules imported under --chdir (reported by the workers once the app is loaded) and --reload-extra-file, polled about once a second. For development; excludes --preload.",
+        apply: |s, v, _| {
+            s.reload = values::boolean(v)?;
+            Ok(())
+        },
+        show: |s| t_bool(s.reload),
+        ..BASE
+    },
+    SettingDef {
+        name: "reload_extra_files",
+        long: Some("reload-extra-file"),
+        metavar: "FILES",
+        cli: CliKind::Append,
+        default: DefaultValue::List(&[]),
+        help: "With --reload, also watch these files; globs with *, ? and ** (templates/**/*.html). Repeatable.",
+        apply: |s, v, _| {
+            s.reload_extra_files = values::strings(v)?;
+            Ok(())
+        },
+        show: |s| t_list(s.reload_extra_files.iter().cloned()),
+        ..BASE
+    },
+    SettingDef {
         name: "request_timeout",
         long: Some("request-timeout"),
         metavar: "SECONDS",
@@ -1308,9 +1335,7 @@ const fn file_only(name: &'static str) -> Unsupported {
 
 /// Every other gunicorn setting.
 pub(crate) static UNSUPPORTED: &[Unsupported] = &[
-    flag("reload", &["--reload"]),
     opt("reload_engine", &["--reload-engine"]),
-    opt("reload_extra_files", &["--reload-extra-file"]),
     flag("spew", &["--spew"]),
     flag("sendfile", &["--no-sendfile"]),
     flag("reuse_port", &["--reuse-port"]),

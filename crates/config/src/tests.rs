@@ -497,7 +497,7 @@ fn unsupported_gunicorn_flags_are_refused() {
     let cases: &[(&[&str], &str)] = &[
         (&["--spew", "app:app"], "--spew"),
         (&["-R"], "-R"),
-        (&["--reload"], "--reload"),
+        (&["--reload-engine", "poll"], "--reload-engine"),
         (
             &["--ssl-version", "2", "--keyfile", "k.pem"],
             "--ssl-version",

@@ -55,6 +55,12 @@ fn run() -> i32 {
     if settings.check_config {
         return check_config(&settings);
     }
+    if settings.reload && settings.preload_app {
+        eprintln!(
+            "error: --reload and --preload cannot be combined (a preloaded app cannot be reloaded)"
+        );
+        return 2;
+    }
     if settings.wsgi_app.is_none() {
         eprintln!("error: no application module specified (APP_MODULE or wsgi_app)");
         return 2;

@@ -26,6 +26,7 @@ use crate::listeners::{remove_socket_files, BoundListener};
 use crate::notify::notify;
 use crate::pidfile::Pidfile;
 use crate::recycle::{rss_bytes, Jitter, Retire};
+use crate::reload::CodeWatcher;
 use crate::scoreboard::{monotonic_ms, Scoreboard, Slot, WorkerState};
 use crate::signals::SignalPipe;
 use crate::upgrade::{upgraded_from, Upgrade};
@@ -154,6 +155,8 @@ pub struct Arbiter<L: WorkerLauncher> {
     old_master: Option<Pid>,
     /// The configured pidfile path while this master writes `<pidfile>.2`.
     pidfile_target: Option<std::path::PathBuf>,
+    /// `--reload`: the app's files, polled for changes.
+    code_watcher: Option<CodeWatcher>,
 }
 
 /// Why the master could not start.
@@ -165,6 +168,9 @@ pub enum ArbiterError {
     /// Signal handlers.
     #[error("cannot install signal handlers: {0}")]
     Signals(nix::Error),
+    /// The `--reload` report pipe.
+    #[error("cannot watch the code for --reload: {0}")]
+    Reload(std::io::Error),
     /// The pidfile.
     #[error("cannot write pidfile {path}: {source}")]
     Pidfile {
@@ -218,7 +224,13 @@ impl<L: WorkerLauncher> Arbiter<L> {
             })?),
             None => None,
         };
+        let code_watcher = if settings.reload {
+            Some(CodeWatcher::new(&settings.reload_extra_files).map_err(ArbiterError::Reload)?)
+        } else {
+            None
+        };
         Ok(Self {
+            code_watcher,
             num_workers: settings.workers,
             settings: Arc::new(settings),
             listeners,
@@ -285,6 +297,7 @@ impl<L: WorkerLauncher> Arbiter<L> {
             }
             self.murder_workers();
             self.check_recycling();
+            self.check_code();
             self.check_old_master();
         };
         notify("STOPPING=1");
@@ -435,9 +448,24 @@ impl<L: WorkerLauncher> Arbiter<L> {
             }
         }
         self.launcher.event(MasterEvent::Reload);
+        self.restart_workers();
+    }
+
+    /// Marks every worker for phased replacement (a new generation).
+    fn restart_workers(&mut self) {
         self.generation += 1;
         self.failed_generation = None;
         self.reloading = true;
+    }
+
+    /// `--reload`: a changed file of the app replaces the workers, the
+    /// way `HUP` does (without re-reading the configuration).
+    fn check_code(&mut self) {
+        let Some(path) = self.code_watcher.as_mut().and_then(CodeWatcher::poll) else {
+            return;
+        };
+        tracing::info!("Worker reloading: {} modified", path.display());
+        self.restart_workers();
     }
 
     /// Collects exited workers. A worker that could not boot or load the

@@ -15,6 +15,7 @@ pub mod listeners;
 pub mod notify;
 pub mod pidfile;
 pub mod recycle;
+pub mod reload;
 pub mod scoreboard;
 pub mod signals;
 pub mod upgrade;

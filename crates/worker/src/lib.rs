@@ -20,6 +20,7 @@ pub mod hooks;
 mod io;
 pub mod policy;
 mod pool;
+mod reload_report;
 mod signals;
 mod sink;
 pub mod stream;
@@ -209,6 +210,9 @@ pub fn run(setup: WorkerSetup) -> i32 {
 
     if let Some(hooks) = &hooks {
         hooks.run("post_worker_init");
+    }
+    if settings.reload {
+        reload_report::report(&settings.chdir);
     }
     let ctx = exchange::ExchangeContext {
         app,
