@@ -76,12 +76,50 @@ impl Buffered {
     }
 
     fn read(&mut self, py: Python<'_>, limit: Option<usize>) -> PyResult<Vec<u8>> {
+        if let Some(n) = limit.filter(|&n| n > FILL_SIZE) {
+            return self.read_large(py, n);
+        }
         loop {
             let have = self.available().len();
             if limit.is_some_and(|n| have >= n) || !self.fill(py)? {
                 return Ok(self.take(limit.unwrap_or(usize::MAX)));
             }
         }
+    }
+
+    /// `read(n)` for a large `n` (typically the whole `CONTENT_LENGTH`):
+    /// straight into one buffer of the right size, without staging the
+    /// bytes in the line buffer first.
+    fn read_large(&mut self, py: Python<'_>, n: usize) -> PyResult<Vec<u8>> {
+        let mut out = self.take(n);
+        // The reserve is bounded by the body actually arriving: grow in
+        // steps instead of trusting `n` for one allocation.
+        while out.len() < n && !self.eof {
+            let start = out.len();
+            let step = (n - start).min(1024 * 1024);
+            out.resize(start + step, 0);
+            let reader = &mut self.reader;
+            let target = &mut out[start..];
+            let read = py.detach(|| loop {
+                match reader.read(target) {
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    other => break other,
+                }
+            });
+            match read {
+                Ok(0) => {
+                    out.truncate(start);
+                    self.eof = true;
+                }
+                Ok(read) => out.truncate(start + read),
+                Err(error) => {
+                    return Err(PyOSError::new_err(format!(
+                        "error reading the request body: {error}"
+                    )))
+                }
+            }
+        }
+        Ok(out)
     }
 
     fn readline(&mut self, py: Python<'_>, limit: Option<usize>) -> PyResult<Vec<u8>> {

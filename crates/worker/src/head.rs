@@ -14,8 +14,9 @@ use tokio::time::Instant;
 use crate::exchange::Peer;
 use crate::io::AsyncStream;
 
-/// Bodies up to this size are read on the event loop before the app is
-/// called, so a slow uploader cannot hold a sync worker's only app slot.
+/// For the sync class, bodies up to this size are read on the event loop
+/// before the app is called, so a slow uploader cannot hold the worker's
+/// only app slot. Threaded classes stream bodies instead (no pre-read).
 pub const PREREAD_LIMIT: u64 = 1024 * 1024;
 
 /// The PROXY protocol rules for this worker.
@@ -61,6 +62,8 @@ pub struct HeadReader<'a> {
     options: &'a ParserOptions,
     proxy: &'a ProxyRules,
     proxy_done: bool,
+    /// Largest body read along with the head (0: none).
+    preread: u64,
     /// The head once parsed, with its length, while a small body arrives.
     parsed: Option<(RequestHead, usize)>,
     /// Bytes received so far (after any PROXY header).
@@ -68,12 +71,14 @@ pub struct HeadReader<'a> {
 }
 
 impl<'a> HeadReader<'a> {
-    /// A reader for a new connection.
-    pub fn new(options: &'a ParserOptions, proxy: &'a ProxyRules) -> Self {
+    /// A reader for a new connection that also reads bodies of up to
+    /// `preread` bytes before reporting the request ready.
+    pub fn new(options: &'a ParserOptions, proxy: &'a ProxyRules, preread: u64) -> Self {
         Self {
             options,
             proxy,
             proxy_done: !proxy.enabled,
+            preread,
             parsed: None,
             buf: Vec::with_capacity(4096),
         }
@@ -121,7 +126,7 @@ impl<'a> HeadReader<'a> {
         };
         if let BodyKind::Length(n) = head.body {
             let have = (self.buf.len() - consumed) as u64;
-            if n <= PREREAD_LIMIT && !head.expect_continue && have < n {
+            if n <= self.preread && !head.expect_continue && have < n {
                 self.buf.reserve(usize::try_from(n - have).unwrap_or(0));
                 self.parsed = Some((head, consumed));
                 return Progress::NeedMore;

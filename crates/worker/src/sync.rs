@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use crate::exchange::{self, ExchangeContext, Peer};
 use crate::head::{
     read_available, read_head, timeout_error, HeadError, HeadReader, Progress, ReadyHead,
+    PREREAD_LIMIT,
 };
 use crate::io::{accept_any, Accepted, AsyncListener, AsyncStream};
 use crate::stream::SharedStream;
@@ -131,7 +132,7 @@ async fn on_accept(
         transport_remote: remote,
         secure: false,
     };
-    let mut reader = HeadReader::new(&options.parser, &options.proxy);
+    let mut reader = HeadReader::new(&options.parser, &options.proxy, PREREAD_LIMIT);
     // Readiness can be reported before any byte is there: wait for bytes.
     let deadline = Instant::now() + grace;
     loop {
@@ -167,7 +168,7 @@ async fn on_accept(
             let ready_tx = ready_tx.clone();
             let buffered = std::mem::take(&mut reader.buf);
             tokio::spawn(async move {
-                let mut reader = HeadReader::new(&options.parser, &options.proxy);
+                let mut reader = HeadReader::new(&options.parser, &options.proxy, PREREAD_LIMIT);
                 reader.buf = buffered;
                 let deadline = Instant::now() + options.header_timeout;
                 match read_head(&mut stream, &mut reader, &mut peer, deadline).await {

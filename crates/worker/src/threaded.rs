@@ -191,7 +191,7 @@ async fn connection(shared: Arc<Shared>, conn: Accepted, _permit: OwnedSemaphore
         secure: false,
     };
     let options = &shared.options;
-    let mut reader = HeadReader::new(&options.parser, &options.proxy);
+    let mut reader = HeadReader::new(&options.parser, &options.proxy, 0);
     if let Some(acceptor) = &shared.tls {
         let handshake = tokio::time::timeout(options.header_timeout, acceptor.accept(stream));
         stream = match handshake.await {
