@@ -20,7 +20,7 @@ use crate::head::{
     read_available, read_head, timeout_error, HeadError, HeadReader, Progress, ReadyHead,
     PREREAD_LIMIT,
 };
-use crate::io::{accept_any, Accepted, AsyncListener, AsyncStream};
+use crate::io::{Accepted, AsyncListener, AsyncStream};
 use crate::stream::SharedStream;
 use crate::{ClassOptions, WorkerError};
 
@@ -79,7 +79,7 @@ async fn serve(
             biased;
             _ = terminate.recv() => break,
             Some(ready) = ready_rx.recv() => serve_inline(&ctx, &options, ready),
-            accepted = accept_with_slot(&listeners, &slots) => match accepted {
+            accepted = crate::io::accept_with_slot(&listeners, &slots) => match accepted {
                 Ok((conn, permit)) => {
                     // Permits held besides this connection's own.
                     let others = options.max_connections.max(1) - slots.available_permits() - 1;
@@ -97,18 +97,6 @@ async fn serve(
         ctx.heartbeat.beat();
     }
     Ok(())
-}
-
-async fn accept_with_slot(
-    listeners: &[AsyncListener],
-    slots: &Arc<Semaphore>,
-) -> std::io::Result<(Accepted, OwnedSemaphorePermit)> {
-    let permit = Arc::clone(slots)
-        .acquire_owned()
-        .await
-        .map_err(std::io::Error::other)?;
-    let conn = accept_any(listeners).await?;
-    Ok((conn, permit))
 }
 
 /// A new connection: serve it right away when its head is already here,

@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use crate::channel_io::{BodyChunk, ChannelBody, ChannelWriter, Frame};
 use crate::exchange::{self, Exchange, ExchangeContext, Next, Peer};
 use crate::head::{read_head, timeout_error, HeadError, HeadReader};
-use crate::io::{accept_any, Accepted, AsyncListener, AsyncStream};
+use crate::io::{Accepted, AsyncListener, AsyncStream};
 use crate::pool::AppPool;
 use crate::sink::HttpSink;
 use crate::stream::Listener;
@@ -134,7 +134,7 @@ async fn serve(
         tokio::select! {
             biased;
             _ = terminate.recv() => break,
-            accepted = accept_with_slot(&listeners, &slots) => match accepted {
+            accepted = crate::io::accept_with_slot(&listeners, &slots) => match accepted {
                 Ok((conn, permit)) => {
                     tokio::spawn(connection(Arc::clone(&shared), conn, permit));
                 }
@@ -163,18 +163,6 @@ async fn serve(
     };
     let _ = tokio::time::timeout(graceful, drained).await;
     Ok(())
-}
-
-async fn accept_with_slot(
-    listeners: &[AsyncListener],
-    slots: &Arc<Semaphore>,
-) -> std::io::Result<(Accepted, OwnedSemaphorePermit)> {
-    let permit = Arc::clone(slots)
-        .acquire_owned()
-        .await
-        .map_err(std::io::Error::other)?;
-    let conn = accept_any(listeners).await?;
-    Ok((conn, permit))
 }
 
 /// One connection, request after request.
