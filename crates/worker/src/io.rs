@@ -41,6 +41,20 @@ pub struct Accepted {
     pub local: Option<SocketAddr>,
 }
 
+impl Accepted {
+    /// The connection and who is on the other end (before any PROXY
+    /// header or TLS handshake says more).
+    pub fn into_parts(self) -> (AsyncStream, crate::exchange::Peer) {
+        let peer = crate::exchange::Peer {
+            remote: self.remote,
+            local: self.local,
+            transport_remote: self.remote,
+            secure: false,
+        };
+        (self.stream, peer)
+    }
+}
+
 impl AsyncListener {
     /// Registers an inherited listener with the current runtime.
     pub fn register(listener: Listener) -> io::Result<Self> {

@@ -109,17 +109,7 @@ async fn on_accept(
     ready_tx: &mpsc::UnboundedSender<Ready>,
     grace: Duration,
 ) {
-    let Accepted {
-        mut stream,
-        remote,
-        local,
-    } = conn;
-    let mut peer = Peer {
-        remote,
-        local,
-        transport_remote: remote,
-        secure: false,
-    };
+    let (mut stream, mut peer) = conn.into_parts();
     let mut reader = HeadReader::new(&options.parser, &options.proxy, PREREAD_LIMIT);
     // Readiness can be reported before any byte is there: wait for bytes.
     let deadline = Instant::now() + grace;

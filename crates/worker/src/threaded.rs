@@ -167,17 +167,8 @@ async fn serve(
 
 /// One connection, request after request.
 async fn connection(shared: Arc<Shared>, conn: Accepted, _permit: OwnedSemaphorePermit) {
-    let Accepted {
-        mut stream,
-        remote,
-        local,
-    } = conn;
-    let mut peer = Peer {
-        remote,
-        local,
-        transport_remote: remote,
-        secure: false,
-    };
+    let remote = conn.remote;
+    let (mut stream, mut peer) = conn.into_parts();
     let options = &shared.options;
     let mut reader = HeadReader::new(&options.parser, &options.proxy, 0);
     if let Some(acceptor) = &shared.tls {
