@@ -366,6 +366,17 @@ def decode_chunked(data):
         data = data[size + 2:]
 
 
+def get_status_body(port, path="/", timeout=IO_TIMEOUT):
+    """One GET on a fresh connection to 127.0.0.1:port: (status, body)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
 def wait_for_file_line(path, line, timeout=IO_TIMEOUT):
     """Polls a file until it holds `line` (used for close() records)."""
     deadline = time.monotonic() + timeout

@@ -6,7 +6,7 @@ import signal
 import subprocess
 import time
 
-from harness import APPS_DIR, START_TIMEOUT, child_env
+from harness import APPS_DIR, START_TIMEOUT, child_env, get_status_body as get
 
 POLL = 0.05
 
@@ -26,16 +26,6 @@ def wait_file_match(path, pattern, timeout=10):
     text = open(path).read() if os.path.exists(path) else "(missing)"
     raise AssertionError("no line matching %r in %s:\n%s" % (pattern, path, text))
 
-
-def get(port, path="/"):
-    import http.client
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    try:
-        conn.request("GET", path)
-        resp = conn.getresponse()
-        return resp.status, resp.read()
-    finally:
-        conn.close()
 
 
 def test_usr1_reopens_error_and_access_logs(ferricorn_bin, tmp_path):

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from harness import APPS_DIR, BOOTING_RE, START_TIMEOUT, child_env
+from harness import APPS_DIR, BOOTING_RE, START_TIMEOUT, child_env, get_status_body as get
 from load import Load
 from test_lifecycle import ACCESS, RELOAD_TIMEOUT, assert_clean, served, url
 
@@ -132,16 +132,6 @@ class Activated:
         self.listener.close()
         self.notify.close()
 
-
-def get(port, path="/"):
-    import http.client
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    try:
-        conn.request("GET", path)
-        resp = conn.getresponse()
-        return resp.status, resp.read()
-    finally:
-        conn.close()
 
 
 def test_socket_activation_and_sd_notify(ferricorn_bin, tmp_path):

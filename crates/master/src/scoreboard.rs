@@ -255,11 +255,6 @@ impl Scoreboard {
     pub fn release(&self, index: usize) {
         self.slots[index].release();
     }
-
-    /// How many slots there are.
-    pub fn capacity(&self) -> usize {
-        self.slots.len()
-    }
 }
 
 #[cfg(test)]

@@ -14,9 +14,10 @@ use ferricorn_http::{BodyKind, ChunkedDecoder};
 use crate::exchange::BodyError;
 use crate::stream::SharedStream;
 
-/// How much of an unread body is drained before closing the connection;
-/// past this the connection is simply closed.
-const DRAIN_LIMIT: u64 = 1024 * 1024;
+/// How much of a body the app left unread is drained to keep (or cleanly
+/// close) the connection; past this the connection is simply closed.
+/// Shared by every worker class.
+pub(crate) const DRAIN_LIMIT: u64 = 1024 * 1024;
 
 enum Framing {
     Length {

@@ -14,14 +14,15 @@ pub fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// The `Date` header value for now; formatted at most once a second.
-pub fn http_date_now() -> String {
+/// Appends the `Date` header for now to `head`; the value is formatted at
+/// most once a second per thread and copied from the cache, not cloned.
+pub fn write_date_header(head: &mut Vec<u8>) {
     let now = unix_now();
     DATE.with(|cell| {
         let mut cached = cell.borrow_mut();
         if cached.0 != now {
             *cached = (now, ferricorn_http::response::http_date(now));
         }
-        cached.1.clone()
+        ferricorn_http::response::write_header(head, "Date", &cached.1);
     })
 }

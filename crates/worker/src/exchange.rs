@@ -1,6 +1,7 @@
 //! One request/response exchange on a blocking connection: from a parsed
 //! request head to a finished response, through the WSGI app.
 
+use std::borrow::Cow;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -224,35 +225,35 @@ pub fn serve_blocking(
 
 /// `SERVER_NAME` and `SERVER_PORT`: from `Host` when sent, else the local
 /// address.
-fn server_name_port(
-    headers: &[(String, Vec<u8>)],
+fn server_name_port<'a>(
+    headers: &'a [(String, Vec<u8>)],
     local: Option<SocketAddr>,
     url_scheme: &str,
-) -> (String, String) {
+) -> (Cow<'a, str>, Cow<'a, str>) {
     let host = headers
         .iter()
         .find(|(n, _)| n.eq_ignore_ascii_case("host"))
         .and_then(|(_, v)| std::str::from_utf8(v).ok());
     if let Some(host) = host.filter(|h| !h.is_empty()) {
-        let (name, port) = if let Some(rest) = host.strip_prefix('[') {
-            match rest.split_once(']') {
-                Some((ip, tail)) => (format!("[{ip}]"), tail.strip_prefix(':')),
-                None => (host.to_string(), None),
-            }
+        // An IPv6 literal keeps its brackets; the port follows the last ':'
+        // outside them.
+        let name_end = if host.starts_with('[') {
+            host.find(']').map_or(host.len(), |i| i + 1)
         } else {
-            match host.rsplit_once(':') {
-                Some((name, port)) => (name.to_string(), Some(port)),
-                None => (host.to_string(), None),
-            }
+            host.rfind(':').unwrap_or(host.len())
         };
+        let (name, rest) = host.split_at(name_end);
         // Like gunicorn: a Host without a port means the scheme's default.
         let default_port = if url_scheme == "https" { "443" } else { "80" };
-        let port = port.unwrap_or(default_port).to_string();
-        return (name, port);
+        let port = rest.strip_prefix(':').unwrap_or(default_port);
+        return (Cow::Borrowed(name), Cow::Borrowed(port));
     }
     match local {
-        Some(addr) => (addr.ip().to_string(), addr.port().to_string()),
-        None => ("localhost".into(), "80".into()),
+        Some(addr) => (
+            Cow::Owned(addr.ip().to_string()),
+            Cow::Owned(addr.port().to_string()),
+        ),
+        None => (Cow::Borrowed("localhost"), Cow::Borrowed("80")),
     }
 }
 
@@ -260,25 +261,34 @@ fn server_name_port(
 mod tests {
     use super::*;
 
-    fn host(value: &str) -> Vec<(String, Vec<u8>)> {
-        vec![("Host".into(), value.as_bytes().to_vec())]
+    /// SERVER_NAME and SERVER_PORT for a request with `host` (or none).
+    fn names(host: Option<&str>, scheme: &str) -> (String, String) {
+        let headers: Vec<(String, Vec<u8>)> = host
+            .map(|h| ("Host".to_string(), h.as_bytes().to_vec()))
+            .into_iter()
+            .collect();
+        let local: SocketAddr = "127.0.0.1:8000".parse().unwrap();
+        let (name, port) = server_name_port(&headers, Some(local), scheme);
+        (name.into_owned(), port.into_owned())
     }
 
     #[test]
     fn server_name_comes_from_host_then_socket() {
-        let local: SocketAddr = "127.0.0.1:8000".parse().unwrap();
-        let http = |h: &[(String, Vec<u8>)]| server_name_port(h, Some(local), "http");
+        let pair = |n: &str, p: &str| (n.to_string(), p.to_string());
         assert_eq!(
-            http(&host("example.com:81")),
-            ("example.com".into(), "81".into())
+            names(Some("example.com:81"), "http"),
+            pair("example.com", "81")
         );
         assert_eq!(
-            http(&host("example.com")),
-            ("example.com".into(), "80".into())
+            names(Some("example.com"), "http"),
+            pair("example.com", "80")
         );
-        assert_eq!(http(&host("[::1]:9")), ("[::1]".into(), "9".into()));
-        assert_eq!(http(&[]), ("127.0.0.1".into(), "8000".into()));
-        let https = server_name_port(&host("example.com"), Some(local), "https");
-        assert_eq!(https, ("example.com".into(), "443".into()));
+        assert_eq!(
+            names(Some("example.com"), "https"),
+            pair("example.com", "443")
+        );
+        assert_eq!(names(Some("[::1]:9"), "http"), pair("[::1]", "9"));
+        assert_eq!(names(Some("[::1]"), "http"), pair("[::1]", "80"));
+        assert_eq!(names(None, "http"), pair("127.0.0.1", "8000"));
     }
 }

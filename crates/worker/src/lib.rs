@@ -31,7 +31,7 @@ pub mod tls;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferricorn_config::{HeaderMap, Settings, WorkerClass};
+use ferricorn_config::{Settings, WorkerClass};
 use ferricorn_http::{HeaderMapPolicy, ParserOptions};
 use ferricorn_python::interpreter::{self, InterpreterOptions};
 use ferricorn_python::wsgi::WsgiApp;
@@ -276,6 +276,3 @@ pub fn run(setup: WorkerSetup) -> i32 {
         }
     }
 }
-
-/// The header policy type re-exported for the binary's configuration checks.
-pub type HeaderPolicy = HeaderMap;

@@ -84,7 +84,11 @@ impl RequestPolicy {
 
     /// The mount point: a trusted proxy's `SCRIPT_NAME` header (when listed
     /// in `forwarder_headers`), else the environment's.
-    pub fn script_name(&self, headers: &[(String, Vec<u8>)], trusted: bool) -> String {
+    pub fn script_name<'a>(
+        &'a self,
+        headers: &'a [(String, Vec<u8>)],
+        trusted: bool,
+    ) -> std::borrow::Cow<'a, str> {
         if trusted
             && self
                 .forwarder_headers
@@ -95,9 +99,9 @@ impl RequestPolicy {
                 .iter()
                 .find(|(n, _)| n.eq_ignore_ascii_case("SCRIPT_NAME"))
             {
-                return String::from_utf8_lossy(value).into_owned();
+                return String::from_utf8_lossy(value);
             }
         }
-        self.script_name.clone()
+        std::borrow::Cow::Borrowed(&self.script_name)
     }
 }

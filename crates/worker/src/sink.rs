@@ -13,7 +13,7 @@ use ferricorn_http::response::{encode_chunk, write_header, write_status_line, LA
 use ferricorn_http::Version;
 use ferricorn_python::response::ResponseSink;
 
-use crate::clock::http_date_now;
+use crate::clock::write_date_header;
 use crate::stream::SharedStream;
 
 /// Where framed response bytes go.
@@ -151,7 +151,7 @@ impl<T: Transport> ResponseSink for HttpSink<T> {
         head.clear();
         write_status_line(&mut head, self.version, status, reason);
         write_header(&mut head, "Server", "ferricorn");
-        write_header(&mut head, "Date", &http_date_now());
+        write_date_header(&mut head);
         let connection = if self.close_after {
             "close"
         } else {

@@ -1,7 +1,6 @@
 //! Listening sockets and client connections of either family (TCP or unix).
 
 use std::io::{self, Read, Write};
-use std::net::SocketAddr;
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -13,34 +12,6 @@ pub enum Listener {
     Tcp(TcpListener),
     /// A unix-domain stream listener.
     Unix(UnixListener),
-}
-
-impl Listener {
-    /// A second handle on the same socket.
-    pub fn try_clone(&self) -> io::Result<Self> {
-        Ok(match self {
-            Listener::Tcp(l) => Listener::Tcp(l.try_clone()?),
-            Listener::Unix(l) => Listener::Unix(l.try_clone()?),
-        })
-    }
-
-    /// The address this listener serves, for `SERVER_NAME`/`SERVER_PORT`
-    /// when the client sends no `Host`.
-    pub fn local_tcp_addr(&self) -> Option<SocketAddr> {
-        match self {
-            Listener::Tcp(l) => l.local_addr().ok(),
-            Listener::Unix(_) => None,
-        }
-    }
-}
-
-impl AsRawFd for Listener {
-    fn as_raw_fd(&self) -> RawFd {
-        match self {
-            Listener::Tcp(l) => l.as_raw_fd(),
-            Listener::Unix(l) => l.as_raw_fd(),
-        }
-    }
 }
 
 /// A blocking client connection, used while the app runs.

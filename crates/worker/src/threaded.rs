@@ -20,6 +20,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
+use crate::body::DRAIN_LIMIT;
 use crate::channel_io::{BodyChunk, ChannelBody, ChannelWriter, Frame};
 use crate::exchange::{self, Exchange, ExchangeContext, Next, Peer};
 use crate::head::{read_head, timeout_error, HeadError, HeadReader};
@@ -29,9 +30,6 @@ use crate::sink::HttpSink;
 use crate::stream::Listener;
 use crate::{ClassOptions, WorkerError};
 
-/// How much of a body the app left unread is drained to keep the
-/// connection; past this it is closed instead.
-const DRAIN_LIMIT: u64 = 1024 * 1024;
 /// Body chunks buffered between the socket and the app thread.
 const BODY_CHANNEL: usize = 4;
 /// Response frames buffered between the app thread and the socket.
