@@ -28,7 +28,7 @@ use crate::pidfile::Pidfile;
 use crate::recycle::{rss_bytes, Jitter, Retire};
 use crate::reload::CodeWatcher;
 use crate::scoreboard::{monotonic_ms, Scoreboard, Slot, WorkerState};
-use crate::signals::SignalPipe;
+use crate::signals::{restore_mask, SignalPipe};
 use crate::upgrade::{upgraded_from, Upgrade};
 
 /// Exit code of a worker that could not boot (gunicorn's).
@@ -737,6 +737,7 @@ impl<L: WorkerLauncher> Arbiter<L> {
         let age = self.worker_age;
         self.launcher.event(MasterEvent::PreFork { age });
         self.launcher.before_fork();
+        let saved_mask = SignalPipe::block_for_fork();
         // SAFETY: the master is single-threaded (no runtime, no helper
         // threads), so the child starts with consistent state.
         let forked = unsafe { fork() };
@@ -745,6 +746,7 @@ impl<L: WorkerLauncher> Arbiter<L> {
         match forked {
             Ok(ForkResult::Child) => {
                 self.signals.reset_in_child();
+                restore_mask(saved_mask);
                 // A worker must not outlive its master (gunicorn checks its
                 // parent pid; the kernel can tell us directly).
                 let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGTERM);
@@ -757,6 +759,7 @@ impl<L: WorkerLauncher> Arbiter<L> {
                 std::process::exit(code);
             }
             Ok(ForkResult::Parent { child }) => {
+                restore_mask(saved_mask);
                 slot.set_pid(child.as_raw());
                 let max_requests = self.jitter.limit(
                     self.settings.max_requests,
@@ -779,6 +782,7 @@ impl<L: WorkerLauncher> Arbiter<L> {
                 true
             }
             Err(error) => {
+                restore_mask(saved_mask);
                 self.scoreboard.release(index);
                 tracing::error!("cannot fork a worker: {error}");
                 false

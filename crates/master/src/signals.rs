@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use nix::fcntl::OFlag;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
 
 /// The signals the master acts on.
 pub const HANDLED: [Signal; 10] = [
@@ -86,6 +86,22 @@ impl SignalPipe {
         received
     }
 
+    /// Blocks the master's signals around a `fork()` and returns the mask
+    /// to restore with [`restore_mask`]. Without it, a signal sent to the
+    /// child between the fork and [`SignalPipe::reset_in_child`] would run
+    /// the master's handler in the child: the child would swallow a `TERM`
+    /// (writing it to the master's pipe) and keep booting. Blocked, it stays
+    /// pending and is delivered once the child has its own dispositions.
+    pub fn block_for_fork() -> SigSet {
+        let mut blocked = SigSet::empty();
+        for signal in HANDLED {
+            blocked.add(signal);
+        }
+        blocked
+            .thread_swap_mask(SigmaskHow::SIG_BLOCK)
+            .unwrap_or_else(|_| SigSet::empty())
+    }
+
     /// In a freshly forked worker: restores default dispositions and closes
     /// the pipe, so the worker neither wakes the master nor inherits its
     /// handlers.
@@ -97,7 +113,14 @@ impl SignalPipe {
             let _ = unsafe { sigaction(signal, &default) };
         }
         // The child never returns to drop `self`; close the copies now.
+        // (The caller then restores the mask; pending signals arrive with
+        // the default dispositions set here.)
         let _ = nix::unistd::close(self.read.as_raw_fd());
         let _ = nix::unistd::close(self.write.as_raw_fd());
     }
+}
+
+/// Restores the signal mask saved by [`SignalPipe::block_for_fork`].
+pub fn restore_mask(saved: SigSet) {
+    let _ = saved.thread_set_mask();
 }
