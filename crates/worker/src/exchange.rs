@@ -105,7 +105,13 @@ pub fn serve(
             return Next::Close;
         }
     };
-    let url_scheme = ctx.policy.url_scheme(&headers, trusted, peer.secure);
+    let url_scheme = match ctx.policy.url_scheme(&headers, trusted, peer.secure) {
+        Ok(scheme) => scheme,
+        Err(error) => {
+            reject(&error);
+            return Next::Close;
+        }
+    };
     let script_name = ctx.policy.script_name(&headers, trusted);
     let (server_name, server_port) = server_name_port(&headers, peer.local, url_scheme);
 

@@ -53,33 +53,44 @@ impl RequestPolicy {
         Ok(kept)
     }
 
-    /// `https` on TLS connections; otherwise `https` when a trusted peer
-    /// sent one of the secure-scheme headers with its configured value.
+    /// `wsgi.url_scheme`, as gunicorn 27 decides it: `https` on TLS
+    /// connections, else `http`; then, from a trusted peer, each configured
+    /// secure-scheme header present sets `https` when its value is exactly
+    /// the configured one and `http` otherwise. Two such headers that
+    /// disagree (`X-Forwarded-Proto: https` with `X-Forwarded-Ssl: off`)
+    /// are refused with gunicorn's 400 "Contradictory scheme headers": no
+    /// answer would be safe to pass on to the app.
     pub fn url_scheme(
         &self,
         headers: &[(String, Vec<u8>)],
         trusted: bool,
         secure: bool,
-    ) -> &'static str {
-        let base = if secure { "https" } else { "http" };
+    ) -> Result<&'static str, HttpError> {
+        let mut scheme = if secure { "https" } else { "http" };
         if !trusted {
-            return base;
+            return Ok(scheme);
         }
-        let mut scheme = base;
+        let mut decided = false;
         for (name, value) in headers {
-            if let Some((_, expected)) = self
+            let Some((_, expected)) = self
                 .secure_scheme_headers
                 .iter()
                 .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            {
-                scheme = if value.as_slice() == expected.as_bytes() {
-                    "https"
-                } else {
-                    "http"
-                };
+            else {
+                continue;
+            };
+            let said = if value.as_slice() == expected.as_bytes() {
+                "https"
+            } else {
+                "http"
+            };
+            if decided && said != scheme {
+                return Err(HttpError::bad_request("Contradictory scheme headers"));
             }
+            decided = true;
+            scheme = said;
         }
-        scheme
+        Ok(scheme)
     }
 
     /// The mount point: a trusted proxy's `SCRIPT_NAME` header (when listed
@@ -103,5 +114,85 @@ impl RequestPolicy {
             }
         }
         std::borrow::Cow::Borrowed(&self.script_name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> RequestPolicy {
+        RequestPolicy {
+            forwarded_allow_ips: AllowList::default(),
+            secure_scheme_headers: vec![
+                ("X-FORWARDED-PROTOCOL".into(), "ssl".into()),
+                ("X-FORWARDED-PROTO".into(), "https".into()),
+                ("X-FORWARDED-SSL".into(), "on".into()),
+            ],
+            forwarder_headers: Vec::new(),
+            header_map: HeaderMap::Drop,
+            script_name: String::new(),
+        }
+    }
+
+    fn scheme(headers: &[(&str, &str)], trusted: bool, secure: bool) -> Result<&'static str, u16> {
+        let headers: Vec<(String, Vec<u8>)> = headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
+            .collect();
+        policy()
+            .url_scheme(&headers, trusted, secure)
+            .map_err(|e| e.status)
+    }
+
+    #[test]
+    fn secure_scheme_headers_follow_gunicorn() {
+        assert_eq!(scheme(&[], true, false), Ok("http"));
+        assert_eq!(scheme(&[], true, true), Ok("https"));
+        assert_eq!(
+            scheme(&[("X-Forwarded-Proto", "https")], true, false),
+            Ok("https")
+        );
+        // Values compare exactly, as in gunicorn.
+        assert_eq!(
+            scheme(&[("X-Forwarded-Proto", "HTTPS")], true, false),
+            Ok("http")
+        );
+        assert_eq!(
+            scheme(&[("x-forwarded-ssl", "on")], true, false),
+            Ok("https")
+        );
+        assert_eq!(
+            scheme(&[("X-Forwarded-Protocol", "ssl")], true, false),
+            Ok("https")
+        );
+        // A trusted proxy may say plain http on a TLS connection.
+        assert_eq!(
+            scheme(&[("X-Forwarded-Proto", "http")], true, true),
+            Ok("http")
+        );
+        let agree = [("X-Forwarded-Proto", "https"), ("X-Forwarded-Ssl", "on")];
+        assert_eq!(scheme(&agree, true, false), Ok("https"));
+        let agree_plain = [("X-Forwarded-Proto", "http"), ("X-Forwarded-Ssl", "off")];
+        assert_eq!(scheme(&agree_plain, true, false), Ok("http"));
+        let repeated = [
+            ("X-Forwarded-Proto", "https"),
+            ("X-Forwarded-Proto", "https"),
+        ];
+        assert_eq!(scheme(&repeated, true, false), Ok("https"));
+    }
+
+    #[test]
+    fn contradictory_scheme_headers_are_refused_from_trusted_peers_only() {
+        let contradictory = [("X-Forwarded-Proto", "https"), ("X-Forwarded-Ssl", "off")];
+        assert_eq!(scheme(&contradictory, true, false), Err(400));
+        let repeated = [
+            ("X-Forwarded-Proto", "https"),
+            ("X-Forwarded-Proto", "http"),
+        ];
+        assert_eq!(scheme(&repeated, true, false), Err(400));
+        // Untrusted peers' scheme headers are ignored, contradictions too.
+        assert_eq!(scheme(&contradictory, false, false), Ok("http"));
+        assert_eq!(scheme(&contradictory, false, true), Ok("https"));
     }
 }
