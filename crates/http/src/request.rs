@@ -135,8 +135,9 @@ pub struct RequestHead {
     pub method: String,
     /// Raw request-target exactly as sent (WSGI `RAW_URI`).
     pub target: Vec<u8>,
-    /// Path component: no query or fragment; `/` for an absolute-form URL
-    /// with empty path, `*` for asterisk-form, empty for authority-form.
+    /// Path component: no query or fragment; empty for an absolute-form URL
+    /// without a path, `*` for asterisk-form, the authority (`host:port`)
+    /// for authority-form (all as gunicorn 27 fills `PATH_INFO`).
     pub path: Vec<u8>,
     /// Everything after the first `?`, fragment removed.
     pub query: Vec<u8>,
@@ -648,7 +649,25 @@ fn method_is(raw: &[u8], opts: &ParserOptions, name: &[u8]) -> bool {
 }
 
 /// Validate the request-target's form against the method (RFC 9112 §3.2) and
-/// split it into path and query.
+/// split it into path and query, filling them the way gunicorn 27 does:
+///
+/// * origin-form `/p?q`: path `/p`, query `q` (fragment dropped);
+/// * absolute-form `scheme://authority/p?q`, any RFC 3986 scheme, userinfo
+///   allowed: path `/p` (empty when the URL has none), query `q`; the
+///   authority is not used (the `Host` header names the host, as in
+///   gunicorn);
+/// * asterisk-form `*`, only for `OPTIONS`: path `*`;
+/// * authority-form `host:port`, only (and always) for `CONNECT`: path is
+///   the authority.
+///
+/// Stricter than gunicorn where its `urlsplit` produces nonsense or an RFC
+/// says to reject: `CONNECT` needs `host:port` (gunicorn takes any target
+/// and, for `example.com:443`, reports the path as `443`); an empty scheme
+/// (`://x`) or one not starting with a letter is refused (gunicorn makes
+/// the whole target a "path" that does not start with `/`); an `http(s)`
+/// URL with an empty host is refused (RFC 9110 §4.2.1: "MUST reject"); an
+/// IP literal must be `[IPv6]` or `[vX.future]`, followed by nothing or a
+/// port.
 fn parse_target<'a>(
     method: &[u8],
     opts: &ParserOptions,
@@ -673,30 +692,36 @@ fn parse_target<'a>(
     }
     if method_is(method, opts, b"CONNECT") {
         return if is_authority_form(target) {
-            Ok((b"", b""))
+            Ok((target, b""))
         } else {
             Err(HttpError::bad_request(
-                "CONNECT requires an authority-form target",
+                "CONNECT requires an authority-form target (host:port)",
             ))
         };
     }
     if target.first() == Some(&b'/') {
-        return Ok(split_path_query(target, b""));
+        return Ok(split_path_query(target));
     }
-    if let Some(after_scheme) = strip_http_scheme(target) {
+    if let Some((scheme, after_scheme)) = split_scheme(target) {
         let end = after_scheme
             .iter()
             .position(|&b| matches!(b, b'/' | b'?' | b'#'))
             .unwrap_or(after_scheme.len());
         let (authority, rest) = after_scheme.split_at(end);
-        // RFC 9110 §4.2.1: an http(s) URI needs a host, and userinfo is deprecated
-        // and a known source of host confusion.
-        if authority.is_empty() || authority.contains(&b'@') {
+        let (userinfo, host) = match authority.iter().rposition(|&b| b == b'@') {
+            Some(at) => (&authority[..at], &authority[at + 1..]),
+            None => (&b""[..], authority),
+        };
+        let web = scheme.eq_ignore_ascii_case(b"http") || scheme.eq_ignore_ascii_case(b"https");
+        if (web && host.is_empty())
+            || userinfo.iter().any(|&b| matches!(b, b'[' | b']'))
+            || !is_valid_host_port(host)
+        {
             return Err(HttpError::bad_request(
                 "invalid authority in absolute-form target",
             ));
         }
-        return Ok(split_path_query(rest, b"/"));
+        return Ok(split_path_query(rest));
     }
     if is_authority_form(target) {
         return Err(HttpError::bad_request(
@@ -706,19 +731,57 @@ fn parse_target<'a>(
     Err(HttpError::bad_request("invalid request target"))
 }
 
-/// The part after `http://` or `https://` (scheme is case-insensitive).
-fn strip_http_scheme(target: &[u8]) -> Option<&[u8]> {
-    for scheme in [&b"http://"[..], &b"https://"[..]] {
-        if let Some(prefix) = target.get(..scheme.len()) {
-            if prefix.eq_ignore_ascii_case(scheme) {
-                return target.get(scheme.len()..);
-            }
-        }
-    }
-    None
+/// `(scheme, rest)` for `scheme://rest`, with an RFC 3986 scheme
+/// (`ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )`), as `urlsplit` reads it.
+fn split_scheme(target: &[u8]) -> Option<(&[u8], &[u8])> {
+    let sep = memchr::memmem::find(target, b"://")?;
+    let scheme = target.get(..sep)?;
+    let first_is_alpha = scheme.first().is_some_and(u8::is_ascii_alphabetic);
+    let chars_ok = scheme
+        .iter()
+        .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
+    (first_is_alpha && chars_ok).then(|| (scheme, target.get(sep + 3..).unwrap_or_default()))
 }
 
-/// `host:port` with a non-empty host and a decimal port.
+/// `host[:port]` as `urlsplit` accepts it: brackets only around a whole IP
+/// literal (`[IPv6]`, `[IPv6%zone]` or `[vHEX.anything]`), which may be
+/// followed by `:port` only. The port itself is not checked, as gunicorn.
+fn is_valid_host_port(host: &[u8]) -> bool {
+    let Some(inner) = host.strip_prefix(b"[") else {
+        return !host.iter().any(|&b| matches!(b, b'[' | b']'));
+    };
+    let Some(close) = memchr::memchr(b']', inner) else {
+        return false;
+    };
+    let (literal, after) = (&inner[..close], &inner[close + 1..]);
+    let after_ok = after.is_empty()
+        || (after.first() == Some(&b':') && !after.iter().any(|&b| matches!(b, b'[' | b']')));
+    after_ok && is_ip_literal(literal)
+}
+
+/// The inside of `[...]`: an IPv6 address (an optional `%zone` is not
+/// part of the address) or an IPvFuture `v1*HEXDIG "." 1*char`.
+fn is_ip_literal(literal: &[u8]) -> bool {
+    if let Some(future) = literal.strip_prefix(b"v").or(literal.strip_prefix(b"V")) {
+        return match memchr::memchr(b'.', future) {
+            Some(dot) => {
+                dot > 0 && future[..dot].iter().all(u8::is_ascii_hexdigit) && dot + 1 < future.len()
+            }
+            None => false,
+        };
+    }
+    let address = match memchr::memchr(b'%', literal) {
+        Some(percent) => &literal[..percent],
+        None => literal,
+    };
+    std::str::from_utf8(address)
+        .ok()
+        .and_then(|text| text.parse::<std::net::Ipv6Addr>().ok())
+        .is_some()
+}
+
+/// `host:port` (RFC 9112 §3.2.3): a non-empty reg-name or IP literal, and a
+/// decimal port of 1 to 5 digits. No userinfo, path, query or fragment.
 fn is_authority_form(target: &[u8]) -> bool {
     if target
         .iter()
@@ -731,24 +794,28 @@ fn is_authority_form(target: &[u8]) -> bool {
     };
     let (host, port) = target.split_at(colon);
     let port = port.get(1..).unwrap_or_default();
-    !host.is_empty() && (1..=5).contains(&port.len()) && port.iter().all(u8::is_ascii_digit)
+    !host.is_empty()
+        && (host.first() == Some(&b'[') || !host.contains(&b':'))
+        && is_valid_host_port(host)
+        && (1..=5).contains(&port.len())
+        && port.iter().all(u8::is_ascii_digit)
 }
 
 /// Split `path?query#fragment`; the fragment is dropped (clients should not
-/// send one, gunicorn discards it). An empty path becomes `empty_path`.
-fn split_path_query<'a>(s: &'a [u8], empty_path: &'static [u8]) -> (&'a [u8], &'a [u8]) {
+/// send one, gunicorn discards it). An absolute-form URL without a path
+/// keeps an empty path, as `PATH_INFO` is in gunicorn.
+fn split_path_query(s: &[u8]) -> (&[u8], &[u8]) {
     let s = match memchr::memchr(b'#', s) {
         Some(hash) => s.get(..hash).unwrap_or_default(),
         None => s,
     };
-    let (path, query) = match memchr::memchr(b'?', s) {
+    match memchr::memchr(b'?', s) {
         Some(q) => (
             s.get(..q).unwrap_or_default(),
             s.get(q + 1..).unwrap_or_default(),
         ),
         None => (s, &b""[..]),
-    };
-    (if path.is_empty() { empty_path } else { path }, query)
+    }
 }
 
 /// `HTTP/d.d` exactly (RFC 9112 §2.3 allows restricting to single digits).

@@ -1,0 +1,134 @@
+"""Access-log atoms, rejected requests, request-target forms and the
+forwarded scheme, each compared with what gunicorn 27 does for the same
+bytes (see the report in the commit messages for the gunicorn runs)."""
+import base64
+import json
+
+import pytest
+
+from harness import parse_response
+
+APP = "logapp:application"
+CLASSES = {
+    "sync": [],
+    "gthread": ["-k", "gthread", "--threads", "2"],
+    "async": ["-k", "async"],
+}
+
+
+@pytest.fixture(scope="module", params=sorted(CLASSES))
+def server(request, ferricorn_bin):
+    """One server per worker class (their head paths differ), with the
+    access log on stdout in a format that shows every atom under test."""
+    from harness import ServerPool
+    fmt = ('%(h)s "%(r)s" %(s)s b=%(b)s B=%(B)s m=%(m)s U=%(U)s q=%(q)s H=%(H)s '
+           'rid=%({REQUEST_ID}e)s low=%({request_id}e)s home=%({HOME}e)s '
+           'in=%({x-in}i)s out=%({x-out}o)s u=%(u)s a="%(a)s"')
+    with ServerPool(ferricorn_bin) as pool:
+        yield pool.start(APP, args=[*CLASSES[request.param], "--access-logfile", "-",
+                                    "--access-logformat", fmt],
+                         env={"HOME": "/home/of-the-process"})
+
+
+def ask(server, raw):
+    """Sends raw bytes; returns the parsed response."""
+    reply = server.raw(raw)
+    assert reply.data, "no response: %r" % reply
+    return parse_response(reply.data)
+
+
+def echo(server, request_line, headers=()):
+    """(status, environ seen by the app or None) for one request line."""
+    head = request_line + "\r\nHost: example.com\r\nConnection: close\r\n"
+    head += "".join("%s: %s\r\n" % h for h in headers) + "\r\n"
+    resp = ask(server, head.encode())
+    seen = json.loads(resp.body) if resp.status == 200 else None
+    return resp.status, seen
+
+
+def access_line(server, marker, start=0):
+    """The access-log line (stdout) holding `marker`."""
+    return server.stdout.wait_for(r".*%s.*" % marker, start=start)[0].group(0)
+
+
+# -- wsgi.url_scheme from secure_scheme_headers ------------------------------
+
+@pytest.mark.parametrize("headers, scheme", [
+    ((), "http"),
+    ((("X-Forwarded-Proto", "https"),), "https"),
+    ((("X-Forwarded-Proto", "HTTPS"),), "http"),  # exact value match, as gunicorn
+    ((("X-Forwarded-Proto", "http"),), "http"),
+    ((("X-Forwarded-Ssl", "on"),), "https"),
+    ((("X-Forwarded-Protocol", "ssl"),), "https"),
+    ((("X-Forwarded-Proto", "https"), ("X-Forwarded-Ssl", "on")), "https"),
+    ((("X-Forwarded-Proto", "http"), ("X-Forwarded-Ssl", "off")), "http"),
+    ((("X-Forwarded-Proto", "https"), ("X-Forwarded-Proto", "https")), "https"),
+])
+def test_secure_scheme_headers_set_url_scheme(server, headers, scheme):
+    status, seen = echo(server, "GET /s HTTP/1.1", headers)
+    assert (status, seen["wsgi.url_scheme"]) == (200, scheme)
+
+
+@pytest.mark.parametrize("headers", [
+    (("X-Forwarded-Proto", "https"), ("X-Forwarded-Ssl", "off")),
+    (("X-Forwarded-Proto", "https"), ("X-Forwarded-Proto", "http")),
+])
+def test_contradictory_scheme_headers_are_400(server, headers):
+    mark = server.mark()
+    status, _ = echo(server, "GET /contradiction HTTP/1.1", headers)
+    assert status == 400
+    server.stderr.wait_for(r"\[WARNING\] Invalid request from ip=127\.0\.0\.1: "
+                           r"Contradictory scheme headers", start=mark)
+
+
+def test_scheme_headers_of_an_untrusted_peer_are_ignored(spawn):
+    # 127.0.0.1 is not in the allow list: neither https nor a contradiction.
+    server = spawn.start(APP, args=["--forwarded-allow-ips", "10.9.9.9"])
+    contradictory = (("X-Forwarded-Proto", "https"), ("X-Forwarded-Ssl", "off"))
+    assert echo(server, "GET /u HTTP/1.1", contradictory)[1]["wsgi.url_scheme"] == "http"
+    proto = (("X-Forwarded-Proto", "https"),)
+    assert echo(server, "GET /u HTTP/1.1", proto)[1]["wsgi.url_scheme"] == "http"
+
+
+# -- request targets ---------------------------------------------------------
+
+# (request line, PATH_INFO, RAW_URI, QUERY_STRING): gunicorn 27's answers,
+# except where noted.
+TARGETS = [
+    ("GET http://user:pw@example.com/p?q=1 HTTP/1.1", "/p", "http://user:pw@example.com/p?q=1", "q=1"),
+    ("GET http://example.com HTTP/1.1", "", "http://example.com", ""),
+    ("GET http://example.com?x=1 HTTP/1.1", "", "http://example.com?x=1", "x=1"),
+    ("GET https://example.com:8443/a%20b/c?x=1#frag HTTP/1.1", "/a b/c",
+     "https://example.com:8443/a%20b/c?x=1#frag", "x=1"),
+    ("GET ftp://example.com/x HTTP/1.1", "/x", "ftp://example.com/x", ""),
+    # gunicorn gives PATH_INFO "443" here (urlsplit reads the host as a
+    # scheme); ferricorn gives the authority, as gunicorn does for [::1]:443.
+    ("CONNECT example.com:443 HTTP/1.1", "example.com:443", "example.com:443", ""),
+    ("CONNECT [::1]:443 HTTP/1.1", "[::1]:443", "[::1]:443", ""),
+    ("OPTIONS * HTTP/1.1", "*", "*", ""),
+    ("GET //double/slash?q HTTP/1.1", "//double/slash", "//double/slash?q", "q"),
+    ("GET /p?a=1#frag?b HTTP/1.1", "/p", "/p?a=1#frag?b", "a=1"),
+    ("GET /%2F%41%zz HTTP/1.1", "//A%zz", "/%2F%41%zz", ""),
+]
+
+
+@pytest.mark.parametrize("line, path_info, raw_uri, query", TARGETS)
+def test_target_forms_fill_the_environ_as_gunicorn(server, line, path_info, raw_uri, query):
+    status, seen = echo(server, line)
+    assert status == 200
+    assert (seen["PATH_INFO"], seen["RAW_URI"], seen["QUERY_STRING"]) == (path_info, raw_uri, query)
+    # The Host header, not the target's authority, names the host (gunicorn).
+    assert seen["HTTP_HOST"] == "example.com"
+
+
+@pytest.mark.parametrize("line", [
+    "GET example.com:443 HTTP/1.1",   # authority-form outside CONNECT (gunicorn: 400)
+    "GET * HTTP/1.1",                 # gunicorn: 400
+    "GET http://[::1/p HTTP/1.1",     # gunicorn: 400
+    "CONNECT example.com HTTP/1.1",   # no port; gunicorn: 200
+    "CONNECT /path HTTP/1.1",         # not authority-form; gunicorn: 200
+    "GET http:///nohost HTTP/1.1",    # RFC 9110 4.2.1 MUST reject; gunicorn: 200
+    "GET ://b/c HTTP/1.1",            # empty scheme; gunicorn: 200 with PATH_INFO "://b/c"
+])
+def test_invalid_targets_are_400(server, line):
+    assert echo(server, line)[0] == 400
