@@ -132,3 +132,80 @@ def test_target_forms_fill_the_environ_as_gunicorn(server, line, path_info, raw_
 ])
 def test_invalid_targets_are_400(server, line):
     assert echo(server, line)[0] == 400
+
+
+# -- access-log atoms --------------------------------------------------------
+
+def test_environ_atoms_read_the_wsgi_environ(server):
+    """%({REQUEST_ID}e)s is what the middleware put in the environ, matched
+    ignoring case; a process environment variable is not an environ key."""
+    mark = len(server.stdout.lines)
+    assert echo(server, "GET /rid HTTP/1.1", [("X-Request-Id", "abc-123")])[0] == 200
+    line = access_line(server, "GET /rid ", mark)
+    assert " rid=abc-123 low=abc-123 home=- " in line, line
+
+
+def test_empty_body_logs_zero_bytes(server):
+    mark = len(server.stdout.lines)
+    resp = ask(server, b"GET /empty HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert (resp.status, resp.body) == (200, b"")
+    assert " 200 b=0 B=0 " in access_line(server, "GET /empty ", mark)
+
+
+def test_head_logs_the_bytes_actually_sent(server):
+    mark = len(server.stdout.lines)
+    reply = server.raw(b"HEAD /head HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    resp = parse_response(reply.data, head_request=True)
+    assert resp.status == 200 and int(resp.header("Content-Length")) > 0
+    assert reply.data.endswith(b"\r\n\r\n"), "a HEAD answer carries no body"
+    assert " 200 b=0 B=0 " in access_line(server, "HEAD /head ", mark)
+
+
+def test_quotes_and_control_characters_are_escaped(server):
+    mark = len(server.stdout.lines)
+    user = base64.b64encode(b'ev"il\nuser:pw').decode()
+    status, _ = echo(server, 'GET /quote?x="1" HTTP/1.1', [
+        ("User-Agent", 'agent "7"'), ("X-In", "tab\there"), ("Authorization", "Basic " + user)])
+    assert status == 200
+    line = access_line(server, "GET /quote", mark)
+    assert '"GET /quote?x=\\"1\\" HTTP/1.1"' in line, line
+    assert ' q=x=\\"1\\" ' in line, line
+    assert ' in=tab\\x09here ' in line, line
+    assert ' out=say \\"hi\\" ' in line, line
+    # The user name would start a forged line if written raw (gunicorn does).
+    assert ' u=ev\\"il\\x0auser ' in line, line
+    assert line.endswith(' a="agent \\"7\\""'), line
+
+
+def test_path_info_atom_is_decoded(server):
+    mark = len(server.stdout.lines)
+    assert echo(server, "GET /a%20b?k=v HTTP/1.1")[0] == 200
+    line = access_line(server, "GET /a%20b", mark)
+    assert " m=GET U=/a b q=k=v H=HTTP/1.1 " in line, line
+
+
+# -- refused requests: warning + access line ---------------------------------
+
+REFUSED = [
+    (b"POST /clte HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+     400, "both Content-Length and Transfer-Encoding", '"POST /clte HTTP/1.1" 400'),
+    (b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+     414, "request line longer than 4094 bytes", '"-" 414'),
+    (b"GET /big HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n",
+     431, "header field longer than 8190 bytes", '"GET /big HTTP/1.1" 431'),
+    (b"GET x HTTP/1.1\r\nHost: x\r\n\r\n", 400, "invalid request target", '"GET x HTTP/1.1" 400'),
+    (b"GET /scheme HTTP/1.1\r\nHost: x\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Ssl: off\r\n\r\n",
+     400, "Contradictory scheme headers", '"GET /scheme HTTP/1.1" 400'),
+]
+
+
+@pytest.mark.parametrize("raw, status, reason, logged", REFUSED,
+                         ids=["cl-te", "414", "431", "bad-target", "scheme"])
+def test_refused_request_is_warned_and_access_logged(server, raw, status, reason, logged):
+    err_mark, out_mark = server.mark(), len(server.stdout.lines)
+    resp = ask(server, raw)
+    assert resp.status == status
+    server.stderr.wait_for(r"\[WARNING\] Invalid request from ip=127\.0\.0\.1: %s$" % reason,
+                           start=err_mark)
+    line = access_line(server, " %d b=" % status, out_mark)
+    assert line.startswith('127.0.0.1 ' + logged + ' b=%d ' % len(resp.body)), line

@@ -32,6 +32,38 @@ pub struct RequestInfo<'a, H> {
     pub url_scheme: &'a str,
     /// The mount point (`SCRIPT_NAME`); stripped from the start of `PATH_INFO`.
     pub script_name: &'a str,
+    /// Where to keep the environ once built, for an access log that reads
+    /// it after the app (and its middleware) ran; `None` keeps nothing.
+    pub keep: Option<&'a KeptEnviron>,
+}
+
+/// A request's environ kept past the app call, so the access log sees what
+/// middleware put there (`%({REQUEST_ID}e)s`), as gunicorn's does.
+#[derive(Default)]
+pub struct KeptEnviron(std::sync::OnceLock<Py<PyDict>>);
+
+impl KeptEnviron {
+    /// The `str()` of each of `keys` in the environ, matched ignoring case
+    /// (gunicorn lower-cases keys and atoms; of two keys that differ only
+    /// in case, the later wins); `None` when absent or when the app never
+    /// got an environ. Releases the environ.
+    pub fn into_values(self, keys: &[String]) -> Vec<Option<String>> {
+        let mut values = vec![None; keys.len()];
+        let Some(environ) = self.0.into_inner() else {
+            return values;
+        };
+        Python::attach(|py| {
+            for (key, value) in environ.bind(py).iter() {
+                let Ok(key) = key.str() else { continue };
+                let key = key.to_string_lossy().to_lowercase();
+                if let Some(index) = keys.iter().position(|k| *k == key) {
+                    values[index] = value.str().ok().map(|v| v.to_string_lossy().into_owned());
+                }
+            }
+            drop(environ);
+        });
+        values
+    }
 }
 
 /// Headers common enough that their environ keys are created once per
@@ -133,6 +165,9 @@ impl BaseEnviron {
         H: IntoIterator<Item = (&'a str, &'a [u8])>,
     {
         let env = self.dict.bind(py).copy()?;
+        if let Some(keep) = request.keep {
+            let _ = keep.0.set(env.clone().unbind());
+        }
         env.set_item(pyo3::intern!(py, "wsgi.input"), input)?;
         env.set_item(pyo3::intern!(py, "wsgi.url_scheme"), request.url_scheme)?;
         env.set_item(pyo3::intern!(py, "REQUEST_METHOD"), request.method)?;

@@ -6,7 +6,7 @@ use std::io::{self, Cursor};
 use std::os::fd::RawFd;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use ferricorn_python::environ::RequestInfo;
+use ferricorn_python::environ::{KeptEnviron, RequestInfo};
 use ferricorn_python::interpreter::{self, InterpreterOptions};
 use ferricorn_python::response::ResponseSink;
 use ferricorn_python::wsgi::{Outcome, WsgiApp};
@@ -36,6 +36,12 @@ class Closing:
             raise RuntimeError("iteration failed")
     def close(self):
         closed.append(len(self.parts))
+
+def request_id_app(environ, start_response):
+    environ["REQUEST_ID"] = "rid-9"
+    environ["Mixed_Case"] = 42
+    start_response("200 OK", [])
+    return [b""]
 
 def generator_app(environ, start_response):
     start_response("201 Created", [("X-A", "1")])
@@ -152,6 +158,15 @@ fn module() -> &'static Py<PyModule> {
 }
 
 fn call(name: &str, body: &[u8], headers: &[(&str, &[u8])]) -> (Outcome, Captured) {
+    call_keeping(name, body, headers, None)
+}
+
+fn call_keeping(
+    name: &str,
+    body: &[u8],
+    headers: &[(&str, &[u8])],
+    keep: Option<&KeptEnviron>,
+) -> (Outcome, Captured) {
     let module = module();
     let app = Python::attach(|py| {
         let callable = module.bind(py).getattr(name).unwrap().unbind();
@@ -170,6 +185,7 @@ fn call(name: &str, body: &[u8], headers: &[(&str, &[u8])]) -> (Outcome, Capture
         server_port: "8080",
         url_scheme: "http",
         script_name: "",
+        keep,
     };
     let outcome = app.call(
         request,
@@ -218,6 +234,33 @@ fn environ_follows_pep_3333() {
     assert_eq!(get("wsgi.version"), "[1, 0]");
     assert_eq!(get("body"), "hello");
     assert!(!env.contains_key("HTTP_CONTENT_TYPE"));
+}
+
+#[test]
+fn kept_environ_shows_what_the_app_added() {
+    let kept = KeptEnviron::default();
+    call_keeping("request_id_app", b"", &[("X-Id", b"7")], Some(&kept));
+    let keys: Vec<String> = [
+        "request_id",
+        "mixed_case",
+        "http_x_id",
+        "request_method",
+        "nope",
+    ]
+    .map(String::from)
+    .to_vec();
+    assert_eq!(
+        kept.into_values(&keys),
+        [
+            Some("rid-9".to_string()),
+            Some("42".to_string()),
+            Some("7".to_string()),
+            Some("POST".to_string()),
+            None
+        ]
+    );
+    // Nothing kept: every value is absent.
+    assert_eq!(KeptEnviron::default().into_values(&keys), vec![None; 5]);
 }
 
 #[test]

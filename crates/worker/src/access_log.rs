@@ -1,13 +1,19 @@
 //! The access log: gunicorn's `access_log_format` atoms, compiled once.
 //!
 //! Supported atoms: `h l u t r m U q H s B b f a T M D L p`, `{name}i`
-//! (request header), `{name}o` (response header) and `{name}e` (environment
-//! variable), each written `%(atom)s` as in gunicorn. Lines go out through
-//! `tracing` with target `ferricorn.access`; the binary routes them.
+//! (request header), `{name}o` (response header) and `{name}e` (a key of
+//! the request's WSGI environ as the app left it, so middleware can log a
+//! request id), each written `%(atom)s` as in gunicorn 27's `glogging`.
+//! Every value has `"` escaped as `\"` (gunicorn's `SafeAtoms`) and, where
+//! gunicorn writes them raw, control characters as `\xNN`, so no value can
+//! end a quoted field or forge a log line. Lines go out through `tracing`
+//! with target `ferricorn.access`; the binary routes them.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::Duration;
+
+use ferricorn_python::environ::percent_decode;
 
 /// One piece of a compiled format.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,28 +22,32 @@ enum Piece {
     Atom(char),
     RequestHeader(String),
     ResponseHeader(String),
-    Environ(String),
+    /// Index into [`AccessFormat::environ_keys`].
+    Environ(usize),
 }
 
 /// A compiled `access_log_format`.
 #[derive(Debug, Clone)]
 pub struct AccessFormat {
     pieces: Vec<Piece>,
+    environ_keys: Vec<String>,
 }
 
-/// What one finished request looks like to the access log.
+/// What one finished (or refused) request looks like to the access log.
 pub struct AccessRecord<'a> {
     /// The client's address, `None` on unix sockets.
     pub remote: Option<SocketAddr>,
-    /// The request method.
+    /// The request method; empty when the request line was unreadable.
     pub method: &'a str,
-    /// The raw request target.
+    /// The raw request target (`RAW_URI`).
     pub target: &'a [u8],
-    /// The raw path.
+    /// The raw path, still percent-encoded.
     pub path: &'a [u8],
     /// The raw query string.
     pub query: &'a [u8],
-    /// `HTTP/1.1` etc.
+    /// The mount point, cut from the path for `U` (`PATH_INFO`).
+    pub script_name: &'a str,
+    /// `HTTP/1.1` etc.; empty when the request line was unreadable.
     pub protocol: &'a str,
     /// Request headers.
     pub request_headers: &'a [(String, Vec<u8>)],
@@ -45,12 +55,15 @@ pub struct AccessRecord<'a> {
     pub status: u16,
     /// Response headers.
     pub response_headers: &'a [(String, String)],
-    /// Body bytes sent.
+    /// Body bytes that went on the wire (0 for HEAD, 204, 304).
     pub bytes_sent: u64,
     /// How long the request took.
     pub elapsed: Duration,
     /// When the request started, in seconds since the epoch.
     pub started_unix: u64,
+    /// The values of [`AccessFormat::environ_keys`] in the request's
+    /// environ, in the same order (`None`: absent, or no environ).
+    pub environ: &'a [Option<String>],
 }
 
 impl AccessFormat {
@@ -58,6 +71,7 @@ impl AccessFormat {
     /// as gunicorn prints them (`%(x)s` with no value becomes `-`).
     pub fn compile(format: &str) -> Self {
         let mut pieces = Vec::new();
+        let mut environ_keys: Vec<String> = Vec::new();
         let mut literal = String::new();
         let mut rest = format;
         while let Some(start) = rest.find("%(") {
@@ -77,7 +91,20 @@ impl AccessFormat {
                 ) {
                     (Some(h), _, _) => Some(Piece::RequestHeader(h.to_ascii_lowercase())),
                     (_, Some(h), _) => Some(Piece::ResponseHeader(h.to_ascii_lowercase())),
-                    (_, _, Some(v)) => Some(Piece::Environ(v.to_string())),
+                    (_, _, Some(key)) => {
+                        // gunicorn lower-cases both the atom and the
+                        // environ's keys: the match ignores case.
+                        let key = key.to_lowercase();
+                        let index =
+                            environ_keys
+                                .iter()
+                                .position(|k| *k == key)
+                                .unwrap_or_else(|| {
+                                    environ_keys.push(key);
+                                    environ_keys.len() - 1
+                                });
+                        Some(Piece::Environ(index))
+                    }
                     _ => None,
                 }
             } else {
@@ -102,7 +129,16 @@ impl AccessFormat {
         if !literal.is_empty() {
             pieces.push(Piece::Literal(literal));
         }
-        Self { pieces }
+        Self {
+            pieces,
+            environ_keys,
+        }
+    }
+
+    /// The environ keys (lower-cased) the format's `{name}e` atoms read;
+    /// empty when it has none, so no environ needs keeping.
+    pub fn environ_keys(&self) -> &[String] {
+        &self.environ_keys
     }
 
     /// Formats one line for `record`.
@@ -113,23 +149,21 @@ impl AccessFormat {
                 Piece::Literal(text) => line.push_str(text),
                 Piece::Atom(atom) => write_atom(&mut line, *atom, record),
                 Piece::RequestHeader(name) => {
-                    let value = record
-                        .request_headers
-                        .iter()
-                        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-                        .map(|(_, v)| String::from_utf8_lossy(v).into_owned());
-                    line.push_str(value.as_deref().unwrap_or("-"));
+                    push_bytes_or_dash(&mut line, request_header(record, name));
                 }
                 Piece::ResponseHeader(name) => {
+                    // The last of repeated headers, as gunicorn's dict of atoms.
                     let value = record
                         .response_headers
                         .iter()
+                        .rev()
                         .find(|(n, _)| n.eq_ignore_ascii_case(name))
                         .map(|(_, v)| v.as_str());
-                    line.push_str(value.unwrap_or("-"));
+                    push_escaped(&mut line, value.unwrap_or("-"));
                 }
-                Piece::Environ(name) => {
-                    line.push_str(&std::env::var(name).unwrap_or_else(|_| "-".into()));
+                Piece::Environ(index) => {
+                    let value = record.environ.get(*index).and_then(Option::as_deref);
+                    push_escaped(&mut line, value.unwrap_or("-"));
                 }
             }
         }
@@ -137,59 +171,132 @@ impl AccessFormat {
     }
 }
 
+/// The body bytes a response put on the wire: none for HEAD or a status
+/// that has no body, whatever the app handed over (gunicorn counts only
+/// what it sends).
+pub fn wire_body_bytes(method: &str, status: u16, handed: u64) -> u64 {
+    if method == "HEAD" || status < 200 || status == 204 || status == 304 {
+        0
+    } else {
+        handed
+    }
+}
+
+/// The last request header named `name`, as gunicorn's dict of atoms.
 fn request_header<'a>(record: &'a AccessRecord<'_>, name: &str) -> Option<&'a [u8]> {
     record
         .request_headers
         .iter()
+        .rev()
         .find(|(n, _)| n.eq_ignore_ascii_case(name))
         .map(|(_, v)| v.as_slice())
 }
 
-fn write_atom(line: &mut String, atom: char, r: &AccessRecord<'_>) {
-    let lossy = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
-    let _ = match atom {
-        'h' => match r.remote {
-            Some(addr) => write!(line, "{}", addr.ip()),
-            None => write!(line, "-"),
-        },
-        'l' => write!(line, "-"),
-        'u' => write!(
-            line,
-            "{}",
-            basic_auth_user(request_header(r, "authorization")).unwrap_or_else(|| "-".into())
-        ),
-        't' => write!(line, "[{}]", clf_time(r.started_unix)),
-        'r' => write!(line, "{} {} {}", r.method, lossy(r.target), r.protocol),
-        'm' => write!(line, "{}", r.method),
-        'U' => write!(line, "{}", lossy(r.path)),
-        'q' => write!(line, "{}", lossy(r.query)),
-        'H' => write!(line, "{}", r.protocol),
-        's' => write!(line, "{}", r.status),
-        'B' => write!(line, "{}", r.bytes_sent),
-        'b' => {
-            if r.bytes_sent == 0 {
-                write!(line, "-")
-            } else {
-                write!(line, "{}", r.bytes_sent)
-            }
+/// Appends `text` with `"` as `\"` and control characters as `\xNN`.
+fn push_escaped(line: &mut String, text: &str) {
+    for c in text.chars() {
+        push_char(line, c);
+    }
+}
+
+fn push_char(line: &mut String, c: char) {
+    match c {
+        '"' => line.push_str("\\\""),
+        c if c.is_ascii_control() => {
+            let _ = write!(line, "\\x{:02x}", u32::from(c));
         }
-        'f' => write!(
-            line,
-            "{}",
-            request_header(r, "referer").map_or("-".into(), lossy)
-        ),
-        'a' => write!(
-            line,
-            "{}",
-            request_header(r, "user-agent").map_or("-".into(), lossy)
-        ),
-        'T' => write!(line, "{}", r.elapsed.as_secs()),
-        'M' => write!(line, "{}", r.elapsed.as_millis()),
-        'D' => write!(line, "{}", r.elapsed.as_micros()),
-        'L' => write!(line, "{:.6}", r.elapsed.as_secs_f64()),
-        'p' => write!(line, "<{}>", std::process::id()),
-        _ => write!(line, "-"),
-    };
+        c => line.push(c),
+    }
+}
+
+/// Appends raw request bytes as gunicorn shows them: each byte one
+/// character (ISO-8859-1, as the environ holds them), escaped.
+fn push_bytes(line: &mut String, bytes: &[u8]) {
+    for &b in bytes {
+        push_char(line, char::from(b));
+    }
+}
+
+fn push_bytes_or_dash(line: &mut String, bytes: Option<&[u8]>) {
+    match bytes {
+        Some(bytes) => push_bytes(line, bytes),
+        None => line.push('-'),
+    }
+}
+
+fn push_or_dash(line: &mut String, text: &str) {
+    if text.is_empty() {
+        line.push('-');
+    } else {
+        push_escaped(line, text);
+    }
+}
+
+fn write_atom(line: &mut String, atom: char, r: &AccessRecord<'_>) {
+    match atom {
+        'h' => match r.remote {
+            Some(addr) => {
+                let _ = write!(line, "{}", addr.ip());
+            }
+            None => line.push('-'),
+        },
+        'l' => line.push('-'),
+        'u' => match basic_auth_user(request_header(r, "authorization")) {
+            Some(user) => push_escaped(line, &user),
+            None => line.push('-'),
+        },
+        't' => {
+            let _ = write!(line, "[{}]", clf_time(r.started_unix));
+        }
+        'r' if r.method.is_empty() => line.push('-'),
+        'r' => {
+            push_escaped(line, r.method);
+            line.push(' ');
+            push_bytes(line, r.target);
+            line.push(' ');
+            push_escaped(line, r.protocol);
+        }
+        'm' => push_or_dash(line, r.method),
+        'U' if r.method.is_empty() => line.push('-'),
+        'U' => {
+            // PATH_INFO: decoded, without the mount point.
+            let decoded = percent_decode(r.path);
+            let script = r.script_name.as_bytes();
+            let path_info = match decoded.strip_prefix(script) {
+                Some(rest) if !script.is_empty() => rest,
+                _ => &decoded[..],
+            };
+            push_bytes(line, path_info);
+        }
+        'q' => push_bytes(line, r.query),
+        'H' => push_or_dash(line, r.protocol),
+        's' => {
+            let _ = write!(line, "{}", r.status);
+        }
+        // gunicorn's `b` is `-` only when nothing was counted at all,
+        // which never happens for a response: an empty body is `0`.
+        'B' | 'b' => {
+            let _ = write!(line, "{}", r.bytes_sent);
+        }
+        'f' => push_bytes_or_dash(line, request_header(r, "referer")),
+        'a' => push_bytes_or_dash(line, request_header(r, "user-agent")),
+        'T' => {
+            let _ = write!(line, "{}", r.elapsed.as_secs());
+        }
+        'M' => {
+            let _ = write!(line, "{}", r.elapsed.as_millis());
+        }
+        'D' => {
+            let _ = write!(line, "{}", r.elapsed.as_micros());
+        }
+        'L' => {
+            let _ = write!(line, "{:.6}", r.elapsed.as_secs_f64());
+        }
+        'p' => {
+            let _ = write!(line, "<{}>", std::process::id());
+        }
+        _ => line.push('-'),
+    }
 }
 
 /// The user name of a `Basic` `Authorization` header, as gunicorn's `u`.
@@ -251,13 +358,15 @@ mod tests {
     fn record<'a>(
         headers: &'a [(String, Vec<u8>)],
         out: &'a [(String, String)],
+        environ: &'a [Option<String>],
     ) -> AccessRecord<'a> {
         AccessRecord {
             remote: Some("127.0.0.1:5555".parse().unwrap()),
             method: "GET",
-            target: b"/a?b=1",
-            path: b"/a",
+            target: b"/app/a%20b?b=1",
+            path: b"/app/a%20b",
             query: b"b=1",
+            script_name: "/app",
             protocol: "HTTP/1.1",
             request_headers: headers,
             status: 200,
@@ -265,6 +374,7 @@ mod tests {
             bytes_sent: 12,
             elapsed: Duration::from_micros(1500),
             started_unix: 0,
+            environ,
         }
     }
 
@@ -274,10 +384,10 @@ mod tests {
             ("User-Agent".to_string(), b"curl/8".to_vec()),
             ("Authorization".to_string(), b"Basic dXNlcjpwYXNz".to_vec()),
         ];
-        let line = AccessFormat::compile(GUNICORN_DEFAULT).format(&record(&headers, &[]));
+        let line = AccessFormat::compile(GUNICORN_DEFAULT).format(&record(&headers, &[], &[]));
         assert_eq!(
             line,
-            r#"127.0.0.1 - user [01/Jan/1970:00:00:00 +0000] "GET /a?b=1 HTTP/1.1" 200 12 "-" "curl/8""#
+            r#"127.0.0.1 - user [01/Jan/1970:00:00:00 +0000] "GET /app/a%20b?b=1 HTTP/1.1" 200 12 "-" "curl/8""#
         );
     }
 
@@ -285,12 +395,78 @@ mod tests {
     fn every_atom_and_header_kind() {
         let headers = vec![("X-Id".to_string(), b"42".to_vec())];
         let out = vec![("Content-Type".to_string(), "text/plain".to_string())];
-        std::env::set_var("FERRICORN_ACCESS_TEST", "env-value");
-        let format = "%(m)s %(U)s %(q)s %(H)s %(s)s %(B)s %(T)s %(M)s %(D)s %(L)s %({x-id}i)s %({content-type}o)s %({FERRICORN_ACCESS_TEST}e)s %(zz)s";
-        let line = AccessFormat::compile(format).format(&record(&headers, &out));
+        let format = AccessFormat::compile(
+            "%(m)s %(U)s %(q)s %(H)s %(s)s %(B)s %(T)s %(M)s %(D)s %(L)s %({x-id}i)s %({content-type}o)s %({REQUEST_ID}e)s %({missing}e)s %(zz)s",
+        );
+        assert_eq!(format.environ_keys(), ["request_id", "missing"]);
+        let environ = [Some("rid-1".to_string()), None];
+        let line = format.format(&record(&headers, &out, &environ));
         assert_eq!(
             line,
-            "GET /a b=1 HTTP/1.1 200 12 0 1 1500 0.001500 42 text/plain env-value -"
+            "GET /a b b=1 HTTP/1.1 200 12 0 1 1500 0.001500 42 text/plain rid-1 - -"
         );
+    }
+
+    #[test]
+    fn environ_atoms_ignore_case_and_share_a_slot() {
+        let format = AccessFormat::compile("%({Request_Id}e)s %({request_id}e)s");
+        assert_eq!(format.environ_keys(), ["request_id"]);
+        let environ = [Some("x".to_string())];
+        assert_eq!(format.format(&record(&[], &[], &environ)), "x x");
+    }
+
+    #[test]
+    fn empty_body_is_zero_not_dash() {
+        let mut r = record(&[], &[], &[]);
+        r.bytes_sent = 0;
+        assert_eq!(AccessFormat::compile("%(b)s %(B)s").format(&r), "0 0");
+    }
+
+    #[test]
+    fn quotes_and_control_characters_are_escaped() {
+        let headers = vec![
+            ("User-Agent".to_string(), b"a\"b\tc".to_vec()),
+            ("Referer".to_string(), b"caf\xe9".to_vec()),
+            // "x\"y\nz:pw": a user name that would forge a line if raw.
+            ("Authorization".to_string(), b"Basic eCJ5Cno6cHc=".to_vec()),
+        ];
+        let out = vec![("X-Out".to_string(), "say \"hi\"".to_string())];
+        let environ = [Some("line\nbreak \"q\"".to_string())];
+        let format = AccessFormat::compile(r#""%(a)s" "%(f)s" %(u)s %({x-out}o)s %({k}e)s"#);
+        assert_eq!(
+            format.format(&record(&headers, &out, &environ)),
+            r#""a\"b\x09c" "café" x\"y\x0az say \"hi\" line\x0abreak \"q\""#
+        );
+    }
+
+    #[test]
+    fn repeated_headers_log_the_last_as_gunicorn() {
+        let headers = vec![
+            ("X-Id".to_string(), b"1".to_vec()),
+            ("x-id".to_string(), b"2".to_vec()),
+        ];
+        let out = vec![
+            ("Set-Cookie".to_string(), "a".to_string()),
+            ("Set-Cookie".to_string(), "b".to_string()),
+        ];
+        let format = AccessFormat::compile("%({x-id}i)s %({set-cookie}o)s");
+        assert_eq!(format.format(&record(&headers, &out, &[])), "2 b");
+    }
+
+    #[test]
+    fn unreadable_request_line_logs_dashes() {
+        let mut r = record(&[], &[], &[]);
+        (r.method, r.target, r.path, r.query, r.protocol) = ("", b"", b"", b"", "");
+        r.status = 414;
+        let format = AccessFormat::compile(r#""%(r)s" %(m)s %(U)s %(H)s %(s)s"#);
+        assert_eq!(format.format(&r), r#""-" - - - 414"#);
+    }
+
+    #[test]
+    fn bodyless_responses_send_no_body_bytes() {
+        assert_eq!(wire_body_bytes("HEAD", 200, 10), 0);
+        assert_eq!(wire_body_bytes("GET", 204, 10), 0);
+        assert_eq!(wire_body_bytes("GET", 304, 10), 0);
+        assert_eq!(wire_body_bytes("GET", 200, 10), 10);
     }
 }

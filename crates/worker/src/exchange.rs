@@ -8,13 +8,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ferricorn_http::{HttpError, RequestHead};
-use ferricorn_python::environ::RequestInfo;
+use ferricorn_python::environ::{KeptEnviron, RequestInfo};
 use ferricorn_python::response::ResponseSink;
 use ferricorn_python::wsgi::WsgiApp;
 
-use crate::access_log::{AccessFormat, AccessRecord};
+use crate::access_log::{wire_body_bytes, AccessFormat, AccessRecord};
 use crate::body::body_reader;
 use crate::clock::unix_now;
+use crate::head::{log_refused, RequestLineText};
 use crate::hooks::{RequestHooks, RequestLine};
 use crate::policy::RequestPolicy;
 use crate::sink::HttpSink;
@@ -98,9 +99,19 @@ pub fn serve(
     let trusted = peer
         .transport_remote
         .is_none_or(|addr| ctx.policy.forwarded_allow_ips.allows(addr.ip()));
+    let refused = |error: &HttpError, headers: &[(String, Vec<u8>)]| {
+        let line = RequestLineText {
+            method: &head.method,
+            target: &head.target,
+            protocol: head.version.as_str(),
+            headers,
+        };
+        log_refused(ctx.access_format.as_ref(), &peer, error, &line);
+    };
     let headers = match ctx.policy.filter_headers(head.headers, trusted) {
         Ok(headers) => headers,
         Err(error) => {
+            refused(&error, &[]);
             reject(&error);
             return Next::Close;
         }
@@ -108,6 +119,7 @@ pub fn serve(
     let url_scheme = match ctx.policy.url_scheme(&headers, trusted, peer.secure) {
         Ok(scheme) => scheme,
         Err(error) => {
+            refused(&error, &headers);
             reject(&error);
             return Next::Close;
         }
@@ -115,6 +127,12 @@ pub fn serve(
     let script_name = ctx.policy.script_name(&headers, trusted);
     let (server_name, server_port) = server_name_port(&headers, peer.local, url_scheme);
 
+    // Kept only when the access log reads it (`%({name}e)s`).
+    let kept = ctx
+        .access_format
+        .as_ref()
+        .filter(|format| !format.environ_keys().is_empty())
+        .map(|_| KeptEnviron::default());
     let request = RequestInfo {
         method: &head.method,
         path: &head.path,
@@ -127,6 +145,7 @@ pub fn serve(
         server_port: &server_port,
         url_scheme,
         script_name: &script_name,
+        keep: kept.as_ref(),
     };
     let hooked = ctx.request_hooks.as_ref().and_then(|hooks| {
         let line = RequestLine {
@@ -160,19 +179,24 @@ pub fn serve(
     }
 
     if let Some(format) = &ctx.access_format {
+        let environ = kept
+            .map(|kept| kept.into_values(format.environ_keys()))
+            .unwrap_or_default();
         let line = format.format(&AccessRecord {
             remote: peer.remote,
             method: &head.method,
             target: &head.target,
             path: &head.path,
             query: &head.query,
+            script_name: &script_name,
             protocol: head.version.as_str(),
             request_headers: &headers,
             status: outcome.status,
             response_headers: &outcome.headers,
-            bytes_sent: outcome.bytes_sent,
+            bytes_sent: wire_body_bytes(&head.method, outcome.status, outcome.bytes_sent),
             elapsed: started.elapsed(),
             started_unix,
+            environ: &environ,
         });
         tracing::info!(target: "ferricorn.access", "{line}");
     }

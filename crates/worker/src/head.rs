@@ -3,6 +3,8 @@
 //!
 //! [`HeadReader`] is the sans-I/O part (what do the buffered bytes say?);
 //! [`read_head`] drives it with reads, under one deadline for the whole head.
+//! [`refuse_head`] is how every worker class answers a head it refuses, and
+//! [`log_refused`] how every refusal is logged, as gunicorn 27 does.
 
 use std::time::Duration;
 
@@ -11,6 +13,8 @@ use ferricorn_http::proxy::{parse_proxy_header, ProxyParsed};
 use ferricorn_http::{BodyKind, HttpError, Parsed, ParserOptions, RequestHead};
 use tokio::time::Instant;
 
+use crate::access_log::{AccessFormat, AccessRecord};
+use crate::clock::unix_now;
 use crate::exchange::Peer;
 use crate::io::AsyncStream;
 
@@ -195,4 +199,151 @@ pub fn timeout_error(limit: Duration) -> HttpError {
             limit.as_secs()
         ),
     )
+}
+
+/// The request line of a refused request, as far as it could be read.
+pub struct RequestLineText<'a> {
+    /// The method; empty when unknown.
+    pub method: &'a str,
+    /// The target as sent; empty when unknown.
+    pub target: &'a [u8],
+    /// `HTTP/1.1` etc.; empty when unknown.
+    pub protocol: &'a str,
+    /// The request's headers, when they were parsed.
+    pub headers: &'a [(String, Vec<u8>)],
+}
+
+impl<'a> RequestLineText<'a> {
+    /// The request line at the start of `buf` (after any empty lines),
+    /// if it arrived whole and is three words: what a refused head's
+    /// access-log line shows. Nothing for an over-long or garbled line.
+    pub fn sniff(buf: &'a [u8]) -> Self {
+        const LONGEST: usize = 8192;
+        let unknown = RequestLineText {
+            method: "",
+            target: b"",
+            protocol: "",
+            headers: &[],
+        };
+        let start = buf
+            .iter()
+            .position(|&b| b != b'\r' && b != b'\n')
+            .unwrap_or(buf.len());
+        let rest = &buf[start..];
+        let window = &rest[..rest.len().min(LONGEST + 2)];
+        let Some(end) = window.windows(2).position(|pair| pair == b"\r\n") else {
+            return unknown;
+        };
+        let mut words = rest[..end].split(|&b| b == b' ');
+        let (Some(method), Some(target), Some(protocol), None) =
+            (words.next(), words.next(), words.next(), words.next())
+        else {
+            return unknown;
+        };
+        match (std::str::from_utf8(method), std::str::from_utf8(protocol)) {
+            (Ok(method), Ok(protocol)) if !method.is_empty() && !target.is_empty() => {
+                RequestLineText {
+                    method,
+                    target,
+                    protocol,
+                    headers: &[],
+                }
+            }
+            _ => unknown,
+        }
+    }
+}
+
+/// Logs a request refused before the app saw it as gunicorn 27's
+/// `handle_error` does: `Invalid request from ip=ADDR: REASON` at warning
+/// level, and an access-log line with the status sent. (gunicorn writes
+/// that line only when it had parsed the request line; here every
+/// refusal gets one, with `-` for what could not be read.)
+pub fn log_refused(
+    access: Option<&AccessFormat>,
+    peer: &Peer,
+    error: &HttpError,
+    line: &RequestLineText<'_>,
+) {
+    let ip = peer
+        .remote
+        .map(|addr| addr.ip().to_string())
+        .unwrap_or_default();
+    tracing::warn!("Invalid request from ip={ip}: {}", error.detail);
+    let Some(format) = access else {
+        return;
+    };
+    let (path, query) = match line.target.iter().position(|&b| b == b'?') {
+        Some(q) => (&line.target[..q], &line.target[q + 1..]),
+        None => (line.target, &b""[..]),
+    };
+    let text = format.format(&AccessRecord {
+        remote: peer.remote,
+        method: line.method,
+        target: line.target,
+        path,
+        query,
+        script_name: "",
+        protocol: line.protocol,
+        request_headers: line.headers,
+        status: error.status,
+        response_headers: &[],
+        bytes_sent: error_body_len(error),
+        elapsed: Duration::ZERO,
+        started_unix: unix_now(),
+        environ: &[],
+    });
+    tracing::info!(target: "ferricorn.access", "{text}");
+}
+
+/// Logs a refused head ([`log_refused`]) and returns the error response to
+/// send before closing. `buf` holds the bytes received, from which the
+/// request line is shown when it is readable.
+pub fn refuse_head(
+    access: Option<&AccessFormat>,
+    peer: &Peer,
+    error: &HttpError,
+    buf: &[u8],
+) -> Vec<u8> {
+    // A 414's line is too long to show, by definition.
+    let line = if error.status == 414 {
+        RequestLineText::sniff(b"")
+    } else {
+        RequestLineText::sniff(buf)
+    };
+    log_refused(access, peer, error, &line);
+    error.to_response()
+}
+
+/// The length of the body of `error`'s response.
+fn error_body_len(error: &HttpError) -> u64 {
+    let response = error.to_response();
+    let head_end = response
+        .windows(4)
+        .position(|window| window == b"\r\n\r\n")
+        .map_or(0, |i| i + 4);
+    (response.len() - head_end) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sniffing_a_request_line() {
+        let line = RequestLineText::sniff(b"\r\nPOST /a?b HTTP/1.1\r\nHost: x\r\n");
+        assert_eq!(
+            (line.method, line.target, line.protocol),
+            ("POST", &b"/a?b"[..], "HTTP/1.1")
+        );
+        for garbled in [
+            &b"GET /a b HTTP/1.1\r\n"[..],
+            b"GET /a HTTP/1.1",
+            b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\n",
+            b"GET  HTTP/1.1\r\n",
+            b"",
+        ] {
+            assert_eq!(RequestLineText::sniff(garbled).method, "", "{garbled:?}");
+        }
+    }
 }

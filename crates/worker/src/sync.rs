@@ -17,8 +17,8 @@ use tokio::time::Instant;
 
 use crate::exchange::{self, ExchangeContext, Peer};
 use crate::head::{
-    read_available, read_head, timeout_error, HeadError, HeadReader, Progress, ReadyHead,
-    PREREAD_LIMIT,
+    read_available, read_head, refuse_head, timeout_error, HeadError, HeadReader, Progress,
+    ReadyHead, PREREAD_LIMIT,
 };
 use crate::io::{Accepted, AsyncListener, AsyncStream};
 use crate::stream::SharedStream;
@@ -139,10 +139,12 @@ async fn on_accept(
             );
         }
         Progress::Invalid(error) => {
-            let _ = stream.write_all(&error.to_response()).await;
+            let answer = refuse_head(ctx.access_format.as_ref(), &peer, &error, &reader.buf);
+            let _ = stream.write_all(&answer).await;
         }
         Progress::NeedMore => {
             let options = Arc::clone(options);
+            let ctx = Arc::clone(ctx);
             let ready_tx = ready_tx.clone();
             let buffered = std::mem::take(&mut reader.buf);
             tokio::spawn(async move {
@@ -159,7 +161,9 @@ async fn on_accept(
                         });
                     }
                     Err(HeadError::Invalid(error)) => {
-                        let _ = stream.write_all(&error.to_response()).await;
+                        let access = ctx.access_format.as_ref();
+                        let answer = refuse_head(access, &peer, &error, &reader.buf);
+                        let _ = stream.write_all(&answer).await;
                     }
                     Err(HeadError::Timeout) => {
                         let error = timeout_error(options.header_timeout);

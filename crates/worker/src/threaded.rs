@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use crate::body::DRAIN_LIMIT;
 use crate::channel_io::{BodyChunk, ChannelBody, ChannelWriter, Frame};
 use crate::exchange::{self, Exchange, ExchangeContext, Next, Peer};
-use crate::head::{read_head, timeout_error, HeadError, HeadReader};
+use crate::head::{read_head, refuse_head, timeout_error, HeadError, HeadReader};
 use crate::io::{Accepted, AsyncListener, AsyncStream};
 use crate::pool::AppPool;
 use crate::sink::HttpSink;
@@ -224,7 +224,9 @@ async fn connection(shared: Arc<Shared>, conn: Accepted, _permit: OwnedSemaphore
         let ready = match read_head(&mut stream, &mut reader, &mut peer, deadline).await {
             Ok(ready) => ready,
             Err(HeadError::Invalid(error)) => {
-                let _ = stream.write_all(&error.to_response()).await;
+                let access = shared.ctx.access_format.as_ref();
+                let answer = refuse_head(access, &peer, &error, &reader.buf);
+                let _ = stream.write_all(&answer).await;
                 return;
             }
             Err(HeadError::Timeout) => {
