@@ -209,3 +209,15 @@ def test_refused_request_is_warned_and_access_logged(server, raw, status, reason
                            start=err_mark)
     line = access_line(server, " %d b=" % status, out_mark)
     assert line.startswith('127.0.0.1 ' + logged + ' b=%d ' % len(resp.body)), line
+
+
+def test_django_sees_the_forwarded_scheme(spawn):
+    """Django's is_secure()/build_absolute_uri() follow wsgi.url_scheme, so a
+    trusted proxy's X-Forwarded-Proto makes its absolute URLs https."""
+    pytest.importorskip("django")
+    server = spawn.start("djangoscheme:application")
+    raw = (b"GET /s HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n"
+           b"X-Forwarded-Proto: https\r\n\r\n")
+    assert json.loads(ask(server, raw).body) == {"secure": True, "uri": "https://example.com/s"}
+    raw = b"GET /s HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n"
+    assert json.loads(ask(server, raw).body) == {"secure": False, "uri": "http://example.com/s"}
