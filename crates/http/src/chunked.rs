@@ -1,20 +1,35 @@
 //! Sans-I/O decoder for `Transfer-Encoding: chunked` request bodies (RFC 9112 §7.1).
 //!
 //! The decoder is a byte-level state machine, so input may be split anywhere
-//! across calls without buffering; only chunk data is copied out.
+//! across calls without buffering. It decodes in place: chunk data is moved
+//! to the front of the caller's buffer, so no second buffer is needed.
+//! The grammar and limits are gunicorn 27's (`gunicorn/http/body.py`).
 
 use crate::token::{is_field_value_byte, is_ows, is_tchar};
 use crate::HttpError;
 
-/// More hex digits than this cannot be a u64 chunk size.
-const MAX_SIZE_DIGITS: u8 = 16;
-/// Bound on a chunk-size line including extensions: extensions carry nothing
-/// we use, and unbounded ones let a client burn CPU without sending a body.
-const MAX_SIZE_LINE: usize = 4096;
+/// Bound on a chunk-size line including extensions (gunicorn's default
+/// `limit_request_field_size`): extensions carry nothing we use, and
+/// unbounded ones let a client burn CPU without sending a body.
+const MAX_SIZE_LINE: usize = 8190;
 /// Bound on one trailer line (gunicorn's default field size).
 const MAX_TRAILER_LINE: usize = 8190;
 /// Bound on the number of trailer fields (gunicorn's default field count).
 const MAX_TRAILERS: usize = 100;
+/// Bound on the whole trailer section (gunicorn's default, 32 field sizes).
+const MAX_TRAILER_SECTION: usize = 8190 * 32;
+/// Fields that must not appear in trailers because they change routing,
+/// framing or authentication (RFC 9110 §6.5.1; gunicorn's list).
+const FORBIDDEN_TRAILERS: [&[u8]; 6] = [
+    b"host",
+    b"content-length",
+    b"transfer-encoding",
+    b"trailer",
+    b"authorization",
+    b"te",
+];
+/// The longest name in [`FORBIDDEN_TRAILERS`]; longer names are allowed.
+const FORBIDDEN_NAME_MAX: usize = 17;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
@@ -25,14 +40,16 @@ enum State {
     /// After ';': BWS, then the extension name.
     ExtNameStart,
     ExtName,
-    /// After an extension name: BWS, then '=', ';' or CR.
+    /// Whitespace after an extension name: more, '=' or ';'.
     AfterExtName,
     /// After '=': BWS, then a token or quoted-string.
     ExtValueStart,
     ExtValueToken,
     ExtQuoted,
     ExtQuotedEscape,
-    /// After an extension value: BWS, then ';' or CR.
+    /// After a closing quote: ';', CR or BWS before the next ';'.
+    ExtQuotedEnd,
+    /// Whitespace after an extension value: more, or ';'.
     AfterExtValue,
     /// CR of the size line seen, LF must follow.
     SizeLf,
@@ -61,6 +78,11 @@ pub struct ChunkedDecoder {
     /// Bytes of the current size or trailer line, for the line limits.
     line_len: usize,
     trailers: usize,
+    /// Bytes of the trailer section so far.
+    trailer_bytes: usize,
+    /// The current trailer name, lower-cased, while it may still be one of
+    /// [`FORBIDDEN_TRAILERS`].
+    name: [u8; FORBIDDEN_NAME_MAX],
 }
 
 impl Default for ChunkedDecoder {
@@ -82,6 +104,8 @@ impl ChunkedDecoder {
             size_digits: 0,
             line_len: 0,
             trailers: 0,
+            trailer_bytes: 0,
+            name: [0; FORBIDDEN_NAME_MAX],
         }
     }
 
@@ -90,24 +114,23 @@ impl ChunkedDecoder {
         self.state == State::Done
     }
 
-    /// Decode from `input`, appending body bytes to `out`.
+    /// Decodes `buf` in place: chunk data is moved to the front of `buf`.
     ///
-    /// Returns the number of bytes of `input` consumed and whether the body
-    /// is complete. Never consumes past the end of the body, so whatever
-    /// follows (a pipelined request) stays in the caller's buffer. After an
-    /// error the decoder must not be used again.
-    pub fn decode(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(usize, bool), HttpError> {
+    /// Returns `(consumed, produced)`: `buf[..produced]` is body data and
+    /// `buf[consumed..]` was not looked at (`produced <= consumed`). Never
+    /// consumes past the end of the body, so whatever follows (a pipelined
+    /// request) stays in the caller's buffer. After an error the decoder
+    /// must not be used again.
+    pub fn decode_in_place(&mut self, buf: &mut [u8]) -> Result<(usize, usize), HttpError> {
         let mut pos = 0;
-        while pos < input.len() {
-            if self.state == State::Done {
-                break;
-            }
+        let mut produced = 0;
+        while pos < buf.len() && self.state != State::Done {
             if self.state == State::Data {
-                let rest = input.get(pos..).unwrap_or_default();
                 let take = usize::try_from(self.remaining)
                     .unwrap_or(usize::MAX)
-                    .min(rest.len());
-                out.extend_from_slice(rest.get(..take).unwrap_or_default());
+                    .min(buf.len() - pos);
+                buf.copy_within(pos..pos + take, produced);
+                produced += take;
                 pos += take;
                 self.remaining -= take as u64;
                 if self.remaining == 0 {
@@ -115,13 +138,26 @@ impl ChunkedDecoder {
                 }
                 continue;
             }
-            let Some(&b) = input.get(pos) else {
+            let Some(&b) = buf.get(pos) else {
                 break;
             };
             self.step(b)?;
             pos += 1;
         }
-        Ok((pos, self.is_done()))
+        Ok((pos, produced))
+    }
+
+    /// Decodes from `input`, appending body bytes to `out`; returns the
+    /// bytes of `input` consumed and whether the body is complete. A
+    /// convenience over [`ChunkedDecoder::decode_in_place`].
+    pub fn decode(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(usize, bool), HttpError> {
+        let start = out.len();
+        out.extend_from_slice(input);
+        let result = self.decode_in_place(&mut out[start..]);
+        let produced = result.as_ref().map_or(0, |&(_, produced)| produced);
+        out.truncate(start + produced);
+        let (consumed, _) = result?;
+        Ok((consumed, self.is_done()))
     }
 
     /// Advance the line-oriented states by one byte.
@@ -137,6 +173,7 @@ impl ChunkedDecoder {
                 | ExtValueToken
                 | ExtQuoted
                 | ExtQuotedEscape
+                | ExtQuotedEnd
                 | AfterExtValue
         ) {
             self.line_len += 1;
@@ -144,13 +181,23 @@ impl ChunkedDecoder {
                 return Err(bad("chunk size line too long"));
             }
         }
+        if matches!(
+            self.state,
+            TrailerStart | TrailerName | TrailerValue | TrailerLf
+        ) {
+            self.trailer_bytes += 1;
+            if self.trailer_bytes > MAX_TRAILER_SECTION {
+                return Err(too_large("trailer section too large"));
+            }
+        }
         self.state = match (self.state, b) {
             (Size, b) if b.is_ascii_hexdigit() => {
-                if self.size_digits == MAX_SIZE_DIGITS {
+                // Any number of leading zeros is fine (gunicorn's int(size, 16));
+                // a size that no longer fits in a u64 is not.
+                if self.remaining >> 60 != 0 {
                     return Err(bad("chunk size too large"));
                 }
-                self.size_digits += 1;
-                // Cannot overflow: at most 16 hex digits.
+                self.size_digits = self.size_digits.saturating_add(1);
                 self.remaining = (self.remaining << 4) | u64::from(hex_value(b));
                 Size
             }
@@ -163,18 +210,24 @@ impl ChunkedDecoder {
             (ExtNameStart, b) if is_ows(b) => ExtNameStart,
             (ExtNameStart | ExtName, b) if is_tchar(b) => ExtName,
             (ExtNameStart, _) => return Err(bad("invalid chunk extension")),
+            // RFC 9112 §7.1.1 allows BWS around ';' and '=' only: not at
+            // the end of the line, as gunicorn's grammar says too.
             (ExtName | AfterExtName, b) if is_ows(b) => AfterExtName,
             (ExtName | AfterExtName, b'=') => ExtValueStart,
-            (ExtName | AfterExtName | ExtValueToken | AfterExtValue, b';') => ExtNameStart,
-            (ExtName | AfterExtName | ExtValueToken | AfterExtValue, b'\r') => SizeLf,
+            (ExtName | AfterExtName | ExtValueToken | ExtQuotedEnd | AfterExtValue, b';') => {
+                ExtNameStart
+            }
+            (ExtName | ExtValueToken | ExtQuotedEnd, b'\r') => SizeLf,
             (ExtName | AfterExtName, _) => return Err(bad("invalid chunk extension")),
             (ExtValueStart, b) if is_ows(b) => ExtValueStart,
             (ExtValueStart, b'"') => ExtQuoted,
             (ExtValueStart | ExtValueToken, b) if is_tchar(b) => ExtValueToken,
             (ExtValueStart, _) => return Err(bad("invalid chunk extension")),
-            (ExtValueToken | AfterExtValue, b) if is_ows(b) => AfterExtValue,
-            (ExtValueToken | AfterExtValue, _) => return Err(bad("invalid chunk extension")),
-            (ExtQuoted, b'"') => AfterExtValue,
+            (ExtValueToken | ExtQuotedEnd | AfterExtValue, b) if is_ows(b) => AfterExtValue,
+            (ExtValueToken | ExtQuotedEnd | AfterExtValue, _) => {
+                return Err(bad("invalid chunk extension"))
+            }
+            (ExtQuoted, b'"') => ExtQuotedEnd,
             (ExtQuoted, b'\\') => ExtQuotedEscape,
             (ExtQuoted | ExtQuotedEscape, b) if is_field_value_byte(b) => ExtQuoted,
             (ExtQuoted | ExtQuotedEscape, _) => {
@@ -202,20 +255,26 @@ impl ChunkedDecoder {
             (TrailerStart, b) if is_tchar(b) => {
                 self.trailers += 1;
                 if self.trailers > MAX_TRAILERS {
-                    return Err(bad("too many trailer fields"));
+                    return Err(too_large("too many trailer fields"));
                 }
                 self.line_len = 1;
+                self.push_name_byte(b);
                 TrailerName
             }
             (TrailerStart, _) => return Err(bad("invalid trailer field")),
             (TrailerName | TrailerValue, _) if self.line_len >= MAX_TRAILER_LINE => {
-                return Err(bad("trailer field too long"))
+                return Err(too_large("trailer field too long"))
             }
             (TrailerName, b) if is_tchar(b) => {
+                self.push_name_byte(b);
                 self.line_len += 1;
                 TrailerName
             }
             (TrailerName, b':') => {
+                let name = self.name.get(..self.line_len).unwrap_or_default();
+                if FORBIDDEN_TRAILERS.contains(&name) {
+                    return Err(bad("forbidden field in trailers"));
+                }
                 self.line_len += 1;
                 TrailerValue
             }
@@ -229,11 +288,29 @@ impl ChunkedDecoder {
             (TrailerLf, b'\n') => TrailerStart,
             (TrailerLf, _) => return Err(bad("trailer line not terminated by CRLF")),
 
-            // decode() handles these without calling step().
+            // decode_in_place() handles these without calling step().
             (Data | Done, _) => self.state,
         };
         Ok(())
     }
+
+    /// Records byte `b` of a trailer name while it may be a forbidden one.
+    fn push_name_byte(&mut self, b: u8) {
+        // `line_len` is the index of `b` in the name (0 for the first byte).
+        let index = if self.state == State::TrailerStart {
+            0
+        } else {
+            self.line_len
+        };
+        if let Some(slot) = self.name.get_mut(index) {
+            *slot = b.to_ascii_lowercase();
+        }
+    }
+}
+
+/// 431, as gunicorn answers a trailer section over its limits.
+fn too_large(detail: &'static str) -> HttpError {
+    HttpError::header_fields_too_large(detail)
 }
 
 fn hex_value(b: u8) -> u8 {

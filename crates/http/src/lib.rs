@@ -1,6 +1,6 @@
 //! Sans-I/O HTTP/1.1 codec for ferricorn.
 //!
-//! Parses request heads and chunked bodies from byte buffers and serializes
+//! Parses request heads and bodies (Content-Length, chunked) from byte buffers and serializes
 //! responses into byte buffers; it never touches sockets, so the worker can
 //! drive it from any I/O model. Strictness follows gunicorn: anything
 //! ambiguous that could enable request smuggling is rejected.
@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod body;
 mod chunked;
 mod error;
 pub mod proxy;
@@ -15,6 +16,7 @@ mod request;
 pub mod response;
 mod token;
 
+pub use body::{BodyDecoder, Decoded};
 pub use chunked::ChunkedDecoder;
 pub use error::HttpError;
 pub use request::{

@@ -124,7 +124,7 @@ pub enum BodyKind {
     Empty,
     /// `Content-Length` body of exactly this many bytes.
     Length(u64),
-    /// `Transfer-Encoding: chunked` body; use [`crate::ChunkedDecoder`].
+    /// `Transfer-Encoding: chunked` body; see [`crate::BodyDecoder`].
     Chunked,
 }
 

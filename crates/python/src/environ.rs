@@ -115,6 +115,10 @@ impl BaseEnviron {
         dict.set_item("wsgi.multithread", multithread)?;
         dict.set_item("wsgi.multiprocess", multiprocess)?;
         dict.set_item("wsgi.run_once", false)?;
+        // The body reader ends at the end of the body whatever its framing
+        // (PEP 3333 extension, as gunicorn sets it): without this, Werkzeug
+        // reads by CONTENT_LENGTH and sees a chunked upload as empty.
+        dict.set_item("wsgi.input_terminated", true)?;
         dict.set_item("wsgi.errors", errors)?;
         dict.set_item("wsgi.file_wrapper", file_wrapper)?;
         dict.set_item(

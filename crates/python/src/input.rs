@@ -3,6 +3,9 @@
 //! The worker hands over a [`Read`] that yields exactly the body (framing
 //! already removed) and ends at its end, so the app can never read into the
 //! next request. Reads release the GIL while they wait for the client.
+//! A body that fails (bad framing, the client gone, a timeout) raises
+//! `OSError` from every read: the readers keep failing, so an app cannot
+//! mistake the failure for the end of the body.
 
 use std::io::Read;
 use std::sync::Mutex;

@@ -9,7 +9,7 @@
 use std::io::{self, Read, Write};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use ferricorn_http::{BodyKind, ChunkedDecoder};
+use ferricorn_http::{BodyDecoder, BodyKind, HttpError};
 
 use crate::exchange::BodyError;
 use crate::stream::SharedStream;
@@ -19,26 +19,14 @@ use crate::stream::SharedStream;
 /// Shared by every worker class.
 pub(crate) const DRAIN_LIMIT: u64 = 1024 * 1024;
 
-enum Framing {
-    Length {
-        remaining: u64,
-    },
-    Chunked {
-        decoder: ChunkedDecoder,
-        decoded: Vec<u8>,
-        pos: usize,
-    },
-}
-
 struct BodyState {
     stream: SharedStream,
     /// Bytes already read from the socket but not yet consumed.
     pending: Vec<u8>,
     pending_pos: usize,
-    framing: Framing,
+    decoder: BodyDecoder,
     /// `Some` until the `100 Continue` interim response is sent.
     continue_to: Option<SharedStream>,
-    failed: bool,
     error_slot: BodyError,
 }
 
@@ -58,23 +46,14 @@ pub fn body_reader(
     continue_to: Option<SharedStream>,
     error_slot: BodyError,
 ) -> (BodyReader, BodyHandle) {
-    let framing = match kind {
-        BodyKind::Empty => Framing::Length { remaining: 0 },
-        BodyKind::Length(n) => Framing::Length { remaining: *n },
-        BodyKind::Chunked => Framing::Chunked {
-            decoder: ChunkedDecoder::new(),
-            decoded: Vec::new(),
-            pos: 0,
-        },
-    };
-    let has_body = !matches!(framing, Framing::Length { remaining: 0 });
+    let decoder = BodyDecoder::new(kind);
+    let has_body = !decoder.is_done();
     let state = Arc::new(Mutex::new(BodyState {
         stream,
         pending,
         pending_pos: 0,
-        framing,
+        decoder,
         continue_to: continue_to.filter(|_| has_body),
-        failed: false,
         error_slot,
     }));
     (BodyReader(Arc::clone(&state)), BodyHandle(state))
@@ -84,6 +63,19 @@ fn lock(state: &Mutex<BodyState>) -> io::Result<MutexGuard<'_, BodyState>> {
     state
         .lock()
         .map_err(|_| io::Error::other("request body state poisoned"))
+}
+
+/// What `wsgi.input` raises for a failed body: never mistaken for its end.
+pub(crate) fn read_error(error: &HttpError) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("invalid request body: {}", error.detail),
+    )
+}
+
+/// The failure recorded when the client stalls in the middle of a body.
+pub(crate) fn timeout_error() -> HttpError {
+    HttpError::bad_request("timed out reading the request body")
 }
 
 impl BodyState {
@@ -102,103 +94,65 @@ impl BodyState {
         self.stream.read(buf)
     }
 
-    fn read_body(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.failed {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "invalid request body",
-            ));
-        }
-        match &mut self.framing {
-            Framing::Length { remaining } => {
-                if *remaining == 0 || buf.is_empty() {
-                    return Ok(0);
-                }
-                let want = buf
-                    .len()
-                    .min(usize::try_from(*remaining).unwrap_or(usize::MAX));
-                let n = self.read_raw(&mut buf[..want])?;
-                if n == 0 {
-                    self.failed = true;
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "client closed the connection before the end of the body",
-                    ));
-                }
-                if let Framing::Length { remaining } = &mut self.framing {
-                    *remaining -= n as u64;
-                }
-                Ok(n)
-            }
-            Framing::Chunked { .. } => self.read_chunked(buf),
-        }
+    /// Puts raw bytes read past the end of the body back, for whatever
+    /// reads the connection next.
+    fn unread(&mut self, rest: &[u8]) {
+        self.pending.drain(..self.pending_pos);
+        self.pending_pos = 0;
+        self.pending.splice(0..0, rest.iter().copied());
     }
 
-    fn read_chunked(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let mut raw = [0u8; 16 * 1024];
+    /// Records `error` as the body's failure, for the exchange's answer.
+    fn failed(&mut self, error: HttpError) -> io::Error {
+        let error = self.decoder.fail(error);
+        let _ = self.error_slot.set(error.clone());
+        read_error(&error)
+    }
+
+    /// Reads raw bytes straight into `buf` and decodes them there.
+    fn read_body(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
-            let Framing::Chunked {
-                decoder,
-                decoded,
-                pos,
-            } = &mut self.framing
-            else {
+            if let Some(error) = self.decoder.error() {
+                return Err(read_error(error));
+            }
+            let want = self.decoder.read_size(buf.len());
+            if self.decoder.is_done() || want == 0 {
                 return Ok(0);
+            }
+            let n = match self.read_raw(&mut buf[..want]) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+                    ) =>
+                {
+                    return Err(self.failed(timeout_error()));
+                }
+                Err(e) => {
+                    let detail = format!("error reading the request body: {e}");
+                    return Err(self.failed(HttpError::bad_request(detail)));
+                }
             };
-            if *pos < decoded.len() {
-                let n = (decoded.len() - *pos).min(buf.len());
-                buf[..n].copy_from_slice(&decoded[*pos..*pos + n]);
-                *pos += n;
-                return Ok(n);
-            }
-            if decoder.is_done() || buf.is_empty() {
-                return Ok(0);
-            }
-            decoded.clear();
-            *pos = 0;
-            let n = self.read_raw(&mut raw)?;
             if n == 0 {
-                self.failed = true;
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "client closed the connection inside a chunked body",
-                ));
+                return match self.decoder.end_of_input() {
+                    Ok(()) => Ok(0),
+                    Err(error) => Err(self.failed(error)),
+                };
             }
-            let Framing::Chunked {
-                decoder, decoded, ..
-            } = &mut self.framing
-            else {
-                return Ok(0);
-            };
-            match decoder.decode(&raw[..n], decoded) {
-                Ok((used, _done)) => {
-                    // The decoder stops at the end of the body; whatever
-                    // follows belongs to the next request.
-                    if used < n {
-                        let rest = raw[used..n].to_vec();
-                        self.pending.drain(..self.pending_pos);
-                        self.pending_pos = 0;
-                        self.pending.splice(0..0, rest);
+            match self.decoder.decode_in_place(&mut buf[..n]) {
+                Ok(decoded) => {
+                    if decoded.consumed < n {
+                        let rest = buf[decoded.consumed..n].to_vec();
+                        self.unread(&rest);
+                    }
+                    if decoded.body > 0 {
+                        return Ok(decoded.body);
                     }
                 }
-                Err(error) => {
-                    self.failed = true;
-                    let message = error.to_string();
-                    let _ = self.error_slot.set(error);
-                    return Err(io::Error::new(io::ErrorKind::InvalidData, message));
-                }
+                Err(error) => return Err(self.failed(error)),
             }
-        }
-    }
-
-    fn finished(&self) -> bool {
-        match &self.framing {
-            Framing::Length { remaining } => *remaining == 0,
-            Framing::Chunked {
-                decoder,
-                decoded,
-                pos,
-            } => decoder.is_done() && *pos >= decoded.len(),
         }
     }
 }
@@ -217,7 +171,7 @@ impl BodyHandle {
         let Ok(mut state) = lock(&self.0) else {
             return false;
         };
-        if state.failed {
+        if state.decoder.error().is_some() {
             return false;
         }
         if state.continue_to.is_some() {
@@ -226,7 +180,7 @@ impl BodyHandle {
         }
         let mut scratch = [0u8; 16 * 1024];
         let mut drained = 0u64;
-        while !state.finished() {
+        while !state.decoder.is_done() {
             if drained > DRAIN_LIMIT {
                 return false;
             }
@@ -236,6 +190,6 @@ impl BodyHandle {
                 Err(_) => return false,
             }
         }
-        state.finished()
+        state.decoder.is_done()
     }
 }

@@ -37,6 +37,9 @@ pub struct ChannelBody {
     pos: usize,
     asked: bool,
     finished: bool,
+    /// Why the body ended badly: every later read fails the same way, so
+    /// an app retrying cannot take the failure for the end of the body.
+    failed: Option<String>,
 }
 
 impl ChannelBody {
@@ -54,6 +57,7 @@ impl ChannelBody {
             pos: 0,
             asked: false,
             finished: !has_body,
+            failed: None,
         }
     }
 }
@@ -66,6 +70,9 @@ impl Read for ChannelBody {
                 buf[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
                 self.pos += n;
                 return Ok(n);
+            }
+            if let Some(reason) = &self.failed {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, reason.clone()));
             }
             if self.finished || buf.is_empty() {
                 return Ok(0);
@@ -87,8 +94,7 @@ impl Read for ChannelBody {
                     self.pos = 0;
                 }
                 Some(Err(reason)) => {
-                    self.finished = true;
-                    return Err(io::Error::new(io::ErrorKind::InvalidData, reason));
+                    self.failed = Some(reason);
                 }
                 None => {
                     self.finished = true;

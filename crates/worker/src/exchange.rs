@@ -14,6 +14,7 @@ use ferricorn_python::wsgi::WsgiApp;
 
 use crate::access_log::{wire_body_bytes, AccessFormat, AccessRecord};
 use crate::body::body_reader;
+use crate::body_guard::{GuardedSink, Withheld};
 use crate::clock::unix_now;
 use crate::head::{log_refused, RequestLineText};
 use crate::hooks::{RequestHooks, RequestLine};
@@ -162,10 +163,19 @@ pub fn serve(
         &head.target,
         head.version.as_str().as_bytes(),
     ]);
+    let withheld = Withheld::default();
+    let sink = Box::new(GuardedSink::new(
+        sink,
+        Arc::clone(&body_error),
+        Arc::clone(&withheld),
+    ));
     let mut outcome = ctx.app.call(request, body, sink);
     ctx.heartbeat.request_finished(token);
 
-    if outcome.failed && !outcome.head_sent {
+    // A body found invalid before the response started is answered with
+    // its 4xx, whatever the app did with the read error.
+    let withheld = withheld.load(std::sync::atomic::Ordering::SeqCst);
+    if (outcome.failed && !outcome.head_sent) || withheld {
         let error = body_error
             .get()
             .cloned()

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use ferricorn_config::AllowList;
 use ferricorn_http::proxy::{parse_proxy_header, ProxyParsed};
-use ferricorn_http::{BodyKind, HttpError, Parsed, ParserOptions, RequestHead};
+use ferricorn_http::{BodyDecoder, BodyKind, HttpError, Parsed, ParserOptions, RequestHead};
 use tokio::time::Instant;
 
 use crate::access_log::{AccessFormat, AccessRecord};
@@ -139,6 +139,17 @@ impl<'a> HeadReader<'a> {
         let pending = self.buf.split_off(consumed);
         Progress::Ready(ReadyHead { head, pending })
     }
+
+    /// When the connection ends while a pre-read body is still arriving:
+    /// the 400 the body decoder gives a body cut short, so the client gets
+    /// an answer instead of silence.
+    fn truncated_body(&self) -> Option<HttpError> {
+        let (head, consumed) = self.parsed.as_ref()?;
+        let mut decoder = BodyDecoder::new(&head.body);
+        let mut rest = self.buf.get(*consumed..)?.to_vec();
+        decoder.decode_in_place(&mut rest).ok()?;
+        decoder.end_of_input().err()
+    }
 }
 
 fn looks_like_proxy(buf: &[u8]) -> bool {
@@ -163,8 +174,17 @@ pub async fn read_head(
         }
         let read = tokio::time::timeout_at(deadline, stream.read_buf(&mut reader.buf)).await;
         match read {
+            Err(_) if reader.parsed.is_some() => {
+                // The head arrived; its pre-read body stalled.
+                return Err(HeadError::Invalid(crate::body::timeout_error()));
+            }
             Err(_) => return Err(HeadError::Timeout),
-            Ok(Ok(0)) | Ok(Err(_)) => return Err(HeadError::Closed),
+            Ok(Ok(0)) => {
+                return Err(reader
+                    .truncated_body()
+                    .map_or(HeadError::Closed, HeadError::Invalid))
+            }
+            Ok(Err(_)) => return Err(HeadError::Closed),
             Ok(Ok(_)) => {}
         }
     }

@@ -11,6 +11,7 @@
 
 pub mod access_log;
 mod body;
+mod body_guard;
 mod channel_io;
 mod clock;
 pub mod exchange;

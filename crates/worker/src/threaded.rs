@@ -15,7 +15,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferricorn_http::{BodyKind, ChunkedDecoder, HttpError};
+use ferricorn_http::{BodyDecoder, BodyKind, HttpError};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
@@ -250,7 +250,15 @@ async fn connection(shared: Arc<Shared>, conn: Accepted, _permit: OwnedSemaphore
         .await
         {
             Some(leftover) if keep_alive => reader.buf = leftover,
-            _ => return,
+            _ => {
+                // The app thread's descriptor (`direct`) may outlive this
+                // task: Python keeps the response objects alive as long as
+                // a traceback cycle refers to them. Shut the socket down so
+                // the client sees the end now, not at the next GC.
+                let shutdown = tokio::io::AsyncWriteExt::shutdown(&mut stream);
+                let _ = tokio::time::timeout(options.io_timeout, shutdown).await;
+                return;
+            }
         }
     }
 }
@@ -379,7 +387,7 @@ async fn exchange(
         }
     };
     drop(body_tx);
-    if next != Next::KeepAlive || body.failed {
+    if next != Next::KeepAlive || body.failed() {
         return None;
     }
     if !body.is_done() {
@@ -406,68 +414,37 @@ impl Drop for EndOnDrop {
     }
 }
 
-enum Framing {
-    Length(u64),
-    Chunked(ChunkedDecoder),
-}
-
 /// The request body as it comes off the socket: framing removed, bytes
 /// past its end kept for the next request.
 struct BodyPump {
-    framing: Framing,
+    decoder: BodyDecoder,
     raw: Vec<u8>,
-    done: bool,
-    failed: bool,
     error_slot: crate::exchange::BodyError,
 }
 
 impl BodyPump {
     fn new(kind: &BodyKind, pending: Vec<u8>, error_slot: crate::exchange::BodyError) -> Self {
-        let framing = match kind {
-            BodyKind::Empty => Framing::Length(0),
-            BodyKind::Length(n) => Framing::Length(*n),
-            BodyKind::Chunked => Framing::Chunked(ChunkedDecoder::new()),
-        };
-        let done = matches!(framing, Framing::Length(0));
         Self {
-            framing,
+            decoder: BodyDecoder::new(kind),
             raw: pending,
-            done,
-            failed: false,
             error_slot,
         }
     }
 
     fn is_done(&self) -> bool {
-        self.done
+        self.decoder.is_done()
     }
 
-    /// Takes body bytes out of `raw`.
-    fn decode(&mut self) -> Result<Vec<u8>, String> {
-        match &mut self.framing {
-            Framing::Length(remaining) => {
-                let n = self
-                    .raw
-                    .len()
-                    .min(usize::try_from(*remaining).unwrap_or(usize::MAX));
-                let rest = self.raw.split_off(n);
-                let chunk = std::mem::replace(&mut self.raw, rest);
-                *remaining -= n as u64;
-                self.done = *remaining == 0;
-                Ok(chunk)
-            }
-            Framing::Chunked(decoder) => {
-                let mut out = Vec::new();
-                let (used, done) = decoder.decode(&self.raw, &mut out).map_err(|error| {
-                    let message = error.to_string();
-                    let _ = self.error_slot.set(error);
-                    message
-                })?;
-                self.raw.drain(..used);
-                self.done = done;
-                Ok(out)
-            }
-        }
+    fn failed(&self) -> bool {
+        self.decoder.error().is_some()
+    }
+
+    /// Records `error` as the body's failure; what the app's read raises.
+    fn fail(&mut self, error: HttpError) -> String {
+        let error = self.decoder.fail(error);
+        let message = crate::body::read_error(&error).to_string();
+        let _ = self.error_slot.set(error);
+        message
     }
 
     /// The next piece of body; `None` at its end.
@@ -477,29 +454,42 @@ impl BodyPump {
         timeout: Duration,
     ) -> Result<Option<Vec<u8>>, String> {
         loop {
-            if self.done {
+            if let Some(error) = self.decoder.error() {
+                return Err(crate::body::read_error(error).to_string());
+            }
+            if self.is_done() {
                 return Ok(None);
             }
             if !self.raw.is_empty() {
-                let chunk = self.decode().inspect_err(|_| self.failed = true)?;
+                let decoded = match self.decoder.decode_in_place(&mut self.raw) {
+                    Ok(decoded) => decoded,
+                    Err(error) => return Err(self.fail(error)),
+                };
+                // Body bytes are at the front; what follows the consumed
+                // part (the next request) stays raw.
+                let rest = self.raw.split_off(decoded.consumed);
+                self.raw.truncate(decoded.body);
+                let chunk = std::mem::replace(&mut self.raw, rest);
                 if !chunk.is_empty() {
                     return Ok(Some(chunk));
                 }
-                if self.done {
+                if self.is_done() {
                     return Ok(None);
                 }
             }
             self.raw.reserve(READ_CHUNK);
             match tokio::time::timeout(timeout, stream.read_buf(&mut self.raw)).await {
                 Ok(Ok(n)) if n > 0 => {}
-                Ok(Ok(_)) | Ok(Err(_)) => {
-                    self.failed = true;
-                    return Err("client closed the connection before the end of the body".into());
+                Ok(Ok(_)) => {
+                    if let Err(error) = self.decoder.end_of_input() {
+                        return Err(self.fail(error));
+                    }
                 }
-                Err(_) => {
-                    self.failed = true;
-                    return Err("timed out reading the request body".into());
+                Ok(Err(e)) => {
+                    let detail = format!("error reading the request body: {e}");
+                    return Err(self.fail(HttpError::bad_request(detail)));
                 }
+                Err(_) => return Err(self.fail(crate::body::timeout_error())),
             }
         }
     }
@@ -507,7 +497,7 @@ impl BodyPump {
     /// Reads and discards the rest of the body, within a bound.
     async fn drain(&mut self, stream: &mut AsyncStream, timeout: Duration) -> bool {
         let mut drained = 0u64;
-        while !self.done {
+        while !self.is_done() {
             match self.next_chunk(stream, timeout).await {
                 Ok(Some(chunk)) => {
                     drained += chunk.len() as u64;
