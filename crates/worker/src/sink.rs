@@ -7,7 +7,7 @@
 //! HTTP/1.1, else the end of the connection marks the end of the body.
 
 use std::io::{self, IoSlice, Write};
-use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{BorrowedFd, RawFd};
 
 use ferricorn_http::response::{encode_chunk, write_header, write_status_line, LAST_CHUNK};
 use ferricorn_http::Version;
@@ -32,18 +32,21 @@ impl Transport for SharedStream {
     fn send_file(&mut self, fd: RawFd, offset: u64, count: u64) -> io::Result<bool> {
         // SAFETY: the Python file object that owns `fd` outlives this call.
         let file = unsafe { BorrowedFd::borrow_raw(fd) };
-        // SAFETY: the stream's descriptor is open for the whole call.
-        let socket = unsafe { BorrowedFd::borrow_raw(self.as_raw_fd()) };
         let mut offset = i64::try_from(offset).map_err(|_| io::Error::other("offset too large"))?;
         let mut left = count;
         while left > 0 {
             let chunk = usize::try_from(left.min(1 << 30)).unwrap_or(1 << 30);
-            match nix::sys::sendfile::sendfile(socket, file, Some(&mut offset), chunk) {
-                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-                Ok(n) => left -= n as u64,
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(errno) => return Err(errno.into()),
+            // The socket is non-blocking: once the client's buffers are
+            // full, sendfile reports EAGAIN, which means "wait until it
+            // reads", not "it went away".
+            let sent = self.blocking(nix::poll::PollFlags::POLLOUT, |socket| {
+                nix::sys::sendfile::sendfile(socket, file, Some(&mut offset), chunk)
+                    .map_err(io::Error::from)
+            })?;
+            if sent == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
             }
+            left -= sent as u64;
         }
         Ok(true)
     }
