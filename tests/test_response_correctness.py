@@ -112,3 +112,49 @@ def test_big_iterable_reaches_a_slow_client_whole(server):
     assert status == 200
     assert length == BIG
     assert digest == iterable_hash(BIG)
+
+
+# -- sync --timeout -----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def sync_t2(ferricorn_bin, big_file):
+    """respapp on one sync worker with -t 2."""
+    with ServerPool(ferricorn_bin) as pool:
+        yield pool.start("respapp:application",
+                         args=["-k", "sync", "-t", "2", "-e", "BIG_FILE=" + big_file[0]])
+
+
+def timed_get(server, target, timeout=10.0):
+    """GETs `target` on a raw connection; (reply, seconds until it ended)."""
+    started = time.monotonic()
+    with server.connection(timeout) as sock:
+        sock.sendall(("GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % target).encode())
+        reply = read_until_closed(sock, timeout)
+    return reply, time.monotonic() - started
+
+
+@pytest.mark.parametrize("attempt", range(10))
+def test_sync_request_under_timeout_is_not_killed(sync_t2, attempt):
+    """-t 2: a 1.8 s request is answered, however long the worker was idle
+    before it: the timeout counts from the start of the request, not from
+    the idle loop's last heartbeat (up to a second earlier)."""
+    # The idle time before the request is what is tested: ten different
+    # gaps spread over the idle loop's one-second heartbeat period.
+    time.sleep(0.3 + 0.07 * attempt)
+    mark = sync_t2.mark()
+    reply, elapsed = timed_get(sync_t2, "/sleep?s=1.8")
+    assert reply.data.startswith(b"HTTP/1.1 200 "), (elapsed, reply)
+    assert reply.data.endswith(b"slept")
+    assert "WORKER TIMEOUT" not in sync_t2.log(mark)
+
+
+def test_sync_request_over_timeout_is_killed_after_it(sync_t2):
+    """-t 2: a 2.5 s request is killed (WORKER TIMEOUT logged, the client
+    gets no response) and not before 2 s have passed; a new worker serves."""
+    mark = sync_t2.mark()
+    reply, elapsed = timed_get(sync_t2, "/sleep?s=2.5")
+    assert reply.closed and reply.data == b"", reply
+    assert 2.0 <= elapsed < 2.5, elapsed
+    sync_t2.stderr.wait_for(r"WORKER TIMEOUT \(pid:\d+\)", start=mark)
+    sync_t2.stderr.wait_for(r"Booting worker with pid", start=mark, timeout=20)
+    assert sync_t2.wait_until_serving() == 200
