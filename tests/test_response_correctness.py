@@ -7,13 +7,15 @@ The app is tests/apps/respapp.py. Each server-backed case runs on sync,
 gthread and async.
 """
 import hashlib
-import re
+import shutil
 import socket
+import subprocess
 import time
 
 import pytest
 
-from harness import ServerPool, parse_head, read_head, read_until_closed
+from harness import (ServerPool, decode_chunked, parse_head, parse_response, read_head,
+                     read_until_closed)
 
 CLASSES = {
     "sync": ["-k", "sync"],
@@ -88,7 +90,6 @@ def slow_get(server, target):
                 time.sleep(SLOW_PAUSE)
     body = bytes(raw)
     if ("transfer-encoding", "chunked") in headers:
-        from harness import decode_chunked
         body, rest = decode_chunked(body)
         assert rest == b""
     return status, dict(headers), len(body), hashlib.sha256(body).hexdigest()
@@ -112,6 +113,95 @@ def test_big_iterable_reaches_a_slow_client_whole(server):
     assert status == 200
     assert length == BIG
     assert digest == iterable_hash(BIG)
+
+
+
+# -- header encoding and server headers -----------------------------------
+
+def raw_request(server, target, headers=(), timeout=10.0):
+    """One request with Connection: close; the whole reply as a Response."""
+    lines = ["GET %s HTTP/1.1" % target, "Host: x", *("%s: %s" % h for h in headers),
+             "Connection: close"]
+    reply = server.raw(("\r\n".join(lines) + "\r\n\r\n").encode(), timeout=timeout)
+    assert reply.closed, reply
+    return reply
+
+
+def test_latin1_header_value_goes_out_as_latin1(server):
+    """PEP 3333: a header value is a latin-1 string; `café` goes out with
+    é as the single byte 0xE9, not as UTF-8."""
+    reply = raw_request(server, "/header?value=caf%C3%A9")
+    head = reply.data.partition(b"\r\n\r\n")[0]
+    assert b"\r\nX-Value: caf\xe9\r\n" in head, head
+    assert b"caf\xc3\xa9" not in head
+
+
+def test_non_latin1_header_value_is_a_500_and_logged(server):
+    """A value outside latin-1 (`€`) is never sent: a 500, and the error
+    log names the header (not its value, which may be a secret)."""
+    mark = server.mark()
+    reply = raw_request(server, "/header?value=10%E2%82%AC")
+    _, status, _ = parse_head(reply.data.partition(b"\r\n\r\n")[0])
+    assert status == 500
+    assert b"X-Value" not in reply.data and b"\xe2\x82\xac" not in reply.data
+    server.stderr.wait_for(r"Error handling request /header\?value=10%E2%82%AC", start=mark)
+    server.stderr.wait_for(r'ValueError: Invalid response header from the application: '
+                           r'"X-Value"', start=mark)
+
+
+def test_app_server_and_date_replace_ours(server):
+    """The app's Server and Date are sent, and no second one of either."""
+    response = parse_response(raw_request(server, "/server-date").data)
+    assert response.status == 200
+    assert response.all("server") == ["app-server/1.0"]
+    assert response.all("date") == ["Tue, 01 Jan 2030 00:00:00 GMT"]
+
+
+def test_our_server_and_date_when_the_app_sets_none(server):
+    """Without app values: exactly one Server (ferricorn) and one Date."""
+    response = parse_response(raw_request(server, "/").data)
+    assert response.all("server") == ["ferricorn"]
+    assert len(response.all("date")) == 1
+
+
+@pytest.fixture(scope="module", params=["gthread", "async"])
+def h2c(request, ferricorn_bin, big_file):
+    """respapp serving h2c (prior knowledge) on a threaded class."""
+    if not shutil.which("curl"):
+        pytest.skip("curl is not installed")
+    with ServerPool(ferricorn_bin) as pool:
+        yield pool.start("respapp:application",
+                         args=[*CLASSES[request.param], "--http2-cleartext", "prior-knowledge",
+                               "-e", "BIG_FILE=" + big_file[0]])
+
+
+def curl_h2(server, target):
+    """curl --http2-prior-knowledge; (HTTP version, raw header bytes, body)."""
+    run = subprocess.run(["curl", "-s", "--http2-prior-knowledge", "-D", "-", "-o", "/dev/null",
+                          "-w", "%{http_version}",
+                          "http://127.0.0.1:%d%s" % (server.port, target)],
+                         capture_output=True, timeout=30)
+    assert run.returncode == 0, run.stderr
+    head, _, version = run.stdout.rpartition(b"\r\n\r\n")
+    return version.decode(), head
+
+
+def test_h2_latin1_and_app_server_date(h2c):
+    """HTTP/2: `café` as latin-1 bytes; the app's Server and Date, one of
+    each; a non-latin-1 value is a 500."""
+    version, head = curl_h2(h2c, "/header?value=caf%C3%A9")
+    assert version == "2"
+    assert b"\r\nx-value: caf\xe9" in head, head
+    _, head = curl_h2(h2c, "/server-date")
+    lines = head.lower().split(b"\r\n")
+    assert [l for l in lines if l.startswith(b"server:")] == [b"server: app-server/1.0"]
+    assert [l for l in lines if l.startswith(b"date:")] == [b"date: tue, 01 jan 2030 00:00:00 gmt"]
+    _, head = curl_h2(h2c, "/")
+    lines = head.lower().split(b"\r\n")
+    assert [l for l in lines if l.startswith(b"server:")] == [b"server: ferricorn"]
+    assert len([l for l in lines if l.startswith(b"date:")]) == 1
+    _, head = curl_h2(h2c, "/header?value=10%E2%82%AC")
+    assert head.startswith(b"HTTP/2 500"), head
 
 
 # -- sync --timeout -----------------------------------------------------------

@@ -10,7 +10,9 @@ use std::io;
 use std::os::fd::RawFd;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use ferricorn_http::response::{is_hop_by_hop, is_valid_header_name, is_valid_header_value};
+use ferricorn_http::response::{
+    is_hop_by_hop, is_latin1, is_valid_header_name, is_valid_header_value,
+};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString, PyTuple};
@@ -191,12 +193,14 @@ impl StartResponse {
             let value = value.trim_matches(|c| c == ' ' || c == '\t').to_string();
             if !is_valid_header_name(&name) {
                 return Err(PyValueError::new_err(format!(
-                    "invalid header name {name:?}"
+                    "Invalid response header name from the application: {name:?}"
                 )));
             }
-            if !is_valid_header_value(&value) {
+            // PEP 3333: values are latin-1 strings. Like gunicorn, the
+            // message names the header only: the value may be a secret.
+            if !is_valid_header_value(&value) || !is_latin1(&value) {
                 return Err(PyValueError::new_err(format!(
-                    "invalid value for header {name:?}: {value:?}"
+                    "Invalid response header from the application: {name:?}"
                 )));
             }
             if name.eq_ignore_ascii_case("content-length") {
@@ -254,7 +258,9 @@ fn parse_status(status: &Bound<'_, PyAny>) -> PyResult<(u16, String)> {
         .ok()
         .filter(|c| valid_code && (100..=999).contains(c))
         .ok_or_else(|| PyValueError::new_err(format!("invalid status {text:?}")))?;
-    if reason.chars().any(|c| c.is_control()) {
+    // gunicorn's STATUS_RE: the reason is SP, HTAB, VCHAR or obs-text.
+    let reason_char = |c: char| matches!(c, '\t' | ' '..='~' | '\u{80}'..='\u{ff}');
+    if !reason.chars().all(reason_char) {
         return Err(PyValueError::new_err(format!("invalid status {text:?}")));
     }
     Ok((code, reason.to_string()))

@@ -136,9 +136,12 @@ impl<T: Transport> ResponseSink for HttpSink<T> {
         complete: bool,
     ) -> io::Result<()> {
         let bodyless = self.head_request || status < 200 || status == 204 || status == 304;
-        let has_length = headers
-            .iter()
-            .any(|(name, _)| name.eq_ignore_ascii_case("content-length"));
+        let has = |wanted: &str| {
+            headers
+                .iter()
+                .any(|(name, _)| name.eq_ignore_ascii_case(wanted))
+        };
+        let has_length = has("content-length");
         self.framing = if bodyless {
             Framing::None
         } else if has_length || complete {
@@ -153,8 +156,14 @@ impl<T: Transport> ResponseSink for HttpSink<T> {
         let mut head = std::mem::take(&mut self.buf);
         head.clear();
         write_status_line(&mut head, self.version, status, reason);
-        write_header(&mut head, "Server", "ferricorn");
-        write_date_header(&mut head);
+        // The app's own Server or Date replaces ours rather than adding a
+        // second one.
+        if !has("server") {
+            write_header(&mut head, "Server", "ferricorn");
+        }
+        if !has("date") {
+            write_date_header(&mut head);
+        }
         let connection = if self.close_after {
             "close"
         } else {
