@@ -47,10 +47,12 @@ def big_file(tmp_path_factory):
 
 @pytest.fixture(scope="module", params=sorted(CLASSES))
 def server(request, ferricorn_bin, big_file):
-    """respapp on one worker of each class."""
+    """respapp on one worker of each class. The long keep-alive means a
+    connection closed within a test's wait was closed for its response."""
     with ServerPool(ferricorn_bin) as pool:
         yield pool.start("respapp:application",
-                         args=[*CLASSES[request.param], "-e", "BIG_FILE=" + big_file[0]])
+                         args=[*CLASSES[request.param], "--keep-alive", "30",
+                               "-e", "BIG_FILE=" + big_file[0]])
 
 
 def iterable_hash(size):
@@ -202,6 +204,60 @@ def test_h2_latin1_and_app_server_date(h2c):
     assert len([l for l in lines if l.startswith(b"date:")]) == 1
     _, head = curl_h2(h2c, "/header?value=10%E2%82%AC")
     assert head.startswith(b"HTTP/2 500"), head
+
+
+
+# -- Connection: close -------------------------------------------------------
+
+def keepalive_exchange(server, head, timeout=5.0):
+    """Sends `head` (a request that allows keep-alive) and reads until the
+    server closes; returns (Response, RawReply)."""
+    with server.connection(timeout) as sock:
+        sock.sendall(head)
+        reply = read_until_closed(sock, timeout)
+    return parse_response(reply.data), reply
+
+
+def test_app_connection_close_is_announced_and_done(server):
+    """The app's `Connection: close` on a keep-alive request: the response
+    says `Connection: close`, and the server then closes."""
+    response, reply = keepalive_exchange(server, b"GET /close HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert response.status == 200
+    assert response.all("connection") == ["close"]
+    assert response.body == b"closing" and response.rest == b""
+    assert reply.closed, reply
+
+
+def test_unread_expect_continue_body_closes(server):
+    """`Expect: 100-continue` and an app that never reads the body: no 100
+    Continue (the body is not wanted), and since the body will never come,
+    the response says `Connection: close` and the server closes."""
+    head = (b"POST /ignore-body HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n"
+            b"Expect: 100-continue\r\n\r\n")
+    response, reply = keepalive_exchange(server, head)
+    assert response.status == 200, reply
+    assert response.all("connection") == ["close"]
+    assert response.body == b"body not read" and response.rest == b""
+    assert reply.closed, reply
+
+
+def test_plain_keepalive_is_kept(server):
+    """The counter-case: without either, a keep-alive class says
+    keep-alive and keeps the connection for the next request (sync, like
+    gunicorn's, says close and closes)."""
+    if server.cmd[server.cmd.index("-k") + 1] == "sync":
+        response, reply = keepalive_exchange(server, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert response.all("connection") == ["close"] and reply.closed
+        return
+    with server.connection() as sock:
+        for _ in range(2):
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            head, extra = read_head(sock)
+            _, status, headers = parse_head(head)
+            assert status == 200 and ("connection", "keep-alive") in headers
+            length = int(dict(headers)["content-length"])
+            while len(extra) < length:
+                extra += sock.recv(65536)
 
 
 # -- sync --timeout -----------------------------------------------------------

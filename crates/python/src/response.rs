@@ -45,6 +45,11 @@ pub trait ResponseSink: Send {
         true
     }
 
+    /// The app asked for the connection to close (`Connection: close`):
+    /// the head about to be sent must say so. Called before
+    /// [`ResponseSink::send_head`].
+    fn close_connection(&mut self) {}
+
     /// Whether a small write may wait (on a slow client, a full channel).
     /// The bridge keeps the GIL across writes that cannot.
     fn may_block(&self) -> bool {
@@ -130,6 +135,9 @@ impl ResponseState {
             }
         } else {
             self.head_sent = true;
+            if self.app_asked_close {
+                sink.close_connection();
+            }
             let (status, reason, headers) = (self.status, &self.reason, &self.headers);
             if release {
                 py.detach(|| sink.send_head(status, reason, headers, data, complete))

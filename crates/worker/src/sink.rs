@@ -8,6 +8,8 @@
 
 use std::io::{self, IoSlice, Write};
 use std::os::fd::{BorrowedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use ferricorn_http::response::{encode_chunk, write_header, write_status_line, LAST_CHUNK};
 use ferricorn_http::Version;
@@ -75,6 +77,9 @@ pub struct HttpSink<T: Transport> {
     buf: Vec<u8>,
     /// Set when the response forces the connection to close.
     close_after: bool,
+    /// Set once the app asked for the request body; see
+    /// [`HttpSink::close_unless_body_requested`].
+    body_requested: Option<Arc<AtomicBool>>,
 }
 
 impl<T: Transport> HttpSink<T> {
@@ -88,7 +93,18 @@ impl<T: Transport> HttpSink<T> {
             framing: Framing::None,
             buf: Vec::with_capacity(512),
             close_after: !keep_alive,
+            body_requested: None,
         }
+    }
+
+    /// For a request whose body is read only once the app asks for it
+    /// (`Expect: 100-continue` answered on demand): unless `requested` is
+    /// set by the time the head goes out, the body will never come and the
+    /// connection cannot carry another request, so the head says
+    /// `Connection: close`.
+    pub fn close_unless_body_requested(mut self, requested: Arc<AtomicBool>) -> Self {
+        self.body_requested = Some(requested);
+        self
     }
 
     fn write_all_vectored(&mut self, mut head: &[u8], mut body: &[u8]) -> io::Result<()> {
@@ -135,6 +151,11 @@ impl<T: Transport> ResponseSink for HttpSink<T> {
         body: &[u8],
         complete: bool,
     ) -> io::Result<()> {
+        if let Some(requested) = &self.body_requested {
+            if !requested.load(Ordering::Acquire) {
+                self.close_after = true;
+            }
+        }
         let bodyless = self.head_request || status < 200 || status == 204 || status == 304;
         let has = |wanted: &str| {
             headers
@@ -235,6 +256,10 @@ impl<T: Transport> ResponseSink for HttpSink<T> {
 
     fn keeps_connection(&self) -> bool {
         !self.close_after
+    }
+
+    fn close_connection(&mut self) {
+        self.close_after = true;
     }
 
     fn may_block(&self) -> bool {
