@@ -260,6 +260,41 @@ def test_plain_keepalive_is_kept(server):
                 extra += sock.recv(65536)
 
 
+
+# -- wsgi.early_hints ----------------------------------------------------------
+
+def test_early_hints_precede_the_response(server):
+    """wsgi.early_hints on HTTP/1.1: each call is a `103 Early Hints` with
+    its Link header, in order, then the 200."""
+    reply = raw_request(server, "/early-hints")
+    first, _, rest = reply.data.partition(b"\r\n\r\n")
+    second, _, rest = rest.partition(b"\r\n\r\n")
+    assert first == b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload; as=style"
+    assert second == b"HTTP/1.1 103 Early Hints\r\nLink: </app.js>; rel=preload; as=script"
+    response = parse_response(rest)
+    assert response.status == 200 and response.body == b"after hints"
+    assert response.header("link") is None
+
+
+def test_early_hints_not_sent_to_http10(server):
+    """An HTTP/1.0 client gets no 103 (it has no interim responses), only
+    the response."""
+    reply = server.raw(b"GET /early-hints HTTP/1.0\r\nHost: x\r\n\r\n")
+    assert reply.data.startswith(b"HTTP/1.0 200 "), reply
+    assert b" 103 " not in reply.data
+
+
+def test_early_hints_are_a_no_op_on_h2(h2c):
+    """HTTP/2: hyper's server cannot send interim responses, so the
+    callable does nothing; the app's response arrives as usual."""
+    run = subprocess.run(["curl", "-s", "-v", "--http2-prior-knowledge",
+                          "http://127.0.0.1:%d/early-hints" % h2c.port],
+                         capture_output=True, timeout=30)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == b"after hints"
+    assert b"< HTTP/2 200" in run.stderr and b"103" not in run.stderr
+
+
 # -- sync --timeout -----------------------------------------------------------
 
 @pytest.fixture(scope="module")

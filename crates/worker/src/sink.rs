@@ -254,6 +254,28 @@ impl<T: Transport> ResponseSink for HttpSink<T> {
         }
     }
 
+    fn send_informational(
+        &mut self,
+        status: u16,
+        reason: &str,
+        headers: &[(String, String)],
+    ) -> io::Result<()> {
+        // HTTP/1.0 has no interim responses (RFC 9110 §15.2).
+        if (self.version.major, self.version.minor) < (1, 1) {
+            return Ok(());
+        }
+        let mut head = std::mem::take(&mut self.buf);
+        head.clear();
+        write_status_line(&mut head, self.version, status, reason);
+        for (name, value) in headers {
+            write_header(&mut head, name, value);
+        }
+        head.extend_from_slice(b"\r\n");
+        let result = self.stream.write_all(&head);
+        self.buf = head;
+        result
+    }
+
     fn keeps_connection(&self) -> bool {
         !self.close_after
     }
