@@ -90,18 +90,39 @@ pub fn write_status_line(buf: &mut Vec<u8>, version: Version, status: u16, reaso
         b'0' + (status % 10) as u8,
         b' ',
     ]);
-    buf.extend_from_slice(reason.as_bytes());
+    push_latin1(buf, reason);
     buf.extend_from_slice(b"\r\n");
 }
 
-/// Append `"name: value\r\n"` to `buf`. Callers validate with
-/// [`is_valid_header_name`] / [`is_valid_header_value`] first.
+/// Append `"name: value\r\n"` to `buf`, encoded as latin-1. Callers
+/// validate with [`is_valid_header_name`] / [`is_valid_header_value`] /
+/// [`is_latin1`] first.
 pub fn write_header(buf: &mut Vec<u8>, name: &str, value: &str) {
     buf.reserve(name.len() + value.len() + 4);
     buf.extend_from_slice(name.as_bytes());
     buf.extend_from_slice(b": ");
-    buf.extend_from_slice(value.as_bytes());
+    push_latin1(buf, value);
     buf.extend_from_slice(b"\r\n");
+}
+
+/// Whether every character of `s` is in latin-1 (U+0000..=U+00FF), the
+/// only characters a WSGI response header or status can carry (PEP 3333).
+pub fn is_latin1(s: &str) -> bool {
+    s.is_ascii() || s.chars().all(|c| u32::from(c) <= 0xff)
+}
+
+/// Appends `s` encoded as latin-1: one byte per character, as PEP 3333's
+/// "native strings" go on the wire. A character past U+00FF (which callers
+/// refuse with [`is_latin1`]) becomes `?` rather than UTF-8 bytes.
+pub fn push_latin1(buf: &mut Vec<u8>, s: &str) {
+    if s.is_ascii() {
+        buf.extend_from_slice(s.as_bytes());
+        return;
+    }
+    buf.extend(
+        s.chars()
+            .map(|c| u8::try_from(u32::from(c)).unwrap_or(b'?')),
+    );
 }
 
 /// Append one chunk (hex size, CRLF, data, CRLF); nothing for empty data,

@@ -1,7 +1,7 @@
 //! Response serialization helpers.
 
 use ferricorn_http::response::{
-    encode_chunk, http_date, is_hop_by_hop, is_valid_header_name, is_valid_header_value,
+    encode_chunk, http_date, is_hop_by_hop, is_latin1, is_valid_header_name, is_valid_header_value,
     reason_phrase, write_header, write_status_line, LAST_CHUNK,
 };
 use ferricorn_http::{ChunkedDecoder, Version};
@@ -38,6 +38,20 @@ fn headers() {
         b,
         b"Content-Type: text/html; charset=utf-8\r\nX-Empty: \r\n"
     );
+}
+
+#[test]
+fn headers_and_reasons_are_latin1_on_the_wire() {
+    let mut b = Vec::new();
+    write_header(&mut b, "X-Name", "caf\u{e9}");
+    write_status_line(&mut b, Version::HTTP_11, 200, "Tr\u{e8}s bien");
+    assert_eq!(b, b"X-Name: caf\xe9\r\nHTTP/1.1 200 Tr\xe8s bien\r\n");
+    assert!(is_latin1("caf\u{e9} \u{ff}"));
+    assert!(!is_latin1("10 \u{20ac}"));
+    // Refused by callers; never written as UTF-8 if one slips through.
+    let mut b = Vec::new();
+    write_header(&mut b, "X-Price", "10 \u{20ac}");
+    assert_eq!(b, b"X-Price: 10 ?\r\n");
 }
 
 #[test]

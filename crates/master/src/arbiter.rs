@@ -319,11 +319,32 @@ impl<L: WorkerLauncher> Arbiter<L> {
                 || record.generation != self.generation
                 || self.scoreboard.slot(record.slot).state() == WorkerState::Booting
         });
-        if changing || self.settings.max_requests > 0 {
+        let tick = if changing || self.settings.max_requests > 0 {
             FAST_TICK
         } else {
             TICK
+        };
+        self.until_next_timeout().map_or(tick, |due| due.min(tick))
+    }
+
+    /// How long until the first worker still beating could pass `timeout`,
+    /// so it is stopped as soon as it does, not up to a tick later (a sync
+    /// worker beats when a request starts and not again until it ends).
+    /// Aborted workers are left out: their `SIGKILL` waits a round.
+    fn until_next_timeout(&self) -> Option<Duration> {
+        if self.settings.timeout == 0 {
+            return None;
         }
+        let limit_ms = self.settings.timeout.saturating_mul(1000);
+        let now = monotonic_ms();
+        self.workers
+            .values()
+            .filter(|record| !record.aborted)
+            .map(|record| self.scoreboard.slot(record.slot))
+            .filter(|slot| slot.state() == WorkerState::Ready)
+            .map(|slot| limit_ms.saturating_sub(slot.silent_for_ms(now)) + 1)
+            .min()
+            .map(Duration::from_millis)
     }
 
     /// Acts on signals; returns an exit code when the master must stop.

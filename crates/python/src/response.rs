@@ -10,7 +10,9 @@ use std::io;
 use std::os::fd::RawFd;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use ferricorn_http::response::{is_hop_by_hop, is_valid_header_name, is_valid_header_value};
+use ferricorn_http::response::{
+    is_hop_by_hop, is_latin1, is_valid_header_name, is_valid_header_value,
+};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString, PyTuple};
@@ -42,6 +44,23 @@ pub trait ResponseSink: Send {
     fn keeps_connection(&self) -> bool {
         true
     }
+
+    /// Sends an interim (1xx) response, such as `103 Early Hints`, before
+    /// the head. The default does nothing: a transport that cannot send
+    /// one (HTTP/1.0, hyper's HTTP/2) drops it, as hints are optional.
+    fn send_informational(
+        &mut self,
+        _status: u16,
+        _reason: &str,
+        _headers: &[(String, String)],
+    ) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// The app asked for the connection to close (`Connection: close`):
+    /// the head about to be sent must say so. Called before
+    /// [`ResponseSink::send_head`].
+    fn close_connection(&mut self) {}
 
     /// Whether a small write may wait (on a slow client, a full channel).
     /// The bridge keeps the GIL across writes that cannot.
@@ -128,6 +147,9 @@ impl ResponseState {
             }
         } else {
             self.head_sent = true;
+            if self.app_asked_close {
+                sink.close_connection();
+            }
             let (status, reason, headers) = (self.status, &self.reason, &self.headers);
             if release {
                 py.detach(|| sink.send_head(status, reason, headers, data, complete))
@@ -188,17 +210,7 @@ impl StartResponse {
             }
             let name = header_str(&pair.get_item(0)?, "name")?;
             let value = header_str(&pair.get_item(1)?, "value")?;
-            let value = value.trim_matches(|c| c == ' ' || c == '\t').to_string();
-            if !is_valid_header_name(&name) {
-                return Err(PyValueError::new_err(format!(
-                    "invalid header name {name:?}"
-                )));
-            }
-            if !is_valid_header_value(&value) {
-                return Err(PyValueError::new_err(format!(
-                    "invalid value for header {name:?}: {value:?}"
-                )));
-            }
+            let value = checked_header(&name, &value)?;
             if name.eq_ignore_ascii_case("content-length") {
                 let length = value
                     .parse::<u64>()
@@ -233,6 +245,24 @@ impl StartResponse {
     }
 }
 
+/// Validates a response header from the app; returns its value with
+/// surrounding blanks removed (RFC 9110 §5.5), as gunicorn does.
+fn checked_header(name: &str, value: &str) -> PyResult<String> {
+    if !is_valid_header_name(name) {
+        return Err(PyValueError::new_err(format!(
+            "Invalid response header name from the application: {name:?}"
+        )));
+    }
+    // PEP 3333: values are latin-1 strings. Like gunicorn, the message
+    // names the header only: the value may be a secret.
+    if !is_valid_header_value(value) || !is_latin1(value) {
+        return Err(PyValueError::new_err(format!(
+            "Invalid response header from the application: {name:?}"
+        )));
+    }
+    Ok(value.trim_matches(|c| c == ' ' || c == '\t').to_string())
+}
+
 fn header_str(value: &Bound<'_, PyAny>, what: &str) -> PyResult<String> {
     value
         .cast::<PyString>()
@@ -254,7 +284,9 @@ fn parse_status(status: &Bound<'_, PyAny>) -> PyResult<(u16, String)> {
         .ok()
         .filter(|c| valid_code && (100..=999).contains(c))
         .ok_or_else(|| PyValueError::new_err(format!("invalid status {text:?}")))?;
-    if reason.chars().any(|c| c.is_control()) {
+    // gunicorn's STATUS_RE: the reason is SP, HTAB, VCHAR or obs-text.
+    let reason_char = |c: char| matches!(c, '\t' | ' '..='~' | '\u{80}'..='\u{ff}');
+    if !reason.chars().all(reason_char) {
         return Err(PyValueError::new_err(format!("invalid status {text:?}")));
     }
     Ok((code, reason.to_string()))
@@ -278,6 +310,59 @@ impl Write {
             None => Ok(()),
         }
     }
+}
+
+/// `wsgi.early_hints` (gunicorn 25+): `early_hints([(name, value), ...])`
+/// sends a `103 Early Hints` response with those headers before the real
+/// one, so a browser can start preloading. Names and values are `str` or
+/// latin-1 `bytes`, validated like `start_response`'s. Ignored once the
+/// response head is out, for HTTP/1.0 clients, and on HTTP/2 (hyper's
+/// server cannot send interim responses); may be called several times.
+#[pyclass(module = "ferricorn", name = "EarlyHints")]
+pub struct EarlyHints {
+    pub(crate) shared: SharedResponse,
+}
+
+#[pymethods]
+impl EarlyHints {
+    fn __call__(&self, py: Python<'_>, headers: &Bound<'_, PyAny>) -> PyResult<()> {
+        let mut parsed = Vec::new();
+        for item in headers.try_iter()? {
+            let item = item?;
+            let (name, value): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item
+                .extract()
+                .map_err(|_| PyTypeError::new_err(format!("header {item} is not a pair")))?;
+            let name = hint_str(&name, "name")?;
+            let value = hint_str(&value, "value")?;
+            let value = checked_header(&name, &value)?;
+            parsed.push((name, value));
+        }
+        let mut state = lock(&self.shared)?;
+        if state.head_sent || state.broken.is_some() {
+            return Ok(());
+        }
+        let sink = &mut state.sink;
+        let result = if sink.may_block() {
+            py.detach(|| sink.send_informational(103, "Early Hints", &parsed))
+        } else {
+            sink.send_informational(103, "Early Hints", &parsed)
+        };
+        if let Err(error) = result {
+            let message = format!("client disconnected: {error}");
+            state.broken = Some(error);
+            return Err(pyo3::exceptions::PyOSError::new_err(message));
+        }
+        Ok(())
+    }
+}
+
+/// A name or value given to `wsgi.early_hints`: `str`, or `bytes` read as
+/// latin-1 (as gunicorn accepts both).
+fn hint_str(value: &Bound<'_, PyAny>, what: &str) -> PyResult<String> {
+    if let Ok(bytes) = value.cast::<PyBytes>() {
+        return Ok(bytes.as_bytes().iter().map(|&b| char::from(b)).collect());
+    }
+    header_str(value, what)
 }
 
 /// `wsgi.errors`: text written here goes to the error log.

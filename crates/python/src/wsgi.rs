@@ -17,7 +17,8 @@ use crate::app::format_error;
 use crate::environ::{BaseEnviron, RequestInfo};
 use crate::input::Input;
 use crate::response::{
-    lock, ErrorStream, FileWrapper, ResponseSink, ResponseState, SharedResponse, StartResponse,
+    lock, EarlyHints, ErrorStream, FileWrapper, ResponseSink, ResponseState, SharedResponse,
+    StartResponse,
 };
 
 /// How a request went, for the access log and connection management.
@@ -120,6 +121,13 @@ impl WsgiApp {
     {
         let input = Bound::new(py, Input::new(body))?.into_any();
         let environ = self.base.build(py, request, input)?;
+        let early_hints = EarlyHints {
+            shared: Arc::clone(shared),
+        };
+        environ.set_item(
+            pyo3::intern!(py, "wsgi.early_hints"),
+            Bound::new(py, early_hints)?,
+        )?;
         let start_response = Bound::new(
             py,
             StartResponse {

@@ -171,3 +171,30 @@ impl Transport for ChannelWriter {
         Ok(false)
     }
 }
+
+/// A body reader that records, in a flag the response sink can see,
+/// that the app asked for the body (see
+/// [`crate::sink::HttpSink::close_unless_body_requested`]).
+pub struct NoticeRead<R> {
+    inner: R,
+    requested: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl<R: Read> NoticeRead<R> {
+    /// Wraps `inner`; `requested` is set on the first read that asks for bytes.
+    pub fn new(inner: R, requested: Arc<std::sync::atomic::AtomicBool>) -> Self {
+        Self { inner, requested }
+    }
+}
+
+impl<R: Read> Read for NoticeRead<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if !buf.is_empty() {
+            // Before the read sends `WantBody`: the head, sent later on
+            // this same thread, must see it.
+            self.requested
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
+        self.inner.read(buf)
+    }
+}

@@ -151,19 +151,25 @@ async fn handle(
     *response.status_mut() =
         hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
     let map = response.headers_mut();
-    map.insert(
-        hyper::header::SERVER,
-        hyper::header::HeaderValue::from_static("ferricorn"),
-    );
     for (name, value) in headers {
         if let (Ok(name), Ok(value)) = (
             hyper::header::HeaderName::from_bytes(name.as_bytes()),
-            hyper::header::HeaderValue::from_str(&value),
+            hyper::header::HeaderValue::from_bytes(&latin1(&value)),
         ) {
             map.append(name, value);
         }
     }
+    // The app's Server wins; hyper likewise adds Date only when absent.
+    map.entry(hyper::header::SERVER)
+        .or_insert(hyper::header::HeaderValue::from_static("ferricorn"));
     Ok(response)
+}
+
+/// A header value as its latin-1 bytes (PEP 3333), as on HTTP/1.1.
+fn latin1(value: &str) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(value.len());
+    ferricorn_http::response::push_latin1(&mut bytes, value);
+    bytes
 }
 
 async fn pump_body(mut incoming: Incoming, body_tx: mpsc::Sender<BodyChunk>) {

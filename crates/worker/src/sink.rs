@@ -7,7 +7,9 @@
 //! HTTP/1.1, else the end of the connection marks the end of the body.
 
 use std::io::{self, IoSlice, Write};
-use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{BorrowedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use ferricorn_http::response::{encode_chunk, write_header, write_status_line, LAST_CHUNK};
 use ferricorn_http::Version;
@@ -32,18 +34,21 @@ impl Transport for SharedStream {
     fn send_file(&mut self, fd: RawFd, offset: u64, count: u64) -> io::Result<bool> {
         // SAFETY: the Python file object that owns `fd` outlives this call.
         let file = unsafe { BorrowedFd::borrow_raw(fd) };
-        // SAFETY: the stream's descriptor is open for the whole call.
-        let socket = unsafe { BorrowedFd::borrow_raw(self.as_raw_fd()) };
         let mut offset = i64::try_from(offset).map_err(|_| io::Error::other("offset too large"))?;
         let mut left = count;
         while left > 0 {
             let chunk = usize::try_from(left.min(1 << 30)).unwrap_or(1 << 30);
-            match nix::sys::sendfile::sendfile(socket, file, Some(&mut offset), chunk) {
-                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-                Ok(n) => left -= n as u64,
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(errno) => return Err(errno.into()),
+            // The socket is non-blocking: once the client's buffers are
+            // full, sendfile reports EAGAIN, which means "wait until it
+            // reads", not "it went away".
+            let sent = self.blocking(nix::poll::PollFlags::POLLOUT, |socket| {
+                nix::sys::sendfile::sendfile(socket, file, Some(&mut offset), chunk)
+                    .map_err(io::Error::from)
+            })?;
+            if sent == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
             }
+            left -= sent as u64;
         }
         Ok(true)
     }
@@ -72,6 +77,9 @@ pub struct HttpSink<T: Transport> {
     buf: Vec<u8>,
     /// Set when the response forces the connection to close.
     close_after: bool,
+    /// Set once the app asked for the request body; see
+    /// [`HttpSink::close_unless_body_requested`].
+    body_requested: Option<Arc<AtomicBool>>,
 }
 
 impl<T: Transport> HttpSink<T> {
@@ -85,7 +93,18 @@ impl<T: Transport> HttpSink<T> {
             framing: Framing::None,
             buf: Vec::with_capacity(512),
             close_after: !keep_alive,
+            body_requested: None,
         }
+    }
+
+    /// For a request whose body is read only once the app asks for it
+    /// (`Expect: 100-continue` answered on demand): unless `requested` is
+    /// set by the time the head goes out, the body will never come and the
+    /// connection cannot carry another request, so the head says
+    /// `Connection: close`.
+    pub fn close_unless_body_requested(mut self, requested: Arc<AtomicBool>) -> Self {
+        self.body_requested = Some(requested);
+        self
     }
 
     fn write_all_vectored(&mut self, mut head: &[u8], mut body: &[u8]) -> io::Result<()> {
@@ -132,10 +151,18 @@ impl<T: Transport> ResponseSink for HttpSink<T> {
         body: &[u8],
         complete: bool,
     ) -> io::Result<()> {
+        if let Some(requested) = &self.body_requested {
+            if !requested.load(Ordering::Acquire) {
+                self.close_after = true;
+            }
+        }
         let bodyless = self.head_request || status < 200 || status == 204 || status == 304;
-        let has_length = headers
-            .iter()
-            .any(|(name, _)| name.eq_ignore_ascii_case("content-length"));
+        let has = |wanted: &str| {
+            headers
+                .iter()
+                .any(|(name, _)| name.eq_ignore_ascii_case(wanted))
+        };
+        let has_length = has("content-length");
         self.framing = if bodyless {
             Framing::None
         } else if has_length || complete {
@@ -150,8 +177,14 @@ impl<T: Transport> ResponseSink for HttpSink<T> {
         let mut head = std::mem::take(&mut self.buf);
         head.clear();
         write_status_line(&mut head, self.version, status, reason);
-        write_header(&mut head, "Server", "ferricorn");
-        write_date_header(&mut head);
+        // The app's own Server or Date replaces ours rather than adding a
+        // second one.
+        if !has("server") {
+            write_header(&mut head, "Server", "ferricorn");
+        }
+        if !has("date") {
+            write_date_header(&mut head);
+        }
         let connection = if self.close_after {
             "close"
         } else {
@@ -221,8 +254,34 @@ impl<T: Transport> ResponseSink for HttpSink<T> {
         }
     }
 
+    fn send_informational(
+        &mut self,
+        status: u16,
+        reason: &str,
+        headers: &[(String, String)],
+    ) -> io::Result<()> {
+        // HTTP/1.0 has no interim responses (RFC 9110 §15.2).
+        if (self.version.major, self.version.minor) < (1, 1) {
+            return Ok(());
+        }
+        let mut head = std::mem::take(&mut self.buf);
+        head.clear();
+        write_status_line(&mut head, self.version, status, reason);
+        for (name, value) in headers {
+            write_header(&mut head, name, value);
+        }
+        head.extend_from_slice(b"\r\n");
+        let result = self.stream.write_all(&head);
+        self.buf = head;
+        result
+    }
+
     fn keeps_connection(&self) -> bool {
         !self.close_after
+    }
+
+    fn close_connection(&mut self) {
+        self.close_after = true;
     }
 
     fn may_block(&self) -> bool {

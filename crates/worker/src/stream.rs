@@ -80,8 +80,9 @@ impl SharedStream {
     }
 
     /// Retries `op` until it stops reporting `WouldBlock`, waiting for
-    /// `events` in between.
-    fn blocking<T>(
+    /// `events` in between (at most the I/O timeout each time, so a client
+    /// that reads slowly but steadily is served whatever the total time).
+    pub(crate) fn blocking<T>(
         &self,
         events: nix::poll::PollFlags,
         mut op: impl FnMut(&Stream) -> io::Result<T>,

@@ -191,6 +191,9 @@ fn serve_inline(ctx: &ExchangeContext, options: &ClassOptions, ready: Ready) {
             return;
         }
     };
+    // `--timeout` counts from here: the loop may have been idle since its
+    // last beat, and it cannot beat again until the response is sent.
+    ctx.heartbeat.beat();
     let stream = Arc::new(stream);
     let shared = SharedStream::new(Arc::clone(&stream), options.io_timeout);
     // gunicorn's sync worker never keeps a connection alive.

@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use crate::body::DRAIN_LIMIT;
-use crate::channel_io::{BodyChunk, ChannelBody, ChannelWriter, Frame};
+use crate::channel_io::{BodyChunk, ChannelBody, ChannelWriter, Frame, NoticeRead};
 use crate::exchange::{self, Exchange, ExchangeContext, Next, Peer};
 use crate::head::{read_head, refuse_head, timeout_error, HeadError, HeadReader};
 use crate::io::{Accepted, AsyncListener, AsyncStream};
@@ -310,15 +310,23 @@ async fn exchange(
         (Some(tx), Some(rx))
     };
     let expect_continue = head.expect_continue;
-    let sink = HttpSink::new(
+    let mut sink = HttpSink::new(
         ChannelWriter::new(frames_tx.clone(), direct.clone()),
         head.version,
         head.method == "HEAD",
         keep_alive && head.keep_alive,
     );
+    let mut reader: Box<dyn std::io::Read + Send> =
+        Box::new(ChannelBody::new(body_rx, Some(frames_tx.clone())));
+    if expect_continue && !body.is_done() {
+        // The body comes only if the app asks for it (see below).
+        let requested = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        sink = sink.close_unless_body_requested(Arc::clone(&requested));
+        reader = Box::new(NoticeRead::new(reader, requested));
+    }
     let request = Exchange {
         peer,
-        body: Box::new(ChannelBody::new(body_rx, Some(frames_tx.clone()))),
+        body: reader,
         sink: Box::new(sink),
         head,
         body_error,
