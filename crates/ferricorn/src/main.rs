@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use ferricorn_config::Settings;
 use ferricorn_master::upgrade::{inherited_listeners, Upgrade};
-use ferricorn_master::{bind_all, Arbiter, Reloader};
+use ferricorn_master::{bind_all, Arbiter, ListenOptions, Reloader};
 
 fn main() -> ExitCode {
     ExitCode::from(u8::try_from(run()).unwrap_or(1))
@@ -99,8 +99,11 @@ fn run() -> i32 {
     };
 
     // Sockets handed over by an upgrading master or by systemd come first.
-    let listeners =
-        inherited_listeners().unwrap_or_else(|| bind_all(&settings.bind, settings.backlog));
+    let listen = ListenOptions {
+        backlog: settings.backlog,
+        reuse_port: settings.reuse_port,
+    };
+    let listeners = inherited_listeners().unwrap_or_else(|| bind_all(&settings.bind, listen));
     let listeners = match listeners {
         Ok(listeners) => listeners,
         Err(error) => {
