@@ -569,7 +569,7 @@ pub(crate) static SETTINGS: &[SettingDef] = &[
         long: Some("reload"),
         cli: CliKind::Flag,
         default: DefaultValue::Bool(false),
-        help: "Replace the workers when the app's code changes: the files of the modules imported under --chdir (reported by the workers once the app is loaded) and --reload-extra-file, polled about once a second. For development; excludes --preload.",
+        help: "Replace the workers when the app's code changes: the files of the modules imported under --chdir (reported by the workers once the app is loaded) and --reload-extra-file, watched as --reload-engine says. For development; excludes --preload.",
         apply: |s, v, _| {
             s.reload = values::boolean(v)?;
             Ok(())
