@@ -79,8 +79,19 @@ fn run() -> i32 {
         }
     };
     if settings.daemon {
-        if let Err(error) = process::daemonize() {
+        if let Err(error) = process::daemonize(settings.enable_stdio_inheritance) {
             tracing::error!("{error}");
+            return 1;
+        }
+    }
+    // After daemonizing (which points stdio at /dev/null), as gunicorn's
+    // logger setup comes after its daemonize.
+    if settings.capture_output && settings.errorlog != "-" {
+        if let Err(error) = logging::capture_output(&settings.errorlog) {
+            tracing::error!(
+                "cannot capture stdout/stderr into {}: {error}",
+                settings.errorlog
+            );
             return 1;
         }
     }
