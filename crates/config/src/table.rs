@@ -474,7 +474,7 @@ pub(crate) static SETTINGS: &[SettingDef] = &[
         long: Some("daemon"),
         cli: CliKind::Flag,
         default: DefaultValue::Bool(false),
-        help: "Daemonize the ferricorn process: detach from the terminal (double fork, setsid), stdin/stdout/stderr to /dev/null (set --error-logfile to a file to keep the log). The working directory is kept.",
+        help: "Daemonize the ferricorn process: detach from the terminal (double fork, setsid), stdin/stdout/stderr to /dev/null (set --error-logfile to a file to keep the log; -R keeps redirected stdout/stderr). The working directory is kept.",
         apply: |s, v, _| {
             s.daemon = values::boolean(v)?;
             Ok(())
