@@ -76,7 +76,11 @@ fn setting_arg(def: &SettingDef) -> Option<Arg> {
     }
     let arg = match def.cli {
         CliKind::None => return None,
-        CliKind::Flag => arg.action(ArgAction::SetTrue),
+        CliKind::Flag | CliKind::FlagOff => arg.action(ArgAction::SetTrue),
+        CliKind::OptionalValue(missing) => value_arg(arg, def)
+            .action(ArgAction::Set)
+            .num_args(0..=1)
+            .default_missing_value(missing),
         CliKind::Value => value_arg(arg, def).action(ArgAction::Set),
         CliKind::Append => value_arg(arg, def).action(ArgAction::Append),
         CliKind::Positional => arg
@@ -149,12 +153,13 @@ fn clap_error(e: &clap::Error, origin: &Source) -> ConfigError {
 fn refuse_unsupported(matches: &ArgMatches) -> Result<(), ConfigError> {
     let first = UNSUPPORTED
         .iter()
-        .flat_map(|u| u.flags.iter())
-        .filter(|flag| matches.value_source(flag) == Some(ValueSource::CommandLine))
-        .min_by_key(|flag| matches.index_of(flag).unwrap_or(usize::MAX));
+        .flat_map(|u| u.flags.iter().map(move |flag| (flag, u.why)))
+        .filter(|(flag, _)| matches.value_source(flag) == Some(ValueSource::CommandLine))
+        .min_by_key(|(flag, _)| matches.index_of(flag).unwrap_or(usize::MAX));
     match first {
-        Some(flag) => Err(ConfigError::UnsupportedFlag {
+        Some((flag, why)) => Err(ConfigError::UnsupportedFlag {
             flag: (*flag).to_string(),
+            why,
         }),
         None => Ok(()),
     }
@@ -170,7 +175,8 @@ fn layer_from(matches: &ArgMatches) -> Dict {
         }
         let value = match def.cli {
             CliKind::Flag => Some(Value::from(true)),
-            CliKind::Value | CliKind::Positional => matches
+            CliKind::FlagOff => Some(Value::from(false)),
+            CliKind::Value | CliKind::OptionalValue(_) | CliKind::Positional => matches
                 .try_get_one::<String>(def.name)
                 .ok()
                 .flatten()

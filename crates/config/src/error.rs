@@ -32,26 +32,33 @@ pub enum ConfigError {
         reason: String,
     },
     /// A gunicorn command-line flag that ferricorn recognises but does not implement.
-    #[error("error: {flag} is not supported yet")]
+    #[error("error: {flag} {}", verdict(*.why))]
     UnsupportedFlag {
         /// The flag exactly as given (`-D`, `--daemon`).
         flag: String,
+        /// Why it cannot mean anything in ferricorn and what to use instead;
+        /// `None` for settings that are merely not implemented yet.
+        why: Option<&'static str>,
     },
     /// A gunicorn setting that ferricorn does not implement, found in a config file.
-    #[error("error: setting '{name}' in {} is not supported yet", path.display())]
+    #[error("error: setting '{name}' in {} {}", path.display(), verdict(*.why))]
     UnsupportedKey {
         /// The gunicorn setting name.
         name: String,
         /// The config file it was found in.
         path: PathBuf,
+        /// As for [`ConfigError::UnsupportedFlag`].
+        why: Option<&'static str>,
     },
     /// A gunicorn setting that ferricorn does not implement, set through `FERRICORN_<NAME>`.
-    #[error("error: setting '{name}' (from env var {var}) is not supported yet")]
+    #[error("error: setting '{name}' (from env var {var}) {}", verdict(*.why))]
     UnsupportedEnv {
         /// The gunicorn setting name.
         name: String,
         /// The environment variable that set it.
         var: String,
+        /// As for [`ConfigError::UnsupportedFlag`].
+        why: Option<&'static str>,
     },
     /// A key in the config file that is not a gunicorn setting at all.
     #[error("error: unknown setting '{key}' in {}", path.display())]
@@ -76,6 +83,14 @@ pub enum ConfigError {
         /// The message, without the `error: ` prefix.
         message: String,
     },
+}
+
+/// "is not supported yet", or why the setting cannot work in ferricorn.
+fn verdict(why: Option<&'static str>) -> String {
+    match why {
+        Some(why) => format!("is not supported by ferricorn: {why}"),
+        None => "is not supported yet".to_string(),
+    }
 }
 
 impl ConfigError {

@@ -208,6 +208,7 @@ fn env_layer(env: &BTreeMap<String, String>) -> Result<Layer, ConfigError> {
             return Err(ConfigError::UnsupportedEnv {
                 name: unsupported.name.to_string(),
                 var,
+                why: unsupported.why,
             });
         }
     }
@@ -260,10 +261,11 @@ fn file_layer(path: &Path) -> Result<Layer, ConfigError> {
         }
         if table::find(&key).is_some() {
             values.insert(key, toml_to_value(value));
-        } else if table::find_unsupported(&key).is_some() {
+        } else if let Some(unsupported) = table::find_unsupported(&key) {
             return Err(ConfigError::UnsupportedKey {
                 name: key,
                 path: path.to_path_buf(),
+                why: unsupported.why,
             });
         } else {
             return Err(ConfigError::UnknownKey {

@@ -53,7 +53,7 @@ pub use example::example_config;
 pub use loaded::Loaded;
 pub use settings::Settings;
 pub use source::Source;
-pub use types::{HeaderMap, LogLevel, WorkerClass};
+pub use types::{HeaderMap, LogLevel, ProxyProtocol, ReloadEngine, SslVersion, WorkerClass};
 
 /// Loads the settings.
 ///

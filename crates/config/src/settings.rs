@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use crate::bind::Bind;
 use crate::cidr::AllowList;
-use crate::types::{HeaderMap, LogLevel, WorkerClass};
+use crate::types::{HeaderMap, LogLevel, ProxyProtocol, ReloadEngine, SslVersion, WorkerClass};
 
 /// Every supported setting, fully resolved and validated. Names, meanings and
 /// defaults are gunicorn's; see the settings table (`ferricorn --help`) for
@@ -41,8 +41,18 @@ pub struct Settings {
     pub reload: bool,
     /// More files (globs) to watch with `--reload` (`--reload-extra-file`).
     pub reload_extra_files: Vec<String>,
+    /// How `--reload` notices changes (`--reload-engine`).
+    pub reload_engine: ReloadEngine,
+    /// Send `wsgi.file_wrapper` files with `sendfile()` (`--no-sendfile`
+    /// turns it off; else `$SENDFILE`, as gunicorn).
+    pub sendfile: bool,
+    /// Set `SO_REUSEPORT` on the TCP listeners (`--reuse-port`).
+    pub reuse_port: bool,
     /// Detach from the terminal (`-D/--daemon`).
     pub daemon: bool,
+    /// With `--daemon`, keep stdout/stderr unless they are a terminal
+    /// (`-R/--enable-stdio-inheritance`).
+    pub enable_stdio_inheritance: bool,
     /// User the workers switch to (`-u/--user`), a name or a uid.
     pub user: Option<String>,
     /// Group the workers switch to (`-g/--group`), a name or a gid.
@@ -63,14 +73,14 @@ pub struct Settings {
     pub max_worker_memory: u64,
     /// Seconds to wait for the next request on a keep-alive connection (`--keep-alive`).
     pub keepalive: u64,
-    /// Maximum request line length in bytes (`--limit-request-line`), 0..=8190;
-    /// 0 means unlimited.
+    /// Maximum request line length in bytes (`--limit-request-line`), 0..=8190
+    /// (larger values are lowered to 8190, as gunicorn does); 0 means unlimited.
     pub limit_request_line: usize,
     /// Maximum number of request header fields (`--limit-request-fields`),
-    /// at most 32768; gunicorn's 0 is resolved to that maximum.
+    /// at most 32768; gunicorn's 0 and larger values resolve to that maximum.
     pub limit_request_fields: usize,
     /// Maximum size of one request header field (`--limit-request-field_size`);
-    /// 0 means unlimited.
+    /// gunicorn's 0 resolves to its default, 8190.
     pub limit_request_field_size: usize,
     /// Directory to change to before loading the app (`--chdir`), absolute;
     /// default: the current directory.
@@ -91,6 +101,8 @@ pub struct Settings {
     pub errorlog: String,
     /// Error log level (`--log-level`).
     pub loglevel: LogLevel,
+    /// Send the workers' stdout/stderr to the error log file (`--capture-output`).
+    pub capture_output: bool,
     /// Check the configuration and exit (`--check-config`).
     pub check_config: bool,
     /// Print the resolved configuration and exit (`--print-config`); implies `check_config`.
@@ -102,8 +114,8 @@ pub struct Settings {
     pub secure_scheme_headers: Vec<(String, String)>,
     /// Environ keys a trusted forwarder may set through headers (`--forwarder-headers`).
     pub forwarder_headers: Vec<String>,
-    /// Expect a PROXY protocol header on new connections (`--proxy-protocol`).
-    pub proxy_protocol: bool,
+    /// Which PROXY protocol header new connections may start with (`--proxy-protocol`).
+    pub proxy_protocol: ProxyProtocol,
     /// Peers allowed to send a PROXY protocol header (`--proxy-allow-from`).
     pub proxy_allow_ips: AllowList,
     /// Handling of header names that do not map cleanly into environ (`--header-map`).
@@ -130,6 +142,14 @@ pub struct Settings {
     pub cert_reqs: u8,
     /// Allowed TLS cipher suites, colon-separated IANA/OpenSSL names (`--ciphers`).
     pub ciphers: Option<String>,
+    /// TLS versions served (`--ssl-version`).
+    pub ssl_version: SslVersion,
+    /// Accepted for gunicorn compatibility (`--do-handshake-on-connect`): the
+    /// handshake always runs on the event loop as soon as a connection is accepted.
+    pub do_handshake_on_connect: bool,
+    /// Accepted for gunicorn compatibility (`--suppress-ragged-eofs`): a TLS
+    /// connection closed without `close_notify` is always just closed.
+    pub suppress_ragged_eofs: bool,
     /// Protocols offered: `h1`, `h2` (`--http-protocols`).
     pub http_protocols: Vec<String>,
     /// HTTP/2 without TLS: `off` or `prior-knowledge` (`--http2-cleartext`).
@@ -171,6 +191,14 @@ impl Settings {
             daemon: false,
             reload: false,
             reload_extra_files: Vec::new(),
+            reload_engine: ReloadEngine::Auto,
+            sendfile: true,
+            reuse_port: false,
+            enable_stdio_inheritance: false,
+            capture_output: false,
+            ssl_version: SslVersion::Tls,
+            do_handshake_on_connect: false,
+            suppress_ragged_eofs: true,
             user: None,
             group: None,
             umask: None,
@@ -195,7 +223,7 @@ impl Settings {
             forwarded_allow_ips: AllowList::default(),
             secure_scheme_headers: Vec::new(),
             forwarder_headers: Vec::new(),
-            proxy_protocol: false,
+            proxy_protocol: ProxyProtocol::Off,
             proxy_allow_ips: AllowList::default(),
             header_map: HeaderMap::Drop,
             permit_obsolete_folding: false,

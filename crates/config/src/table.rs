@@ -16,6 +16,7 @@ use crate::cidr::AllowList;
 use crate::error::ParseError;
 use crate::settings::Settings;
 use crate::source::Source;
+use crate::types::{ProxyProtocol, SslVersion};
 use crate::values::{self, Invalid};
 
 /// Context validators may need.
@@ -34,6 +35,12 @@ pub(crate) type Show = fn(&Settings) -> Option<Toml>;
 pub(crate) enum CliKind {
     /// A switch that sets the boolean to true (argparse's `store_true`).
     Flag,
+    /// A switch that sets the boolean to false (argparse's `store_const`
+    /// with `False`, as gunicorn's `--no-sendfile`).
+    FlagOff,
+    /// An option whose value may be left out, meaning the given value
+    /// (argparse's `nargs="?"` with `const`, as `--proxy-protocol`).
+    OptionalValue(&'static str),
     /// An option taking one value; the last occurrence wins.
     Value,
     /// An option that may be repeated; values accumulate.
@@ -233,8 +240,12 @@ fn t_path(p: &Path) -> Option<Toml> {
     t_str(&p.display().to_string())
 }
 
+/// gunicorn's `MAX_REQUEST_LINE`: larger `limit_request_line` values are lowered to it.
 const MAX_REQUEST_LINE: usize = 8190;
+/// gunicorn's `MAX_HEADERS`: `limit_request_fields` 0 or above means it.
 const MAX_HEADERS: usize = 32768;
+/// gunicorn's `DEFAULT_MAX_HEADERFIELD_SIZE`: `limit_request_field_size` 0 means it.
+const DEFAULT_MAX_HEADERFIELD_SIZE: usize = 8190;
 
 fn apply_nothing(_: &mut Settings, _: &Value, _: &Ctx<'_>) -> Result<(), Invalid> {
     Ok(())
@@ -463,12 +474,26 @@ pub(crate) static SETTINGS: &[SettingDef] = &[
         long: Some("daemon"),
         cli: CliKind::Flag,
         default: DefaultValue::Bool(false),
-        help: "Daemonize the ferricorn process: detach from the terminal (double fork, setsid), stdin/stdout/stderr to /dev/null (set --error-logfile to a file to keep the log). The working directory is kept.",
+        help: "Daemonize the ferricorn process: detach from the terminal (double fork, setsid), stdin/stdout/stderr to /dev/null (set --error-logfile to a file to keep the log; -R keeps redirected stdout/stderr). The working directory is kept.",
         apply: |s, v, _| {
             s.daemon = values::boolean(v)?;
             Ok(())
         },
         show: |s| t_bool(s.daemon),
+        ..BASE
+    },
+    SettingDef {
+        name: "enable_stdio_inheritance",
+        short: Some('R'),
+        long: Some("enable-stdio-inheritance"),
+        cli: CliKind::Flag,
+        default: DefaultValue::Bool(false),
+        help: "With --daemon, keep stdout and stderr where they point (a file or pipe from shell redirection) instead of /dev/null; a terminal is still replaced by /dev/null, stdin always is. Set PYTHONUNBUFFERED to see prints at once.",
+        apply: |s, v, _| {
+            s.enable_stdio_inheritance = values::boolean(v)?;
+            Ok(())
+        },
+        show: |s| t_bool(s.enable_stdio_inheritance),
         ..BASE
     },
     SettingDef {
@@ -544,7 +569,7 @@ pub(crate) static SETTINGS: &[SettingDef] = &[
         long: Some("reload"),
         cli: CliKind::Flag,
         default: DefaultValue::Bool(false),
-        help: "Replace the workers when the app's code changes: the files of the modules imported under --chdir (reported by the workers once the app is loaded) and --reload-extra-file, polled about once a second. For development; excludes --preload.",
+        help: "Replace the workers when the app's code changes: the files of the modules imported under --chdir (reported by the workers once the app is loaded) and --reload-extra-file, watched as --reload-engine says. For development; excludes --preload.",
         apply: |s, v, _| {
             s.reload = values::boolean(v)?;
             Ok(())
@@ -564,6 +589,19 @@ pub(crate) static SETTINGS: &[SettingDef] = &[
             Ok(())
         },
         show: |s| t_list(s.reload_extra_files.iter().cloned()),
+        ..BASE
+    },
+    SettingDef {
+        name: "reload_engine",
+        long: Some("reload-engine"),
+        metavar: "STRING",
+        default: DefaultValue::Str("auto"),
+        help: "How --reload notices changes: inotify (watch the files' directories; changes are seen at once), poll (modification times, about once a second) or auto (inotify when the kernel offers it, else poll).",
+        apply: |s, v, _| {
+            s.reload_engine = parsed(v)?;
+            Ok(())
+        },
+        show: |s| t_str(s.reload_engine.as_str()),
         ..BASE
     },
     SettingDef {
@@ -593,6 +631,40 @@ pub(crate) static SETTINGS: &[SettingDef] = &[
         ..BASE
     },
     SettingDef {
+        name: "sendfile",
+        long: Some("no-sendfile"),
+        cli: CliKind::FlagOff,
+        default: DefaultValue::Bool(true),
+        env_default: Some(EnvDefault {
+            var: "SENDFILE",
+            // gunicorn: SENDFILE enables sendfile when y/1/yes/true, else disables it.
+            value: |text| {
+                let on = matches!(text.trim().to_ascii_lowercase().as_str(), "y" | "1" | "yes" | "true");
+                Value::from(on)
+            },
+        }),
+        help: "--no-sendfile: send wsgi.file_wrapper files by reading and writing them instead of with sendfile(). Without the flag, $SENDFILE decides as in gunicorn (y/1/yes/true on, anything else off).",
+        apply: |s, v, _| {
+            s.sendfile = values::boolean(v)?;
+            Ok(())
+        },
+        show: |s| t_bool(s.sendfile),
+        ..BASE
+    },
+    SettingDef {
+        name: "reuse_port",
+        long: Some("reuse-port"),
+        cli: CliKind::Flag,
+        default: DefaultValue::Bool(false),
+        help: "Set SO_REUSEPORT on the TCP listening sockets, so several ferricorn (or other) servers can listen on the same port and the kernel spreads connections among them.",
+        apply: |s, v, _| {
+            s.reuse_port = values::boolean(v)?;
+            Ok(())
+        },
+        show: |s| t_bool(s.reuse_port),
+        ..BASE
+    },
+    SettingDef {
         name: "keepalive",
         long: Some("keep-alive"),
         metavar: "INT",
@@ -610,9 +682,10 @@ pub(crate) static SETTINGS: &[SettingDef] = &[
         long: Some("limit-request-line"),
         metavar: "INT",
         default: DefaultValue::Int(4094),
-        help: "The maximum size of the HTTP request line in bytes, 0 (unlimited) to 8190.",
+        help: "The maximum size of the HTTP request line in bytes, 0 (unlimited) to 8190; larger values mean 8190, as in gunicorn.",
         apply: |s, v, _| {
-            s.limit_request_line = values::usize_in(v, 0, MAX_REQUEST_LINE)?;
+            let n = values::usize_in(v, 0, usize::MAX)?;
+            s.limit_request_line = n.min(MAX_REQUEST_LINE);
             Ok(())
         },
         show: |s| t_int(s.limit_request_line),
@@ -623,11 +696,12 @@ pub(crate) static SETTINGS: &[SettingDef] = &[
         long: Some("limit-request-fields"),
         metavar: "INT",
         default: DefaultValue::Int(100),
-        help: "The maximum number of HTTP header fields in a request, at most 32768.",
+        help: "The maximum number of HTTP header fields in a request, at most 32768; 0 or larger values mean 32768, as in gunicorn.",
         apply: |s, v, _| {
-            let n = values::usize_in(v, 0, MAX_HEADERS)?;
-            // gunicorn treats 0 as "the maximum"; resolve it so callers see a real limit.
-            s.limit_request_fields = if n == 0 { MAX_HEADERS } else { n };
+            let n = values::usize_in(v, 0, usize::MAX)?;
+            // gunicorn treats 0 and anything above the maximum as the
+            // maximum; resolve it so callers see a real limit.
+            s.limit_request_fields = if n == 0 { MAX_HEADERS } else { n.min(MAX_HEADERS) };
             Ok(())
         },
         show: |s| t_int(s.limit_request_fields),
@@ -640,9 +714,10 @@ pub(crate) static SETTINGS: &[SettingDef] = &[
         aliases: &["limit-request-field-size"],
         metavar: "INT",
         default: DefaultValue::Int(8190),
-        help: "The maximum size of one HTTP request header field in bytes; 0 means unlimited.",
+        help: "The maximum size of one HTTP request header field in bytes; 0 means 8190, as in gunicorn 27 (whose docs say unlimited but whose parser applies 8190).",
         apply: |s, v, _| {
-            s.limit_request_field_size = values::usize_in(v, 0, usize::MAX)?;
+            let n = values::usize_in(v, 0, usize::MAX)?;
+            s.limit_request_field_size = if n == 0 { DEFAULT_MAX_HEADERFIELD_SIZE } else { n };
             Ok(())
         },
         show: |s| t_int(s.limit_request_field_size),
@@ -792,6 +867,19 @@ pub(crate) static SETTINGS: &[SettingDef] = &[
         ..BASE
     },
     SettingDef {
+        name: "capture_output",
+        long: Some("capture-output"),
+        cli: CliKind::Flag,
+        default: DefaultValue::Bool(false),
+        help: "Redirect stdout and stderr of ferricorn and its workers (the app's print() and tracebacks) to the --error-logfile file; no effect when the error log is '-'.",
+        apply: |s, v, _| {
+            s.capture_output = values::boolean(v)?;
+            Ok(())
+        },
+        show: |s| t_bool(s.capture_output),
+        ..BASE
+    },
+    SettingDef {
         name: "check_config",
         long: Some("check-config"),
         cli: CliKind::Flag,
@@ -878,14 +966,24 @@ pub(crate) static SETTINGS: &[SettingDef] = &[
     SettingDef {
         name: "proxy_protocol",
         long: Some("proxy-protocol"),
-        cli: CliKind::Flag,
-        default: DefaultValue::Bool(false),
-        help: "Expect a PROXY protocol header on new connections.",
+        metavar: "MODE",
+        cli: CliKind::OptionalValue("auto"),
+        default: DefaultValue::Str("off"),
+        help: "Accept a PROXY protocol header at the start of connections from --proxy-allow-from peers: off, v1 (text), v2 (binary) or auto (either); the flag alone means auto. true/false are auto/off.",
         apply: |s, v, _| {
-            s.proxy_protocol = values::boolean(v)?;
+            s.proxy_protocol = match v {
+                Value::Bool(_, on) => {
+                    if *on {
+                        ProxyProtocol::Auto
+                    } else {
+                        ProxyProtocol::Off
+                    }
+                }
+                _ => parsed(v)?,
+            };
             Ok(())
         },
-        show: |s| t_bool(s.proxy_protocol),
+        show: |s| t_str(s.proxy_protocol.as_str()),
         ..BASE
     },
     SettingDef {
@@ -993,6 +1091,25 @@ pub(crate) static SETTINGS: &[SettingDef] = &[
         ..BASE
     },
     SettingDef {
+        name: "http_parser",
+        long: Some("http-parser"),
+        metavar: "STRING",
+        default: DefaultValue::Str("auto"),
+        help: "The HTTP parser: only auto, ferricorn's own parser. gunicorn's fast (gunicorn_h1c) and python parsers do not exist here.",
+        apply: |_, v, _| {
+            let name = values::string(v)?.to_ascii_lowercase();
+            match name.as_str() {
+                "auto" => Ok(()),
+                "fast" | "python" => Err(Invalid::new(
+                    "ferricorn has one HTTP parser, its own; gunicorn's fast and python parsers do not exist here; expected auto",
+                )),
+                _ => Err(Invalid::new("expected auto")),
+            }
+        },
+        show: |_| t_str("auto"),
+        ..BASE
+    },
+    SettingDef {
         name: "certfile",
         long: Some("certfile"),
         metavar: "FILE",
@@ -1055,6 +1172,48 @@ pub(crate) static SETTINGS: &[SettingDef] = &[
             Ok(())
         },
         show: |s| s.ciphers.as_deref().and_then(t_str),
+        ..BASE
+    },
+    SettingDef {
+        name: "ssl_version",
+        long: Some("ssl-version"),
+        metavar: "STRING",
+        default: DefaultValue::Str("TLS"),
+        help: "TLS versions to serve (deprecated and ignored by gunicorn; honoured here): TLS, TLS_SERVER or SSLv23 for TLS 1.2 and 1.3, TLSv1_2 for 1.2 only, TLSv1_3 for 1.3 only. rustls does not implement SSLv3, TLS 1.0 or 1.1.",
+        apply: |s, v, _| {
+            // A TOML integer is one of Python's ssl.PROTOCOL_* numbers.
+            s.ssl_version = values::display(v)
+                .parse::<SslVersion>()
+                .map_err(|e| Invalid::new(e.reason()))?;
+            Ok(())
+        },
+        show: |s| t_str(s.ssl_version.as_str()),
+        ..BASE
+    },
+    SettingDef {
+        name: "do_handshake_on_connect",
+        long: Some("do-handshake-on-connect"),
+        cli: CliKind::Flag,
+        default: DefaultValue::Bool(false),
+        help: "Accepted for gunicorn compatibility, no effect: the TLS handshake always runs on the worker's event loop as soon as a connection is accepted, before its request is read, so a slow handshake never holds the app either way.",
+        apply: |s, v, _| {
+            s.do_handshake_on_connect = values::boolean(v)?;
+            Ok(())
+        },
+        show: |s| t_bool(s.do_handshake_on_connect),
+        ..BASE
+    },
+    SettingDef {
+        name: "suppress_ragged_eofs",
+        long: Some("suppress-ragged-eofs"),
+        cli: CliKind::Flag,
+        default: DefaultValue::Bool(true),
+        help: "Accepted for gunicorn compatibility, no effect: a TLS peer that closes without close_notify ends its connection quietly, which is what gunicorn does with either value.",
+        apply: |s, v, _| {
+            s.suppress_ragged_eofs = values::boolean(v)?;
+            Ok(())
+        },
+        show: |s| t_bool(s.suppress_ragged_eofs),
         ..BASE
     },
     SettingDef {
@@ -1299,7 +1458,8 @@ pub(crate) static SETTINGS: &[SettingDef] = &[
     },
 ];
 
-/// A gunicorn setting ferricorn does not implement yet.
+/// A gunicorn setting ferricorn does not implement: not yet, or (with
+/// `why`) because it cannot mean anything in a server that is not Python.
 pub(crate) struct Unsupported {
     /// gunicorn's setting name (also refused as a TOML key and `FERRICORN_` variable).
     pub name: &'static str,
@@ -1307,6 +1467,8 @@ pub(crate) struct Unsupported {
     pub flags: &'static [&'static str],
     /// Whether the flags take a value (so the value is not mistaken for APP_MODULE).
     pub takes_value: bool,
+    /// Why it can never work here and what to use instead.
+    pub why: Option<&'static str>,
 }
 
 const fn flag(name: &'static str, flags: &'static [&'static str]) -> Unsupported {
@@ -1314,6 +1476,7 @@ const fn flag(name: &'static str, flags: &'static [&'static str]) -> Unsupported
         name,
         flags,
         takes_value: false,
+        why: None,
     }
 }
 
@@ -1322,6 +1485,7 @@ const fn opt(name: &'static str, flags: &'static [&'static str]) -> Unsupported 
         name,
         flags,
         takes_value: true,
+        why: None,
     }
 }
 
@@ -1330,22 +1494,41 @@ const fn file_only(name: &'static str) -> Unsupported {
         name,
         flags: &[],
         takes_value: false,
+        why: None,
     }
 }
 
+/// `unsupported` refused for good, saying `why`.
+const fn never(unsupported: Unsupported, why: &'static str) -> Unsupported {
+    Unsupported {
+        why: Some(why),
+        ..unsupported
+    }
+}
+
+const PASTE_WHY: &str =
+    "it loads a PasteDeploy .ini file through gunicorn's Python application loader; \
+     give APP_MODULE a module that builds the app instead, e.g. \
+     application = paste.deploy.loadapp('config:/path/to/app.ini')";
+
 /// Every other gunicorn setting.
 pub(crate) static UNSUPPORTED: &[Unsupported] = &[
-    opt("reload_engine", &["--reload-engine"]),
-    flag("spew", &["--spew"]),
-    flag("sendfile", &["--no-sendfile"]),
-    flag("reuse_port", &["--reuse-port"]),
+    never(
+        flag("spew", &["--spew"]),
+        "it traces every line of gunicorn's own Python code, and ferricorn's server is not Python; \
+         to trace the app, call sys.settrace from a post_worker_init hook",
+    ),
     file_only("tmp_upload_dir"),
     flag(
         "disable_redirect_access_to_syslog",
         &["--disable-redirect-access-to-syslog"],
     ),
-    flag("capture_output", &["--capture-output"]),
-    opt("logger_class", &["--logger-class"]),
+    never(
+        opt("logger_class", &["--logger-class"]),
+        "it names a Python subclass of gunicorn.glogging.Logger, and ferricorn's logging is not \
+         Python; use --error-logfile, --access-logfile, --access-logformat and --log-level \
+         (gunicorn's line formats)",
+    ),
     opt("logconfig", &["--log-config"]),
     file_only("logconfig_dict"),
     opt("logconfig_json", &["--log-config-json"]),
@@ -1353,29 +1536,22 @@ pub(crate) static UNSUPPORTED: &[Unsupported] = &[
     flag("syslog", &["--log-syslog"]),
     opt("syslog_prefix", &["--log-syslog-prefix"]),
     opt("syslog_facility", &["--log-syslog-facility"]),
-    flag(
-        "enable_stdio_inheritance",
-        &["-R", "--enable-stdio-inheritance"],
-    ),
     opt("statsd_host", &["--statsd-host"]),
     opt("dogstatsd_tags", &["--dogstatsd-tags"]),
     opt("statsd_prefix", &["--statsd-prefix"]),
     flag("enable_backlog_metric", &["--enable-backlog-metric"]),
     file_only("default_proc_name"),
-    opt("paste", &["--paste", "--paster"]),
-    opt("raw_paste_global_conf", &["--paste-global"]),
+    never(opt("paste", &["--paste", "--paster"]), PASTE_WHY),
+    never(opt("raw_paste_global_conf", &["--paste-global"]), PASTE_WHY),
     opt("protocol", &["--protocol"]),
     opt("uwsgi_allow_ips", &["--uwsgi-allow-from"]),
-    opt("ssl_version", &["--ssl-version"]),
-    flag("suppress_ragged_eofs", &["--suppress-ragged-eofs"]),
-    flag("do_handshake_on_connect", &["--do-handshake-on-connect"]),
     opt("asgi_loop", &["--asgi-loop"]),
     opt("asgi_lifespan", &["--asgi-lifespan"]),
     opt(
         "asgi_disconnect_grace_period",
         &["--asgi-disconnect-grace-period"],
     ),
-    opt("http_parser", &["--http-parser"]),
+    opt("websocket_max_message_size", &["--websocket-max-message-size"]),
     opt("root_path", &["--root-path"]),
     opt("dirty_apps", &["--dirty-app"]),
     opt("dirty_workers", &["--dirty-workers"]),

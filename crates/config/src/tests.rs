@@ -154,7 +154,12 @@ fn defaults_are_gunicorns() {
         ]
     );
     assert_eq!(s.forwarder_headers, ["SCRIPT_NAME", "PATH_INFO"]);
-    assert!(!s.proxy_protocol);
+    assert_eq!(s.proxy_protocol, ProxyProtocol::Off);
+    assert_eq!(s.reload_engine, ReloadEngine::Auto);
+    assert!(s.sendfile && !s.reuse_port);
+    assert!(!s.capture_output && !s.enable_stdio_inheritance);
+    assert_eq!(s.ssl_version, SslVersion::Tls);
+    assert!(!s.do_handshake_on_connect && s.suppress_ragged_eofs);
     assert!(s.proxy_allow_ips.allows(ip("127.0.0.1")));
     assert!(s.proxy_allow_ips.allows(ip("::1")));
     assert!(!s.proxy_allow_ips.allows(ip("192.0.2.1")));
@@ -309,8 +314,16 @@ fn value_errors_name_setting_source_value_and_what_is_allowed() {
         (&["-t", "-1"], &[], "invalid value '-1' for --timeout (from command line): expected a non-negative integer"),
         (&["--graceful-timeout", "soon"], &[], "invalid value 'soon' for --graceful-timeout (from command line): expected a non-negative integer"),
         (&["--keep-alive", "1.5"], &[], "invalid value '1.5' for --keep-alive (from command line): expected a non-negative integer"),
-        (&["--limit-request-line", "8191"], &[], "invalid value '8191' for --limit-request-line (from command line): expected an integer from 0 to 8190"),
-        (&["--limit-request-fields", "32769"], &[], "invalid value '32769' for --limit-request-fields (from command line): expected an integer from 0 to 32768"),
+        (&["--limit-request-line", "-1"], &[], "invalid value '-1' for --limit-request-line (from command line): expected a non-negative integer"),
+        (&["--limit-request-fields", "many"], &[], "invalid value 'many' for --limit-request-fields (from command line): expected a non-negative integer"),
+        (&["--proxy-protocol", "v3"], &[], "invalid value 'v3' for --proxy-protocol (from command line): expected off, v1, v2 or auto"),
+        (&["--reload-engine", "fsevents"], &[], "invalid value 'fsevents' for --reload-engine (from command line): expected auto, poll or inotify"),
+        (&["--http-parser", "fast"], &[], "invalid value 'fast' for --http-parser (from command line): ferricorn has one HTTP parser, its own; gunicorn's fast and python parsers do not exist here; expected auto"),
+        (&["--http-parser", "picky"], &[], "invalid value 'picky' for --http-parser (from command line): expected auto"),
+        (&["--ssl-version", "TLSv1"], &[], "invalid value 'TLSv1' for --ssl-version (from command line): rustls serves only TLS 1.2 and 1.3 (SSLv2/3, TLS 1.0 and 1.1 are insecure and not implemented); expected TLS, TLS_SERVER, SSLv23, TLSv1_2 or TLSv1_3"),
+        (&["--ssl-version", "4"], &[], "invalid value '4' for --ssl-version (from command line): rustls serves only TLS 1.2 and 1.3 (SSLv2/3, TLS 1.0 and 1.1 are insecure and not implemented); expected TLS, TLS_SERVER, SSLv23, TLSv1_2 or TLSv1_3"),
+        (&["--ssl-version", "TLS_CLIENT"], &[], "invalid value 'TLS_CLIENT' for --ssl-version (from command line): TLS_CLIENT is for client sockets; expected TLS, TLS_SERVER, SSLv23, TLSv1_2 or TLSv1_3"),
+        (&[], &[("FERRICORN_SENDFILE", "sometimes")], "invalid value 'sometimes' for sendfile (from env var FERRICORN_SENDFILE): expected a boolean (true/false, 1/0, yes/no)"),
         (&["--limit-request-field_size", "-5"], &[], "invalid value '-5' for --limit-request-field_size (from command line): expected a non-negative integer"),
         (&["-k", "gevent"], &[], "invalid value 'gevent' for --worker-class (from command line): this gunicorn worker class is not supported by ferricorn; expected one of: sync, gthread, async"),
         (&["-k", "fast"], &[], "invalid value 'fast' for --worker-class (from command line): expected one of: sync, gthread, async"),
@@ -326,7 +339,7 @@ fn value_errors_name_setting_source_value_and_what_is_allowed() {
         (&["--proxy-allow-from", "10.0.0.0/40"], &[], "invalid value '10.0.0.0/40' for --proxy-allow-from (from command line): '10.0.0.0/40' has an invalid prefix length (expected 0 to 32)"),
         (&["--chdir", "/no/such/dir/for/ferricorn"], &[], "invalid value '/no/such/dir/for/ferricorn' for --chdir (from command line): expected an existing directory"),
         (&["--error-logfile", ""], &[], "invalid value '' for --error-logfile (from command line): expected a file path, or '-' for stderr"),
-        (&[], &[("FERRICORN_PROXY_PROTOCOL", "maybe")], "invalid value 'maybe' for proxy_protocol (from env var FERRICORN_PROXY_PROTOCOL): expected a boolean (true/false, 1/0, yes/no)"),
+        (&[], &[("FERRICORN_PROXY_PROTOCOL", "maybe")], "invalid value 'maybe' for proxy_protocol (from env var FERRICORN_PROXY_PROTOCOL): expected off, v1, v2 or auto"),
         (&[], &[("FERRICORN_BIND", "'unterminated")], "invalid value ''unterminated' for bind (from env var FERRICORN_BIND): cannot split into words: unterminated single quote"),
         (&[], &[("FERRICORN_SECURE_SCHEME_HEADERS", "X-PROTO")], "invalid value 'X-PROTO' for secure_scheme_headers (from env var FERRICORN_SECURE_SCHEME_HEADERS): expected a table of header names to values (or HEADER=VALUE,... in the environment)"),
         (&["-c", "gunicorn.conf.py"], &[], "invalid value 'gunicorn.conf.py' for --config (from command line): Python config files are not supported yet; ferricorn reads TOML config files"),
@@ -353,8 +366,9 @@ fn config_file_value_errors() {
         )
     );
     dir.write("bad.toml", "proxy_protocol = \"sometimes\"\n");
-    assert!(message_in(dir.path(), &["-c", "bad.toml"], &[])
-        .ends_with("expected a boolean (true/false, 1/0, yes/no)"));
+    assert!(
+        message_in(dir.path(), &["-c", "bad.toml"], &[]).ends_with("expected off, v1, v2 or auto")
+    );
     dir.write("bad.toml", "secure_scheme_headers = 5\n");
     assert!(message_in(dir.path(), &["-c", "bad.toml"], &[])
         .contains("invalid value '5' for secure_scheme_headers (from config file"));
@@ -376,11 +390,11 @@ fn config_file_keys_and_errors() {
         message_in(dir.path(), &[], &[]),
         format!("error: unknown setting 'workerz' in {}", path.display())
     );
-    dir.write("ferricorn.toml", "spew = true\n");
+    dir.write("ferricorn.toml", "syslog = true\n");
     assert_eq!(
         message_in(dir.path(), &[], &[]),
         format!(
-            "error: setting 'spew' in {} is not supported yet",
+            "error: setting 'syslog' in {} is not supported yet",
             path.display()
         )
     );
@@ -473,7 +487,12 @@ accesslog = "-"
     );
     assert_eq!(s.pythonpath, vec![PathBuf::from("/a"), PathBuf::from("/b")]);
     assert!(s.forwarded_allow_ips.allows(ip("10.2.3.4")));
-    assert!(s.proxy_protocol && s.permit_obsolete_folding && s.casefold_http_method);
+    assert_eq!(
+        s.proxy_protocol,
+        ProxyProtocol::Auto,
+        "true means auto, as in gunicorn"
+    );
+    assert!(s.permit_obsolete_folding && s.casefold_http_method);
     // A table replaces the default table rather than being merged into it.
     assert_eq!(
         s.secure_scheme_headers,
@@ -495,25 +514,19 @@ accesslog = "-"
 #[test]
 fn unsupported_gunicorn_flags_are_refused() {
     let cases: &[(&[&str], &str)] = &[
-        (&["--spew", "app:app"], "--spew"),
-        (&["-R"], "-R"),
-        (&["--reload-engine", "poll"], "--reload-engine"),
-        (
-            &["--ssl-version", "2", "--keyfile", "k.pem"],
-            "--ssl-version",
-        ),
-        (&["--suppress-ragged-eofs"], "--suppress-ragged-eofs"),
         (&["app:app", "--statsd-host", "h:1"], "--statsd-host"),
         (&["--statsd-host"], "--statsd-host"),
         (&["--statsd-host=localhost:8125"], "--statsd-host"),
-        (&["--paste", "dev.ini"], "--paste"),
-        (&["--paster", "dev.ini"], "--paster"),
         (&["--log-config", "log.ini"], "--log-config"),
-        (&["--ssl-version", "TLS"], "--ssl-version"),
-        (&["--do-handshake-on-connect"], "--do-handshake-on-connect"),
         (&["--root-path", "/api"], "--root-path"),
-        (&["--no-sendfile"], "--no-sendfile"),
-        (&["-w", "2", "-Rw", "3"], "-R"),
+        (
+            &["--websocket-max-message-size", "10"],
+            "--websocket-max-message-size",
+        ),
+        (
+            &["-w", "2", "--log-syslog", "--root-path", "/"],
+            "--log-syslog",
+        ),
     ];
     for (args, flag) in cases {
         assert_eq!(
@@ -523,12 +536,228 @@ fn unsupported_gunicorn_flags_are_refused() {
         );
     }
     assert_eq!(
-        message(&[], &[("FERRICORN_CMD_ARGS", "--spew")]),
-        "error: --spew is not supported yet"
+        message(&[], &[("FERRICORN_CMD_ARGS", "--statsd-host h:1")]),
+        "error: --statsd-host is not supported yet"
     );
     assert_eq!(
-        message(&[], &[("FERRICORN_SPEW", "true")]),
-        "error: setting 'spew' (from env var FERRICORN_SPEW) is not supported yet"
+        message(&[], &[("FERRICORN_SYSLOG", "true")]),
+        "error: setting 'syslog' (from env var FERRICORN_SYSLOG) is not supported yet"
+    );
+}
+
+#[test]
+fn flags_that_cannot_work_say_why_and_what_instead() {
+    let cases: &[(&[&str], &str, &str)] = &[
+        (&["--spew", "app:app"], "--spew", "sys.settrace"),
+        (&["--paste", "dev.ini"], "--paste", "paste.deploy.loadapp"),
+        (&["--paster", "dev.ini"], "--paster", "paste.deploy.loadapp"),
+        (&["--paste-global", "a=1"], "--paste-global", "APP_MODULE"),
+        (
+            &["--logger-class", "my.Logger"],
+            "--logger-class",
+            "--access-logformat",
+        ),
+    ];
+    for (args, flag, instead) in cases {
+        let text = message(args, &[]);
+        assert!(
+            text.starts_with(&format!("error: {flag} is not supported by ferricorn: ")),
+            "{args:?}: {text}"
+        );
+        assert!(text.contains(instead), "{args:?}: {text}");
+    }
+    let env = message(&[], &[("FERRICORN_PASTE", "dev.ini")]);
+    assert!(
+        env.starts_with("error: setting 'paste' (from env var FERRICORN_PASTE) is not supported by ferricorn: it loads a PasteDeploy"),
+        "{env}"
+    );
+    let dir = TempDir::new();
+    dir.write("ferricorn.toml", "logger_class = \"my.Logger\"\n");
+    let file = message_in(dir.path(), &[], &[]);
+    assert!(
+        file.contains("setting 'logger_class' in")
+            && file.contains("is not supported by ferricorn: it names a Python subclass"),
+        "{file}"
+    );
+}
+
+#[test]
+fn parser_limits_take_gunicorns_values() {
+    let limits = |args: &[&str]| {
+        let s = ok(args, &[]).settings;
+        (
+            s.limit_request_line,
+            s.limit_request_fields,
+            s.limit_request_field_size,
+        )
+    };
+    // Above the maximum: lowered to it, as gunicorn's parser does.
+    assert_eq!(limits(&["--limit-request-line", "8200"]).0, 8190);
+    assert_eq!(limits(&["--limit-request-line", "100000"]).0, 8190);
+    assert_eq!(limits(&["--limit-request-line", "8190"]).0, 8190);
+    assert_eq!(
+        limits(&["--limit-request-line", "0"]).0,
+        0,
+        "0 is unlimited"
+    );
+    assert_eq!(limits(&["--limit-request-fields", "40000"]).1, 32768);
+    assert_eq!(limits(&["--limit-request-fields", "0"]).1, 32768);
+    assert_eq!(limits(&["--limit-request-fields", "7"]).1, 7);
+    assert_eq!(limits(&["--limit-request-field_size", "0"]).2, 8190);
+    assert_eq!(limits(&["--limit-request-field_size", "100000"]).2, 100000);
+    // Python's int(text, 0) spellings, as gunicorn's validate_pos_int.
+    assert_eq!(limits(&["--limit-request-line", "0x100"]).0, 256);
+    assert_eq!(limits(&["--limit-request-fields", "0o20"]).1, 16);
+    // TOML integers too.
+    let dir = TempDir::new();
+    dir.write(
+        "ferricorn.toml",
+        "limit_request_line = 9000\nlimit_request_fields = 0\n",
+    );
+    let s = ok_in(dir.path(), &[], &[]).settings;
+    assert_eq!(
+        (s.limit_request_line, s.limit_request_fields),
+        (8190, 32768)
+    );
+}
+
+#[test]
+fn proxy_protocol_spellings() {
+    let mode = |args: &[&str], vars: &[(&str, &str)]| ok(args, vars).settings.proxy_protocol;
+    assert_eq!(mode(&["--proxy-protocol"], &[]), ProxyProtocol::Auto);
+    assert_eq!(mode(&["--proxy-protocol", "v1"], &[]), ProxyProtocol::V1);
+    assert_eq!(mode(&["--proxy-protocol=V2"], &[]), ProxyProtocol::V2);
+    assert_eq!(mode(&["--proxy-protocol", "off"], &[]), ProxyProtocol::Off);
+    for off in ["false", "0", "none", "OFF"] {
+        assert_eq!(
+            mode(&["--proxy-protocol", off], &[]),
+            ProxyProtocol::Off,
+            "{off}"
+        );
+    }
+    for auto in ["true", "1", "auto"] {
+        assert_eq!(
+            mode(&["--proxy-protocol", auto], &[]),
+            ProxyProtocol::Auto,
+            "{auto}"
+        );
+    }
+    // The bare flag before another option or at the end.
+    assert_eq!(
+        mode(&["--proxy-protocol", "-w", "2"], &[]),
+        ProxyProtocol::Auto
+    );
+    assert_eq!(
+        mode(&[], &[("FERRICORN_PROXY_PROTOCOL", "v2")]),
+        ProxyProtocol::V2
+    );
+    let dir = TempDir::new();
+    dir.write("ferricorn.toml", "proxy_protocol = \"v1\"\n");
+    assert_eq!(
+        ok_in(dir.path(), &[], &[]).settings.proxy_protocol,
+        ProxyProtocol::V1
+    );
+    dir.write("ferricorn.toml", "proxy_protocol = false\n");
+    assert_eq!(
+        ok_in(dir.path(), &[], &[]).settings.proxy_protocol,
+        ProxyProtocol::Off
+    );
+    let printed = ok(&["--proxy-protocol", "v2"], &[]).print_config();
+    assert!(
+        printed.contains("proxy_protocol = \"v2\"  # command line"),
+        "{printed}"
+    );
+}
+
+#[test]
+fn wsgi_path_gunicorn_flags_are_accepted() {
+    let s = ok(
+        &[
+            "--reuse-port",
+            "--no-sendfile",
+            "--reload-engine",
+            "inotify",
+            "--capture-output",
+            "-R",
+            "--http-parser",
+            "auto",
+            "--ssl-version",
+            "TLSv1_2",
+            "--do-handshake-on-connect",
+            "--suppress-ragged-eofs",
+        ],
+        &[],
+    )
+    .settings;
+    assert!(s.reuse_port && !s.sendfile && s.capture_output && s.enable_stdio_inheritance);
+    assert_eq!(s.reload_engine, ReloadEngine::Inotify);
+    assert_eq!(s.ssl_version, SslVersion::Tls12);
+    assert!(s.do_handshake_on_connect && s.suppress_ragged_eofs);
+    assert_eq!(
+        ok(&["--reload-engine", "poll"], &[]).settings.reload_engine,
+        ReloadEngine::Poll
+    );
+    assert!(
+        ok(&["--enable-stdio-inheritance"], &[])
+            .settings
+            .enable_stdio_inheritance
+    );
+    // -R combines with other short flags, as with argparse.
+    let combined = ok(&["-Rw", "3"], &[]).settings;
+    assert!(combined.enable_stdio_inheritance);
+    assert_eq!(combined.workers, 3);
+    for (name, expected) in [
+        ("TLS", SslVersion::Tls),
+        ("TLS_SERVER", SslVersion::Tls),
+        ("SSLv23", SslVersion::Tls),
+        ("PROTOCOL_TLS", SslVersion::Tls),
+        ("2", SslVersion::Tls),
+        ("17", SslVersion::Tls),
+        ("5", SslVersion::Tls12),
+        ("TLSv1_3", SslVersion::Tls13),
+    ] {
+        assert_eq!(
+            ok(&["--ssl-version", name], &[]).settings.ssl_version,
+            expected,
+            "{name}"
+        );
+    }
+    let dir = TempDir::new();
+    dir.write(
+        "ferricorn.toml",
+        "ssl_version = 5\nsuppress_ragged_eofs = false\nsendfile = false\n",
+    );
+    let s = ok_in(dir.path(), &[], &[]).settings;
+    assert_eq!(s.ssl_version, SslVersion::Tls12);
+    assert!(!s.suppress_ragged_eofs && !s.sendfile);
+}
+
+#[test]
+fn sendfile_follows_gunicorns_environment_variable() {
+    let on = |vars: &[(&str, &str)]| ok(&[], vars).settings.sendfile;
+    assert!(on(&[]));
+    for yes in ["y", "1", "yes", "TRUE"] {
+        assert!(on(&[("SENDFILE", yes)]), "{yes}");
+    }
+    for no in ["0", "no", "false", "off", ""] {
+        assert!(!on(&[("SENDFILE", no)]), "{no}");
+    }
+    let loaded = ok(&[], &[("SENDFILE", "0")]);
+    assert_eq!(
+        loaded.source_of("sendfile"),
+        Some(&Source::Env("SENDFILE".into()))
+    );
+    // --no-sendfile wins over SENDFILE=1 (gunicorn: the flag, when given, decides).
+    assert!(
+        !ok(&["--no-sendfile"], &[("SENDFILE", "1")])
+            .settings
+            .sendfile
+    );
+    // FERRICORN_SENDFILE sits above the SENDFILE default, like every env layer.
+    assert!(
+        ok(&[], &[("SENDFILE", "0"), ("FERRICORN_SENDFILE", "true")])
+            .settings
+            .sendfile
     );
 }
 
@@ -708,10 +937,17 @@ fn command_line_forms() {
         s.limit_request_fields, 32768,
         "gunicorn's 0 means the maximum"
     );
-    assert_eq!(s.limit_request_field_size, 0);
+    assert_eq!(
+        s.limit_request_field_size, 8190,
+        "gunicorn 27's parser turns 0 into its default"
+    );
     assert_eq!(s.limit_request_line, 0);
     assert!(s.forwarded_allow_ips.allows_all());
-    assert!(s.proxy_protocol);
+    assert_eq!(
+        s.proxy_protocol,
+        ProxyProtocol::Auto,
+        "the bare flag means auto"
+    );
     assert!(s.proxy_allow_ips.allows(ip("10.1.1.1")));
     assert_eq!(s.header_map, HeaderMap::Refuse);
     assert!(s.permit_obsolete_folding && s.strip_header_spaces);

@@ -1,4 +1,5 @@
-//! The small enumerated settings: worker class, log level and header mapping.
+//! The small enumerated settings: worker class, log level, header mapping,
+//! PROXY protocol mode, reload engine and TLS versions.
 
 use std::fmt;
 use std::str::FromStr;
@@ -227,5 +228,151 @@ mod tests {
         assert_eq!(LogLevel::Critical.to_string(), "critical");
         assert_eq!(HeaderMap::Dangerous.to_string(), "dangerous");
         assert_eq!(WorkerClass::Gthread.to_string(), "gthread");
+    }
+}
+
+/// Which PROXY protocol headers are expected (`--proxy-protocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProxyProtocol {
+    /// No PROXY header is looked for (the default).
+    Off,
+    /// Only the v1 text header.
+    V1,
+    /// Only the v2 binary header.
+    V2,
+    /// Either version, told apart by its first bytes.
+    Auto,
+}
+
+impl ProxyProtocol {
+    /// gunicorn's spelling of the mode.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ProxyProtocol::Off => "off",
+            ProxyProtocol::V1 => "v1",
+            ProxyProtocol::V2 => "v2",
+            ProxyProtocol::Auto => "auto",
+        }
+    }
+
+    /// Whether any PROXY header is looked for.
+    pub fn enabled(&self) -> bool {
+        *self != ProxyProtocol::Off
+    }
+
+    /// Whether a v1 (text) header is recognised.
+    pub fn accepts_v1(&self) -> bool {
+        matches!(self, ProxyProtocol::V1 | ProxyProtocol::Auto)
+    }
+
+    /// Whether a v2 (binary) header is recognised.
+    pub fn accepts_v2(&self) -> bool {
+        matches!(self, ProxyProtocol::V2 | ProxyProtocol::Auto)
+    }
+}
+
+impl FromStr for ProxyProtocol {
+    type Err = ParseError;
+
+    /// gunicorn's `validate_proxy_protocol`: `off`/`false`/`0`/`none`,
+    /// `auto`/`true`/`1`, `v1`, `v2`, in any case.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "off" | "false" | "0" | "none" => Ok(ProxyProtocol::Off),
+            "auto" | "true" | "1" => Ok(ProxyProtocol::Auto),
+            "v1" => Ok(ProxyProtocol::V1),
+            "v2" => Ok(ProxyProtocol::V2),
+            _ => Err(ParseError::new("expected off, v1, v2 or auto")),
+        }
+    }
+}
+
+/// How `--reload` notices changed files (`--reload-engine`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReloadEngine {
+    /// inotify when the kernel offers it, else polling (the default).
+    Auto,
+    /// Modification times, checked about once a second.
+    Poll,
+    /// inotify watches on the files' directories; fails if unavailable.
+    Inotify,
+}
+
+impl ReloadEngine {
+    /// gunicorn's spelling of the engine.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ReloadEngine::Auto => "auto",
+            ReloadEngine::Poll => "poll",
+            ReloadEngine::Inotify => "inotify",
+        }
+    }
+}
+
+impl FromStr for ReloadEngine {
+    type Err = ParseError;
+
+    /// `auto`, `poll` or `inotify`, exactly as gunicorn (which compares
+    /// case-sensitively).
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.trim() {
+            "auto" => Ok(ReloadEngine::Auto),
+            "poll" => Ok(ReloadEngine::Poll),
+            "inotify" => Ok(ReloadEngine::Inotify),
+            _ => Err(ParseError::new("expected auto, poll or inotify")),
+        }
+    }
+}
+
+/// The TLS versions served (`--ssl-version`): gunicorn's deprecated
+/// `ssl.PROTOCOL_*` names, mapped onto what rustls implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SslVersion {
+    /// TLS 1.2 and 1.3, the highest both sides speak: gunicorn's `TLS`,
+    /// `TLS_SERVER` and `SSLv23` (its default).
+    Tls,
+    /// TLS 1.2 only (`TLSv1_2`, as Python's `PROTOCOL_TLSv1_2`).
+    Tls12,
+    /// TLS 1.3 only (`TLSv1_3`; no Python constant, a ferricorn extension).
+    Tls13,
+}
+
+impl SslVersion {
+    /// The canonical `--ssl-version` name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            SslVersion::Tls => "TLS",
+            SslVersion::Tls12 => "TLSv1_2",
+            SslVersion::Tls13 => "TLSv1_3",
+        }
+    }
+}
+
+const SSL_VERSIONS: &str = "TLS, TLS_SERVER, SSLv23, TLSv1_2 or TLSv1_3";
+
+impl FromStr for SslVersion {
+    type Err = ParseError;
+
+    /// gunicorn's names, with or without `PROTOCOL_`, or Python's numeric
+    /// values (2 = TLS/SSLv23, 5 = TLSv1_2, 17 = TLS_SERVER). SSLv2/3,
+    /// TLS 1.0 and 1.1 are refused: rustls does not implement them.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let text = text.trim();
+        let name = text.strip_prefix("PROTOCOL_").unwrap_or(text);
+        match name {
+            "TLS" | "TLS_SERVER" | "SSLv23" | "2" | "17" => Ok(SslVersion::Tls),
+            "TLSv1_2" | "5" => Ok(SslVersion::Tls12),
+            "TLSv1_3" => Ok(SslVersion::Tls13),
+            "SSLv2" | "SSLv3" | "TLSv1" | "TLSv1_1" | "0" | "1" | "3" | "4" => {
+                Err(ParseError::new(format!(
+                    "rustls serves only TLS 1.2 and 1.3 (SSLv2/3, TLS 1.0 and 1.1 are insecure and \
+                     not implemented); expected {SSL_VERSIONS}"
+                )))
+            }
+            "TLS_CLIENT" | "16" => Err(ParseError::new(format!(
+                "TLS_CLIENT is for client sockets; expected {SSL_VERSIONS}"
+            ))),
+            _ => Err(ParseError::new(format!("expected {SSL_VERSIONS}"))),
+        }
     }
 }

@@ -96,17 +96,50 @@ pub(crate) fn required_string(v: &Value, what: &str) -> Result<String, Invalid> 
     Ok(s)
 }
 
-/// An integer in `min..=max`, from a TOML integer or a decimal string.
+/// An integer in `min..=max`, from a TOML integer or a string in Python's
+/// `int(text, 0)` spellings (gunicorn's integer validator): decimal, `0x`,
+/// `0o` or `0b` prefixed, `_` between digits.
 pub(crate) fn integer(v: &Value, min: u64, max: u64) -> Result<u64, Invalid> {
     let n: Option<i128> = match v {
         Value::Num(_, n) => num_int(n),
-        Value::String(_, s) => s.trim().parse::<i128>().ok(),
+        Value::String(_, s) => int_literal(s),
         _ => None,
     };
     match n.and_then(|n| u64::try_from(n).ok()) {
         Some(n) if (min..=max).contains(&n) => Ok(n),
         _ => Err(Invalid::new(describe_range(min, max))),
     }
+}
+
+/// `text` as Python's `int(text, 0)` reads it (decimal leading zeros are
+/// allowed here, where Python refuses them).
+fn int_literal(text: &str) -> Option<i128> {
+    let text = text.trim();
+    let (negative, unsigned) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text.strip_prefix('+').unwrap_or(text)),
+    };
+    let lower = unsigned.to_ascii_lowercase();
+    let (radix, digits) = match lower.get(..2) {
+        Some("0x") => (16, &lower[2..]),
+        Some("0o") => (8, &lower[2..]),
+        Some("0b") => (2, &lower[2..]),
+        _ => (10, lower.as_str()),
+    };
+    // Python allows one `_` right after a base prefix (`0x_ff`).
+    let digits = match radix {
+        10 => digits,
+        _ => digits.strip_prefix('_').unwrap_or(digits),
+    };
+    let well_formed = !digits.is_empty()
+        && !digits.starts_with('_')
+        && !digits.ends_with('_')
+        && !digits.contains("__");
+    if !well_formed {
+        return None;
+    }
+    let value = i128::from_str_radix(&digits.replace('_', ""), radix).ok()?;
+    Some(if negative { -value } else { value })
 }
 
 fn describe_range(min: u64, max: u64) -> String {
@@ -265,6 +298,15 @@ mod tests {
         assert!(integer(&Value::from(true), 0, 10).is_err());
         assert!(integer(&Value::from(2.5f64), 0, 10).is_err());
         assert!(u32_in(&Value::from("4294967296"), 1, u32::MAX).is_err());
+        // Python's int(text, 0), as gunicorn's validate_pos_int.
+        assert_eq!(integer(&Value::from("0x10"), 0, 100), Ok(16));
+        assert_eq!(integer(&Value::from("0o17"), 0, 100), Ok(15));
+        assert_eq!(integer(&Value::from("0B11"), 0, 100), Ok(3));
+        assert_eq!(integer(&Value::from("8_190"), 0, 10_000), Ok(8190));
+        assert_eq!(integer(&Value::from("+5"), 0, 10), Ok(5));
+        for bad in ["0x", "1__0", "_1", "1_", "0xg", ""] {
+            assert!(integer(&Value::from(bad), 0, 100).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

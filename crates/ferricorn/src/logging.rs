@@ -11,10 +11,14 @@
 //! Log files are reopened after `USR1` (for logrotate): the signal handler
 //! only bumps [`REOPEN_GENERATION`], and each sink reopens its file before
 //! the next line it writes, in whatever thread that happens.
+//!
+//! `--capture-output` points stdout and stderr (the app's `print()`, Python
+//! tracebacks) at the error log file too; the error sink's reopen moves
+//! them to the new file with it.
 
 use std::fs::OpenOptions;
 use std::io::{self, Write};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use ferricorn_config::LogLevel;
@@ -29,6 +33,35 @@ const CRITICAL_TARGET: &str = "ferricorn.critical";
 
 /// Bumped by every `USR1`; a sink that saw an older value reopens its file.
 static REOPEN_GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// `--capture-output` is on: reopening the error log also moves stdio.
+static CAPTURING: AtomicBool = AtomicBool::new(false);
+
+/// `--capture-output`: stdout and stderr of this process (and of the
+/// workers, which inherit them) go to the error log file `errorlog`, in
+/// append mode, as gunicorn's `capture_output`.
+pub fn capture_output(errorlog: &str) -> io::Result<()> {
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(errorlog)?;
+    redirect_stdio(&file)?;
+    CAPTURING.store(true, Ordering::Relaxed);
+    Ok(())
+}
+
+fn redirect_stdio(file: &std::fs::File) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let _ = io::stdout().flush();
+    for fd in [libc::STDOUT_FILENO, libc::STDERR_FILENO] {
+        // SAFETY: dup2 of an open file onto a standard descriptor this
+        // process owns; Rust's stdout/stderr handles hold no copy of it.
+        if unsafe { libc::dup2(file.as_raw_fd(), fd) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
 
 /// One log destination and the file it writes to.
 struct Sink {
@@ -157,6 +190,15 @@ fn write_line(sink: &Sink, line: &str) {
         if sink.target != "-" {
             if let Ok(out) = open(&sink.target, sink.dash_is_stdout) {
                 state.out = out;
+            }
+            if !sink.dash_is_stdout && CAPTURING.load(Ordering::Relaxed) {
+                if let Ok(file) = OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&sink.target)
+                {
+                    let _ = redirect_stdio(&file);
+                }
             }
         }
     }

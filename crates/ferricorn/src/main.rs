@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use ferricorn_config::Settings;
 use ferricorn_master::upgrade::{inherited_listeners, Upgrade};
-use ferricorn_master::{bind_all, Arbiter, Reloader};
+use ferricorn_master::{bind_all, Arbiter, ListenOptions, Reloader};
 
 fn main() -> ExitCode {
     ExitCode::from(u8::try_from(run()).unwrap_or(1))
@@ -79,8 +79,19 @@ fn run() -> i32 {
         }
     };
     if settings.daemon {
-        if let Err(error) = process::daemonize() {
+        if let Err(error) = process::daemonize(settings.enable_stdio_inheritance) {
             tracing::error!("{error}");
+            return 1;
+        }
+    }
+    // After daemonizing (which points stdio at /dev/null), as gunicorn's
+    // logger setup comes after its daemonize.
+    if settings.capture_output && settings.errorlog != "-" {
+        if let Err(error) = logging::capture_output(&settings.errorlog) {
+            tracing::error!(
+                "cannot capture stdout/stderr into {}: {error}",
+                settings.errorlog
+            );
             return 1;
         }
     }
@@ -99,8 +110,11 @@ fn run() -> i32 {
     };
 
     // Sockets handed over by an upgrading master or by systemd come first.
-    let listeners =
-        inherited_listeners().unwrap_or_else(|| bind_all(&settings.bind, settings.backlog));
+    let listen = ListenOptions {
+        backlog: settings.backlog,
+        reuse_port: settings.reuse_port,
+    };
+    let listeners = inherited_listeners().unwrap_or_else(|| bind_all(&settings.bind, listen));
     let listeners = match listeners {
         Ok(listeners) => listeners,
         Err(error) => {

@@ -1,5 +1,6 @@
-//! The master's process setup (`--daemon`, `--umask`) and each worker's
-//! privilege drop (`--user`, `--group`, `--initgroups`).
+//! The master's process setup (`--daemon`, `-R/--enable-stdio-inheritance`,
+//! `--umask`) and each worker's privilege drop (`--user`, `--group`,
+//! `--initgroups`).
 
 use std::ffi::CString;
 use std::os::fd::AsRawFd;
@@ -9,9 +10,12 @@ use nix::unistd::{Gid, Group, Uid, User};
 
 /// `-D/--daemon`: detaches from the terminal as gunicorn does — fork (the
 /// caller's process exits 0), `setsid`, fork again (never a session leader,
-/// so never reacquires a terminal), stdio to `/dev/null`. The working
+/// so never reacquires a terminal), stdin to `/dev/null`. stdout and stderr
+/// go to `/dev/null` too, unless `inherit_stdio` (`-R`): then they are kept
+/// where they point (`ferricorn -D -R app > out.log 2>&1`), except that a
+/// terminal is still replaced, so the daemon stays detached. The working
 /// directory is kept. Must run while the process is single-threaded.
-pub fn daemonize() -> Result<(), String> {
+pub fn daemonize(inherit_stdio: bool) -> Result<(), String> {
     for step in 0..2 {
         // SAFETY: the master is single-threaded here (no runtime, no
         // interpreter yet), so the child starts with consistent state.
@@ -34,6 +38,11 @@ pub fn daemonize() -> Result<(), String> {
         .open("/dev/null")
         .map_err(|e| format!("cannot daemonize: /dev/null: {e}"))?;
     for fd in 0..=2 {
+        // SAFETY: isatty only inspects a descriptor number.
+        let keep = inherit_stdio && fd > 0 && unsafe { libc::isatty(fd) } == 0;
+        if keep {
+            continue;
+        }
         // SAFETY: dup2 onto the standard descriptors, which this process owns.
         if unsafe { libc::dup2(null.as_raw_fd(), fd) } < 0 {
             return Err(format!(

@@ -225,7 +225,10 @@ impl<L: WorkerLauncher> Arbiter<L> {
             None => None,
         };
         let code_watcher = if settings.reload {
-            Some(CodeWatcher::new(&settings.reload_extra_files).map_err(ArbiterError::Reload)?)
+            Some(
+                CodeWatcher::new(&settings.reload_extra_files, settings.reload_engine)
+                    .map_err(ArbiterError::Reload)?,
+            )
         } else {
             None
         };
@@ -288,7 +291,8 @@ impl<L: WorkerLauncher> Arbiter<L> {
             if let Some(code) = self.manage_workers() {
                 break code;
             }
-            let signals = self.signals.wait(self.tick());
+            let reload_fd = self.code_watcher.as_ref().and_then(CodeWatcher::wake_fd);
+            let signals = self.signals.wait_also(self.tick(), reload_fd);
             if let Some(code) = self.handle_signals(signals) {
                 break code;
             }

@@ -21,5 +21,5 @@ pub mod signals;
 pub mod upgrade;
 
 pub use arbiter::{Arbiter, LogReopener, MasterEvent, Reloader, WorkerLauncher};
-pub use listeners::{bind_all, BindError, BoundListener};
+pub use listeners::{bind_all, BindError, BoundListener, ListenOptions};
 pub use scoreboard::Slot;

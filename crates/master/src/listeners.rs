@@ -69,12 +69,21 @@ impl fmt::Display for BoundListener {
     }
 }
 
+/// How the listening sockets are set up.
+#[derive(Debug, Clone, Copy)]
+pub struct ListenOptions {
+    /// The listen queue length (`--backlog`).
+    pub backlog: u32,
+    /// Set `SO_REUSEPORT` on TCP sockets (`--reuse-port`).
+    pub reuse_port: bool,
+}
+
 /// Binds every configured address, in order.
-pub fn bind_all(binds: &[Bind], backlog: u32) -> Result<Vec<BoundListener>, BindError> {
+pub fn bind_all(binds: &[Bind], options: ListenOptions) -> Result<Vec<BoundListener>, BindError> {
     binds
         .iter()
         .map(|bind| {
-            bind_one(bind, backlog).map_err(|source| BindError {
+            bind_one(bind, options).map_err(|source| BindError {
                 bind: bind.to_string(),
                 source,
             })
@@ -86,7 +95,8 @@ fn backlog_i32(backlog: u32) -> i32 {
     i32::try_from(backlog).unwrap_or(i32::MAX)
 }
 
-fn bind_one(bind: &Bind, backlog: u32) -> io::Result<BoundListener> {
+fn bind_one(bind: &Bind, options: ListenOptions) -> io::Result<BoundListener> {
+    let backlog = options.backlog;
     match bind {
         Bind::Tcp { host, port } => {
             let addr = (host.trim_start_matches('[').trim_end_matches(']'), *port)
@@ -95,6 +105,9 @@ fn bind_one(bind: &Bind, backlog: u32) -> io::Result<BoundListener> {
                 .ok_or_else(|| io::Error::other(format!("{host} resolves to no address")))?;
             let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
             socket.set_reuse_address(true)?;
+            if options.reuse_port {
+                set_reuse_port(&socket)?;
+            }
             socket.set_cloexec(true)?;
             socket.bind(&addr.into())?;
             defer_accept(&socket);
@@ -120,6 +133,20 @@ fn bind_one(bind: &Bind, backlog: u32) -> io::Result<BoundListener> {
             Ok(BoundListener::Unix(socket.into(), Some(path.clone())))
         }
         Bind::Fd(fd) => from_fd(*fd),
+    }
+}
+
+/// `--reuse-port`: lets other sockets (another ferricorn, a new version
+/// started beside this one) bind the same address; the kernel spreads new
+/// connections among them. As gunicorn, a kernel without the option
+/// (`ENOPROTOOPT`, `EINVAL`) is not an error.
+fn set_reuse_port(socket: &Socket) -> io::Result<()> {
+    match socket.set_reuse_port(true) {
+        Err(error) if matches!(error.raw_os_error(), Some(libc::ENOPROTOOPT | libc::EINVAL)) => {
+            tracing::warn!("SO_REUSEPORT is not available here: {error}");
+            Ok(())
+        }
+        other => other,
     }
 }
 

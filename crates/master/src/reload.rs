@@ -4,15 +4,30 @@
 //! `--preload`), so each worker reports the files of the modules it
 //! imported under `--chdir`, one path per line, through a pipe the master
 //! created (`FERRICORN_RELOAD_FD`; a line is one `write`, so lines from
-//! several workers never interleave). The master polls those files and the
-//! `--reload-extra-file` globs by modification time about once a second,
-//! from its loop: no watcher thread, no inotify.
+//! several workers never interleave). The master watches those files and
+//! the `--reload-extra-file` globs from its own loop, without a watcher
+//! thread (none may be alive at `fork()`):
+//!
+//! - `--reload-engine poll`: modification times, compared about once a second;
+//! - `inotify`: inotify watches on the files' directories (and on the
+//!   directories of symlink targets, as gunicorn), through a non-blocking
+//!   descriptor the master's `poll()` waits on with its signal pipe, so a
+//!   change is seen at once;
+//! - `auto` (the default): inotify, or polling where the kernel refuses it.
+//!
+//! Only the watched files count (gunicorn's inotify engine reloads for any
+//! file of those directories). Globs are expanded again about once a
+//! second with either engine, to pick up new matching files.
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
+
+use ferricorn_config::ReloadEngine;
+use nix::errno::Errno;
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
 
 /// The environment variable naming the report pipe's write end in workers.
 pub const REPORT_FD_VAR: &str = "FERRICORN_RELOAD_FD";
@@ -28,11 +43,27 @@ pub struct CodeWatcher {
     globs: Vec<String>,
     files: BTreeMap<PathBuf, Option<SystemTime>>,
     last_poll: Instant,
+    /// The inotify engine; `None` when polling.
+    dirs: Option<DirWatcher>,
 }
 
 impl CodeWatcher {
     /// Creates the report pipe and tells future workers where it is.
-    pub fn new(extra_globs: &[String]) -> std::io::Result<Self> {
+    /// `--reload-engine inotify` fails here when inotify is unavailable.
+    pub fn new(extra_globs: &[String], engine: ReloadEngine) -> std::io::Result<Self> {
+        let dirs = match engine {
+            ReloadEngine::Poll => None,
+            ReloadEngine::Inotify => Some(DirWatcher::new().map_err(|e| {
+                std::io::Error::other(format!("--reload-engine inotify: inotify_init: {e}"))
+            })?),
+            ReloadEngine::Auto => match DirWatcher::new() {
+                Ok(dirs) => Some(dirs),
+                Err(error) => {
+                    tracing::debug!("inotify unavailable ({error}); polling for --reload");
+                    None
+                }
+            },
+        };
         let (read, write) = nix::unistd::pipe()?;
         nix::fcntl::fcntl(
             read.as_raw_fd(),
@@ -51,6 +82,7 @@ impl CodeWatcher {
             globs: extra_globs.to_vec(),
             files: BTreeMap::new(),
             last_poll: Instant::now(),
+            dirs,
         };
         for path in watcher.globbed() {
             watcher.watch(path);
@@ -58,31 +90,66 @@ impl CodeWatcher {
         Ok(watcher)
     }
 
-    /// About once a second: takes in new reports, re-expands the globs and
-    /// returns the first watched file whose modification time changed.
+    /// The inotify descriptor, readable when a watched directory changed;
+    /// the master waits on it beside its signals. `None` when polling.
+    pub fn wake_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.dirs.as_ref().map(|dirs| dirs.inotify.as_fd())
+    }
+
+    /// Takes in new reports and inotify events and, about once a second,
+    /// re-expands the globs (and, when polling, compares modification
+    /// times). Returns the first watched file that changed.
     pub fn poll(&mut self) -> Option<PathBuf> {
         self.read_reports();
-        if self.last_poll.elapsed() < POLL {
+        let mut changed = None;
+        let mut rescan = false;
+        if let Some(dirs) = self.dirs.as_mut() {
+            let touched = dirs.read_events(&mut rescan);
+            changed = touched.into_iter().find_map(|path| self.resolve(&path));
+        }
+        if changed.is_none() && !rescan && self.last_poll.elapsed() < POLL {
             return None;
         }
-        self.last_poll = Instant::now();
-        for path in self.globbed() {
-            self.watch(path);
+        if self.last_poll.elapsed() >= POLL {
+            self.last_poll = Instant::now();
+            for path in self.globbed() {
+                self.watch(path);
+            }
         }
-        let mut changed = None;
-        for (path, seen) in &mut self.files {
-            let now = modified(path);
-            if now != *seen {
-                *seen = now;
-                changed.get_or_insert_with(|| path.clone());
+        // Polling, or inotify lost events (queue overflow): compare mtimes.
+        if self.dirs.is_none() || rescan {
+            for (path, seen) in &mut self.files {
+                let now = modified(path);
+                if now != *seen {
+                    *seen = now;
+                    changed.get_or_insert_with(|| path.clone());
+                }
             }
         }
         changed
     }
 
+    /// The watched file `path` (from an inotify event) stands for.
+    fn resolve(&self, path: &Path) -> Option<PathBuf> {
+        if self.files.contains_key(path) {
+            return Some(path.to_path_buf());
+        }
+        self.dirs
+            .as_ref()
+            .and_then(|dirs| dirs.aliases.get(path).cloned())
+    }
+
     fn watch(&mut self, path: PathBuf) {
+        // Absolute, so that inotify's directory + name finds it again.
+        let path = std::path::absolute(&path).unwrap_or(path);
+        if self.files.contains_key(&path) {
+            return;
+        }
+        if let Some(dirs) = self.dirs.as_mut() {
+            dirs.watch_file(&path);
+        }
         let mtime = modified(&path);
-        self.files.entry(path).or_insert(mtime);
+        self.files.insert(path, mtime);
     }
 
     fn read_reports(&mut self) {
@@ -101,6 +168,101 @@ impl CodeWatcher {
 
     fn globbed(&self) -> Vec<PathBuf> {
         self.globs.iter().flat_map(|glob| expand(glob)).collect()
+    }
+}
+
+/// The inotify engine: one watch per directory holding a watched file.
+struct DirWatcher {
+    inotify: Inotify,
+    dirs: BTreeMap<WatchDescriptor, PathBuf>,
+    /// Symlink targets of watched files, mapped to the watched path.
+    aliases: BTreeMap<PathBuf, PathBuf>,
+}
+
+/// gunicorn's inotify mask, plus `IN_ATTRIB` (a `touch`) and
+/// `IN_CLOSE_WRITE`.
+fn watch_mask() -> AddWatchFlags {
+    AddWatchFlags::IN_CREATE
+        | AddWatchFlags::IN_DELETE
+        | AddWatchFlags::IN_DELETE_SELF
+        | AddWatchFlags::IN_MODIFY
+        | AddWatchFlags::IN_MOVE_SELF
+        | AddWatchFlags::IN_MOVED_FROM
+        | AddWatchFlags::IN_MOVED_TO
+        | AddWatchFlags::IN_ATTRIB
+        | AddWatchFlags::IN_CLOSE_WRITE
+}
+
+impl DirWatcher {
+    fn new() -> nix::Result<Self> {
+        Ok(Self {
+            inotify: Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)?,
+            dirs: BTreeMap::new(),
+            aliases: BTreeMap::new(),
+        })
+    }
+
+    /// Watches the directory of `path`, and of its symlink target.
+    fn watch_file(&mut self, path: &Path) {
+        if let Some(dir) = path.parent() {
+            self.watch_dir(dir);
+        }
+        if let Ok(target) = std::fs::canonicalize(path) {
+            if target != path {
+                if let Some(dir) = target.parent() {
+                    self.watch_dir(dir);
+                }
+                self.aliases.insert(target, path.to_path_buf());
+            }
+        }
+    }
+
+    fn watch_dir(&mut self, dir: &Path) {
+        if self.dirs.values().any(|watched| watched == dir) {
+            return;
+        }
+        match self.inotify.add_watch(dir, watch_mask()) {
+            // The same directory under another name gets the same descriptor.
+            Ok(wd) => {
+                self.dirs.entry(wd).or_insert_with(|| dir.to_path_buf());
+            }
+            Err(error) => tracing::debug!("cannot watch {}: {error}", dir.display()),
+        }
+    }
+
+    /// Drains the pending events; returns the paths they name. Sets
+    /// `rescan` when the kernel dropped events or a directory went away.
+    fn read_events(&mut self, rescan: &mut bool) -> Vec<PathBuf> {
+        let mut paths = Vec::new();
+        loop {
+            let events = match self.inotify.read_events() {
+                Ok(events) if !events.is_empty() => events,
+                Ok(_) | Err(Errno::EAGAIN) => break,
+                Err(Errno::EINTR) => continue,
+                Err(error) => {
+                    tracing::debug!("reading inotify events: {error}");
+                    break;
+                }
+            };
+            for event in events {
+                if event.mask.contains(AddWatchFlags::IN_Q_OVERFLOW) {
+                    *rescan = true;
+                }
+                if event.mask.contains(AddWatchFlags::IN_IGNORED) {
+                    // The directory was removed or moved: one mtime
+                    // comparison reports its files; they are not watched
+                    // any longer (a worker that imports them again after
+                    // the reload reports them, but they are known already).
+                    self.dirs.remove(&event.wd);
+                    *rescan = true;
+                    continue;
+                }
+                if let (Some(dir), Some(name)) = (self.dirs.get(&event.wd), event.name) {
+                    paths.push(dir.join(name));
+                }
+            }
+        }
+        paths
     }
 }
 
@@ -183,6 +345,28 @@ mod tests {
         assert!(wildcard(b"a?c", b"abc"));
         assert!(!wildcard(b"*.py", b"app.pyc"));
         assert!(wildcard(b"*", b""));
+    }
+
+    #[test]
+    fn inotify_engine_reports_a_rewrite_without_waiting_for_the_poll() {
+        let dir = std::env::temp_dir().join(format!("ferricorn-inotify-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("page.html");
+        std::fs::write(&file, "one").unwrap();
+        let mut watcher =
+            CodeWatcher::new(&[file.display().to_string()], ReloadEngine::Inotify).unwrap();
+        assert!(watcher.wake_fd().is_some());
+        assert_eq!(watcher.poll(), None);
+        // A file next to it is not watched.
+        std::fs::write(dir.join("other.txt"), "x").unwrap();
+        assert_eq!(watcher.poll(), None);
+        std::fs::write(&file, "two").unwrap();
+        // Within the one-second poll period: only inotify can have seen it.
+        assert_eq!(watcher.poll(), Some(file.clone()));
+        assert_eq!(watcher.poll(), None, "events are drained once reported");
+        let polling = CodeWatcher::new(&[], ReloadEngine::Poll).unwrap();
+        assert!(polling.wake_fd().is_none());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

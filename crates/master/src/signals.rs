@@ -4,7 +4,7 @@
 //! arbiter loop reads it and acts outside signal context. The master keeps
 //! a single thread, so no signal can land on a helper thread.
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
@@ -66,8 +66,15 @@ impl SignalPipe {
     /// Waits up to `timeout` for signals and returns those that arrived,
     /// in order, without duplicates of `SIGCHLD`.
     pub fn wait(&self, timeout: Duration) -> Vec<Signal> {
+        self.wait_also(timeout, None)
+    }
+
+    /// [`SignalPipe::wait`], also returning early when `other` becomes
+    /// readable (the `--reload` inotify descriptor).
+    pub fn wait_also(&self, timeout: Duration, other: Option<BorrowedFd<'_>>) -> Vec<Signal> {
         let millis = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
-        let mut fds = [PollFd::new(self.read.as_fd(), PollFlags::POLLIN)];
+        let mut fds = vec![PollFd::new(self.read.as_fd(), PollFlags::POLLIN)];
+        fds.extend(other.map(|fd| PollFd::new(fd, PollFlags::POLLIN)));
         let _ = poll(&mut fds, PollTimeout::from(millis));
         let mut received = Vec::new();
         let mut buf = [0u8; 64];

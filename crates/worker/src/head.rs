@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use ferricorn_config::AllowList;
+use ferricorn_config::{AllowList, ProxyProtocol};
 use ferricorn_http::proxy::{parse_proxy_header, ProxyParsed};
 use ferricorn_http::{BodyDecoder, BodyKind, HttpError, Parsed, ParserOptions, RequestHead};
 use tokio::time::Instant;
@@ -26,8 +26,8 @@ pub const PREREAD_LIMIT: u64 = 1024 * 1024;
 /// The PROXY protocol rules for this worker.
 #[derive(Debug, Clone)]
 pub struct ProxyRules {
-    /// Whether PROXY headers are accepted at all.
-    pub enabled: bool,
+    /// Which PROXY header versions are recognised (`--proxy-protocol`).
+    pub mode: ProxyProtocol,
     /// Which peers may send one.
     pub allow: AllowList,
 }
@@ -81,7 +81,7 @@ impl<'a> HeadReader<'a> {
         Self {
             options,
             proxy,
-            proxy_done: !proxy.enabled,
+            proxy_done: !proxy.mode.enabled(),
             preread,
             parsed: None,
             buf: Vec::with_capacity(4096),
@@ -94,7 +94,7 @@ impl<'a> HeadReader<'a> {
             if self.buf.is_empty() {
                 return Progress::NeedMore;
             }
-            if !looks_like_proxy(&self.buf) {
+            if !looks_like_proxy(&self.buf, self.proxy.mode) {
                 self.proxy_done = true;
             } else {
                 let allowed = peer
@@ -152,10 +152,14 @@ impl<'a> HeadReader<'a> {
     }
 }
 
-fn looks_like_proxy(buf: &[u8]) -> bool {
+/// Whether `buf` may start a PROXY header of a version `mode` accepts; a
+/// header of the other version is left to the HTTP parser (gunicorn's rule),
+/// which refuses it.
+fn looks_like_proxy(buf: &[u8], mode: ProxyProtocol) -> bool {
     const V2_SIGNATURE: &[u8] = b"\r\n\r\n\0\r\nQUIT\n";
     let n = buf.len().min(V2_SIGNATURE.len());
-    b"PROXY ".starts_with(&buf[..buf.len().min(6)]) || buf[..n] == V2_SIGNATURE[..n]
+    (mode.accepts_v1() && b"PROXY ".starts_with(&buf[..buf.len().min(6)]))
+        || (mode.accepts_v2() && buf[..n] == V2_SIGNATURE[..n])
 }
 
 /// Reads until `reader` has a full head, the deadline passes, or the

@@ -22,6 +22,7 @@ mod io;
 pub mod policy;
 mod pool;
 mod reload_report;
+mod sendfile;
 mod signals;
 mod sink;
 pub mod stream;
@@ -128,7 +129,7 @@ impl ClassOptions {
                 header_map: HeaderMapPolicy::Dangerous,
             },
             proxy: head::ProxyRules {
-                enabled: settings.proxy_protocol,
+                mode: settings.proxy_protocol,
                 allow: settings.proxy_allow_ips.clone(),
             },
             header_timeout: Duration::from_secs(settings.header_timeout),
@@ -160,6 +161,7 @@ pub fn run(setup: WorkerSetup) -> i32 {
         age,
     } = setup;
     signals::install();
+    sendfile::set_enabled(settings.sendfile);
     let pid = std::process::id();
     tracing::info!("Booting worker with pid: {pid}");
     heartbeat.beat();

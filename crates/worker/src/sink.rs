@@ -238,7 +238,7 @@ impl<T: Transport> ResponseSink for HttpSink<T> {
             Framing::Chunked => {
                 let size_line = format!("{count:x}\r\n");
                 self.stream.write_all(size_line.as_bytes())?;
-                if !self.stream.send_file(fd, offset, count)? {
+                if !(crate::sendfile::enabled() && self.stream.send_file(fd, offset, count)?) {
                     // The size line is out; the body must follow it.
                     copy_file(&mut self.stream, fd, offset, count)?;
                 }
@@ -246,7 +246,7 @@ impl<T: Transport> ResponseSink for HttpSink<T> {
                 Ok(true)
             }
             Framing::Length | Framing::UntilClose => {
-                if !self.stream.send_file(fd, offset, count)? {
+                if !(crate::sendfile::enabled() && self.stream.send_file(fd, offset, count)?) {
                     copy_file(&mut self.stream, fd, offset, count)?;
                 }
                 Ok(true)

@@ -1,5 +1,12 @@
 //! TLS with rustls: the server configuration built from gunicorn's
-//! `--certfile`, `--keyfile`, `--ca-certs`, `--cert-reqs` and `--ciphers`.
+//! `--certfile`, `--keyfile`, `--ca-certs`, `--cert-reqs`, `--ciphers` and
+//! `--ssl-version` (which gunicorn 27 ignores and rustls honours, for the
+//! versions it implements: TLS 1.2 and 1.3).
+//!
+//! `--do-handshake-on-connect` and `--suppress-ragged-eofs` have no rustls
+//! counterpart and change nothing: the handshake always runs on the
+//! worker's event loop right after accept (never holding the app), and a
+//! peer that closes without `close_notify` simply ends its connection.
 //!
 //! The binary builds it before binding any socket, so a bad certificate or
 //! cipher stops startup with a message naming the setting; workers inherit
@@ -8,10 +15,11 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use ferricorn_config::Settings;
+use ferricorn_config::{Settings, SslVersion};
 use rustls::crypto::ring as provider;
 use rustls::server::WebPkiClientVerifier;
-use rustls::{RootCertStore, ServerConfig, SupportedCipherSuite};
+use rustls::version::{TLS12, TLS13};
+use rustls::{RootCertStore, ServerConfig, SupportedCipherSuite, SupportedProtocolVersion};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -55,8 +63,19 @@ pub fn server_config(settings: &Settings) -> Result<Option<Arc<ServerConfig>>, T
         crypto.cipher_suites = select_ciphers(ciphers)?;
     }
     let builder = ServerConfig::builder_with_provider(Arc::new(crypto))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| error("ciphers", e.to_string()))?;
+        .with_protocol_versions(protocol_versions(settings.ssl_version))
+        .map_err(|e| {
+            // No cipher suite fits the versions: name what the user set.
+            let setting = if settings.ciphers.is_some() {
+                "ciphers"
+            } else {
+                "ssl-version"
+            };
+            error(
+                setting,
+                format!("{e} (--ssl-version {})", settings.ssl_version.as_str()),
+            )
+        })?;
     let builder = match (settings.cert_reqs, &settings.ca_certs) {
         (0, _) => builder.with_no_client_auth(),
         (_, None) => return Err(error("cert-reqs", "client certificates need --ca-certs")),
@@ -94,6 +113,18 @@ pub fn server_config(settings: &Settings) -> Result<Option<Arc<ServerConfig>>, T
     // Offer h2 first when enabled: clients pick from our order.
     config.alpn_protocols.sort_by_key(|p| p.as_slice() != b"h2");
     Ok(Some(Arc::new(config)))
+}
+
+/// The TLS versions `--ssl-version` allows.
+fn protocol_versions(version: SslVersion) -> &'static [&'static SupportedProtocolVersion] {
+    static BOTH: [&SupportedProtocolVersion; 2] = [&TLS13, &TLS12];
+    static ONLY_12: [&SupportedProtocolVersion; 1] = [&TLS12];
+    static ONLY_13: [&SupportedProtocolVersion; 1] = [&TLS13];
+    match version {
+        SslVersion::Tls => &BOTH,
+        SslVersion::Tls12 => &ONLY_12,
+        SslVersion::Tls13 => &ONLY_13,
+    }
 }
 
 fn load_certs(
