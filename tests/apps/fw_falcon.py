@@ -58,14 +58,14 @@ class Raise:
 
 
 class Header:
-    def __init__(self, **headers):
-        self.headers = headers
+    def __init__(self, body, **headers):
+        self.body, self.headers = body, headers
 
     def on_get(self, req, resp):
         resp.content_type = falcon.MEDIA_TEXT
         for name, value in self.headers.items():
             resp.set_header(name.replace("_", "-"), value)
-        resp.text = "headers"
+        resp.text = self.body
 
 
 class Secure:
@@ -81,10 +81,10 @@ falcon_app.add_route("/chunked-len", ChunkedLen())
 falcon_app.add_route("/stream", Stream())
 falcon_app.add_route("/file", File())
 falcon_app.add_route("/raise", Raise())
-falcon_app.add_route("/hdr-latin1", Header(X_Name=LATIN1_VALUE))
-falcon_app.add_route("/hdr-euro", Header(X_Price=EURO_VALUE))
-falcon_app.add_route("/server-date", Header(Server=APP_SERVER, Date=APP_DATE))
-falcon_app.add_route("/close", Header(Connection="close"))
+falcon_app.add_route("/hdr-latin1", Header("latin1", X_Name=LATIN1_VALUE))
+falcon_app.add_route("/hdr-euro", Header("euro", X_Price=EURO_VALUE))
+falcon_app.add_route("/server-date", Header("server-date", Server=APP_SERVER, Date=APP_DATE))
+falcon_app.add_route("/close", Header("closing", Connection="close"))
 falcon_app.add_route("/secure", Secure())
 
 app = with_static(falcon_app)
