@@ -59,6 +59,17 @@ def digest_stream(read):
         total += len(block)
 
 
+def read_all(read):
+    """Reads `read(READ_BLOCK)` to EOF and returns the bytes (a sized read,
+    for the same reason as digest_stream)."""
+    blocks = []
+    while True:
+        block = read(READ_BLOCK)
+        if not block:
+            return b"".join(blocks)
+        blocks.append(block)
+
+
 def with_static(app):
     """`app` behind WhiteNoise serving static_root() at /static/."""
     from whitenoise import WhiteNoise
