@@ -36,6 +36,8 @@ impl GuardedSink {
     }
 }
 
+// Every method forwards, the defaulted ones too: a default here would
+// silently drop what the inner sink does with it.
 impl ResponseSink for GuardedSink {
     fn send_head(
         &mut self,
@@ -67,6 +69,19 @@ impl ResponseSink for GuardedSink {
 
     fn finish(&mut self) -> io::Result<()> {
         self.inner.finish()
+    }
+
+    fn send_informational(
+        &mut self,
+        status: u16,
+        reason: &str,
+        headers: &[(String, String)],
+    ) -> io::Result<()> {
+        self.inner.send_informational(status, reason, headers)
+    }
+
+    fn close_connection(&mut self) {
+        self.inner.close_connection()
     }
 
     fn keeps_connection(&self) -> bool {
