@@ -174,6 +174,17 @@ def test_invalid_chunked_body_is_400(body_server, name, bytewise):
     assert "invalid request body" in seen["error"], seen
 
 
+def test_invalid_body_is_logged_as_an_invalid_request(body_server):
+    """A body refused for its framing is logged at warning with the peer and
+    the reason, as gunicorn logs its chunk errors."""
+    start = body_server.mark()
+    body = b"3\r\nabc\r\n5_\r\nhello\r\n0\r\n\r\n"
+    response = parse_response(send(body_server, chunked_request(new_tag(), body)))
+    assert response.status == 400, response
+    body_server.stderr.wait_for(
+        r"\[WARNING\] Invalid request from ip=127\.0\.0\.1: .*invalid chunk size", start=start)
+
+
 @pytest.mark.parametrize("how", ["read1", "readline"])
 def test_invalid_body_is_400_however_read(body_server, how):
     """read(1) loops and readline() see the same error as read()."""

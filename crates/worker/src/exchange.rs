@@ -76,7 +76,8 @@ pub struct Exchange {
     pub body_error: BodyError,
 }
 
-/// Where a body reader records a framing error for the exchange.
+/// Where a body reader records why the request body failed (bad framing,
+/// cut short by the client, stalled) for the exchange.
 pub type BodyError = Arc<std::sync::OnceLock<HttpError>>;
 
 /// Runs one exchange through the app. `reject` sends a complete error
@@ -174,6 +175,13 @@ pub fn serve(
 
     // A body found invalid before the response started is answered with
     // its 4xx, whatever the app did with the read error.
+    if let Some(error) = body_error.get() {
+        let ip = peer
+            .remote
+            .map(|addr| addr.ip().to_string())
+            .unwrap_or_default();
+        tracing::warn!("Invalid request from ip={ip}: {}", error.detail);
+    }
     let withheld = withheld.load(std::sync::atomic::Ordering::SeqCst);
     if (outcome.failed && !outcome.head_sent) || withheld {
         let error = body_error

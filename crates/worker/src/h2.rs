@@ -113,9 +113,10 @@ async fn handle(
         expect_continue: false,
     };
 
+    let body_error = BodyError::default();
     let body_rx = has_body.then(|| {
         let (body_tx, body_rx) = mpsc::channel::<BodyChunk>(4);
-        tokio::spawn(pump_body(incoming, body_tx));
+        tokio::spawn(pump_body(incoming, body_tx, Arc::clone(&body_error)));
         body_rx
     });
     let (head_tx, head_rx) = oneshot::channel();
@@ -130,7 +131,7 @@ async fn handle(
         head,
         body: Box::new(ChannelBody::new(body_rx, None)),
         sink: Box::new(sink),
-        body_error: BodyError::default(),
+        body_error,
     };
     let ctx = Arc::clone(&shared.ctx);
     shared.submit(Box::new(move || {
@@ -172,7 +173,14 @@ fn latin1(value: &str) -> Vec<u8> {
     bytes
 }
 
-async fn pump_body(mut incoming: Incoming, body_tx: mpsc::Sender<BodyChunk>) {
+/// Feeds the stream's DATA frames to the app. A stream error (a
+/// content-length mismatch, a reset) is recorded as the exchange's body
+/// error, so a response not yet started becomes a 400, as on HTTP/1.1.
+async fn pump_body(
+    mut incoming: Incoming,
+    body_tx: mpsc::Sender<BodyChunk>,
+    body_error: BodyError,
+) {
     while let Some(frame) = incoming.frame().await {
         match frame {
             Ok(frame) => {
@@ -183,6 +191,9 @@ async fn pump_body(mut incoming: Incoming, body_tx: mpsc::Sender<BodyChunk>) {
                 }
             }
             Err(error) => {
+                let _ = body_error.set(HttpError::bad_request(format!(
+                    "invalid request body: {error}"
+                )));
                 let _ = body_tx.send(Err(error.to_string())).await;
                 return;
             }
