@@ -4,7 +4,7 @@
 Invoked by benches/run.sh (which installs the tools and builds the
 binaries); usable on its own once they are there:
 
-    python3 benches/bench.py --ferricorn target/release/ferricorn \
+    python3 benches/bench.py --ferricorn target/venv-bench/bin/ferricorn \
         --hello-rs target/release/hello-rs [--quick] [--apps hello,flask]
 
 For every app in benches/apps/ it starts every server configuration at once
@@ -454,7 +454,7 @@ def versions(ferricorn: str) -> dict[str, str]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--ferricorn", required=True, help="path to the release ferricorn binary")
+    ap.add_argument("--ferricorn", required=True, help="the ferricorn command (release wheel installed in a venv)")
     ap.add_argument("--hello-rs", help="path to the Rust-only hello binary")
     ap.add_argument("--quick", action="store_true", help="hello only, one round, 3 s runs")
     ap.add_argument("--apps", help="comma-separated subset of: " + ",".join(a.name for a in APPS))

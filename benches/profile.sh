@@ -2,7 +2,7 @@
 # Profiles ferricorn's workers on hello world under wrk load: a flat CPU
 # profile (perf, software cpu-clock event: no hardware counters needed) and
 # syscall counts per request (strace -c). Run benches/run.sh once first (it
-# builds the binary and installs wrk).
+# installs the release wheel into target/venv-bench and installs wrk).
 #
 #   bash benches/profile.sh [sync|gthread] [SECONDS]
 #
@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 CLASS="${1:-sync}"
 SECS="${2:-8}"
-BIN="$PWD/target/release/ferricorn"
+BIN="$PWD/target/venv-bench/bin/ferricorn"  # benches/run.sh installs it
 OUT="$PWD/target/bench/profile-$CLASS"
 mkdir -p "$OUT"
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One command from a fresh clone: installs the load generator and the peer
-# servers, builds ferricorn and the Rust-only hello ceiling (release), and
-# runs benches/bench.py, which prints a markdown table of medians.
+# servers, builds the ferricorn wheel (release) into target/venv-bench and
+# the Rust-only hello ceiling, and runs benches/bench.py, which prints a
+# markdown table of medians.
 #
 #   bash benches/run.sh            # full run: 4 apps, all configs (~14 min)
 #   bash benches/run.sh --quick    # hello world only, one round (~1.5 min)
@@ -25,9 +26,9 @@ if ! command -v wrk >/dev/null; then
     || { $SUDO apt-get update >/dev/null && $SUDO apt-get install -y wrk >/dev/null; }
 fi
 
-cargo build --release -p ferricorn
+ferricorn=$(bash tests/install.sh target/venv-bench release | tail -n 1)
 cargo build --release --manifest-path benches/hello-rs/Cargo.toml --target-dir target
 
 exec python3 benches/bench.py \
-  --ferricorn target/release/ferricorn \
+  --ferricorn "$ferricorn" \
   --hello-rs target/release/hello-rs "$@"

@@ -1,8 +1,6 @@
-"""Fixtures for the end-to-end suite: the binary (built once), servers that
+"""Fixtures for the end-to-end suite: the command (installed once), servers that
 are always stopped, and their logs attached to failing tests."""
-import json
 import os
-import shutil
 import subprocess
 import time
 
@@ -10,29 +8,23 @@ import pytest
 
 from harness import ALL_SERVERS, REPO_DIR, ServerPool
 
-BUILD_TIMEOUT = 1800  # a cold build, possibly behind someone else's cargo lock
+BUILD_TIMEOUT = 1800  # a cold wheel build, possibly behind someone else's cargo lock
 
 
 @pytest.fixture(scope="session")
 def ferricorn_bin():
-    """The ferricorn binary: $FERRICORN_BIN, else `cargo build -p ferricorn`."""
+    """The ferricorn command: $FERRICORN_BIN, else the wheel built and
+    installed into a fresh venv by tests/install.sh."""
     binary = os.environ.get("FERRICORN_BIN")
     if binary:
         binary = os.path.abspath(binary)  # servers run in tests/apps
         assert os.access(binary, os.X_OK), "FERRICORN_BIN=%s is not executable" % binary
         return binary
-    cargo = shutil.which("cargo")
-    assert cargo, "cargo not found; set FERRICORN_BIN"
-    build = subprocess.run(
-        [cargo, "build", "-p", "ferricorn", "--message-format=json-render-diagnostics"],
+    install = subprocess.run(
+        ["bash", os.path.join(REPO_DIR, "tests", "install.sh")],
         cwd=REPO_DIR, capture_output=True, text=True, timeout=BUILD_TIMEOUT)
-    assert build.returncode == 0, "cargo build failed:\n" + build.stderr[-5000:]
-    for line in build.stdout.splitlines():
-        message = json.loads(line)
-        if (message.get("reason") == "compiler-artifact"
-                and message["target"]["name"] == "ferricorn" and message.get("executable")):
-            return message["executable"]
-    raise AssertionError("cargo build produced no ferricorn executable")
+    assert install.returncode == 0, "tests/install.sh failed:\n" + install.stderr[-5000:]
+    return install.stdout.splitlines()[-1]
 
 
 @pytest.fixture

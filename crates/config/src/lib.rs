@@ -8,7 +8,7 @@
 //! is recognised and refused with "not supported yet" rather than ignored.
 //!
 //! ```no_run
-//! match ferricorn_config::load_from_process() {
+//! match ferricorn_config::load_from_process(std::env::args_os().collect()) {
 //!     Ok(loaded) => println!("{} workers", loaded.settings.workers),
 //!     Err(e) if e.is_info() => {
 //!         println!("{e}");
@@ -68,14 +68,14 @@ pub fn load(
     layers::load(args, env, cwd)
 }
 
-/// [`load`] with this process's arguments, environment and current directory.
+/// [`load`] with `args` and this process's environment and current directory.
 /// Environment variables whose name or value is not UTF-8 are skipped.
-pub fn load_from_process() -> Result<Loaded, ConfigError> {
+pub fn load_from_process(args: Vec<OsString>) -> Result<Loaded, ConfigError> {
     let cwd = std::env::current_dir().map_err(|e| ConfigError::Usage {
         message: format!("cannot determine the current directory: {e}"),
     })?;
     let env: BTreeMap<String, String> = std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
         .collect();
-    load(std::env::args_os().collect(), &env, &cwd)
+    load(args, &env, &cwd)
 }

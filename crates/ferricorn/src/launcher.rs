@@ -1,21 +1,36 @@
 //! Wiring between the master and the worker crates: what a forked child
 //! runs, and the scoreboard slot seen as the worker's heartbeat.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 
 use ferricorn_config::Settings;
 use ferricorn_master::{BoundListener, MasterEvent, Slot, WorkerLauncher};
+use ferricorn_python::fork::ForkGuard;
 use ferricorn_worker::{Heartbeat, Listener, WorkerSetup};
 
 use crate::master_python::MasterPython;
 
-/// Starts a worker in each forked child; with Python in the master, also
-/// wraps forks for it and runs the master's hooks.
+/// Starts a worker in each forked child, wraps every fork in CPython's fork
+/// protocol (the master is a `python` process), and runs the master's hooks.
 pub struct Launcher {
-    /// The master's interpreter, when `--preload` or a master hook needs one.
-    pub python: Option<MasterPython>,
+    /// The preloaded app and the master's hooks, when configured.
+    python: Option<MasterPython>,
     /// Who the workers run as (`--user`/`--group`), resolved at start.
-    pub owner: Option<crate::process::Owner>,
+    owner: Option<crate::process::Owner>,
+    /// The GIL held across the current `fork()`.
+    fork: RefCell<Option<ForkGuard>>,
+}
+
+impl Launcher {
+    /// A launcher for workers run as `owner`, with the master's `python`.
+    pub fn new(python: Option<MasterPython>, owner: Option<crate::process::Owner>) -> Self {
+        Self {
+            python,
+            owner,
+            fork: RefCell::new(None),
+        }
+    }
 }
 
 struct SlotHeartbeat(&'static Slot);
@@ -91,14 +106,16 @@ impl WorkerLauncher for Launcher {
     }
 
     fn before_fork(&self) {
-        if let Some(python) = &self.python {
-            python.before_fork();
-        }
+        *self.fork.borrow_mut() = ForkGuard::before();
     }
 
     fn after_fork(&self, in_child: bool) {
-        if let Some(python) = &self.python {
-            python.after_fork(in_child);
+        if let Some(guard) = self.fork.borrow_mut().take() {
+            if in_child {
+                guard.child();
+            } else {
+                guard.parent();
+            }
         }
     }
 

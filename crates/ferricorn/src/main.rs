@@ -1,29 +1,26 @@
 //! The `ferricorn` command: read the configuration, bind, and hand over to
 //! the master. Everything else lives in the library crates.
+//!
+//! It runs inside the `python` process of the `ferricorn` console script
+//! (see `lib.rs`), which passes the command line in.
 
-mod launcher;
-mod logging;
-mod master_python;
-mod process;
-mod proctitle;
+use crate::{launcher, logging, master_python, process, proctitle};
 
 use std::collections::BTreeMap;
-use std::process::ExitCode;
+use std::ffi::OsString;
 
 use ferricorn_config::Settings;
 use ferricorn_master::upgrade::{inherited_listeners, Upgrade};
 use ferricorn_master::{bind_all, Arbiter, ListenOptions, Reloader};
 
-fn main() -> ExitCode {
-    ExitCode::from(u8::try_from(run()).unwrap_or(1))
-}
-
-fn run() -> i32 {
+/// Runs the command with `args` (argv\[0\] first) and returns its exit
+/// code; `exec_args` is the command line that starts this process again
+/// (for `USR2`).
+pub fn run(args: Vec<OsString>, exec_args: Vec<OsString>) -> i32 {
     // Kept for HUP, which re-reads the configuration as it was first read:
     // the same command line, relative paths against the same directory.
-    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let start_dir = std::env::current_dir().unwrap_or_else(|_| std::path::PathBuf::from("/"));
-    let loaded = match ferricorn_config::load_from_process() {
+    let loaded = match ferricorn_config::load_from_process(args.clone()) {
         Ok(loaded) => loaded,
         Err(error) => {
             if error.is_info() {
@@ -122,9 +119,9 @@ fn run() -> i32 {
             return 1;
         }
     };
-    match Arbiter::new(settings, listeners, launcher::Launcher { python, owner }) {
+    match Arbiter::new(settings, listeners, launcher::Launcher::new(python, owner)) {
         Ok(arbiter) => arbiter
-            .with_upgrade(Upgrade::new(&args, &start_dir))
+            .with_upgrade(Upgrade::new(&exec_args, &start_dir))
             .with_reloader(reloader(args, start_dir))
             .with_log_reopener(Box::new(logging::request_reopen))
             .run(),
@@ -158,8 +155,7 @@ fn prepare_process(settings: &Settings) -> Result<(), String> {
         )
     })?;
     for (key, value) in &settings.raw_env {
-        // The master is still single-threaded here.
-        std::env::set_var(key, value);
+        ferricorn_python::interpreter::set_env(key, value).map_err(|e| e.to_string())?;
     }
     Ok(())
 }

@@ -1,16 +1,13 @@
-//! Python in the master, only when needed: with `--preload` (the app is
+//! The master's Python work, only when needed: with `--preload` (the app is
 //! imported once, before forking) or when a hook that runs in the master is
-//! configured. Otherwise the master never starts an interpreter.
+//! configured. Otherwise the master imports nothing of the user's.
 //!
-//! While it runs, the master holds the GIL only inside a hook and across
-//! each `fork()` ([`ForkGuard`]), so the children inherit a consistent
-//! interpreter and `random` is reseeded in each.
-
-use std::cell::RefCell;
+//! The master holds the GIL only inside a hook, and across each `fork()`
+//! (`Launcher`), so the children inherit a consistent interpreter and
+//! `random` is reseeded in each.
 
 use ferricorn_config::Settings;
 use ferricorn_master::MasterEvent;
-use ferricorn_python::fork::ForkGuard;
 use ferricorn_python::hooks::Hooks;
 use ferricorn_python::interpreter::{self, InterpreterOptions};
 use ferricorn_worker::hooks::{hook_config, MASTER_HOOKS};
@@ -21,7 +18,6 @@ pub struct MasterPython {
     hooks: Hooks,
     server: Py<PyAny>,
     app: Option<Py<PyAny>>,
-    fork: RefCell<Option<ForkGuard>>,
 }
 
 /// Why the master could not set up Python; carries the exit code.
@@ -33,8 +29,8 @@ pub struct StartError {
 }
 
 impl MasterPython {
-    /// Starts the interpreter when `settings` need one in the master,
-    /// imports the app with `--preload`, resolves the master's hooks and
+    /// Puts the app's directories on `sys.path` when `settings` need Python
+    /// in the master, imports the app with `--preload`, resolves the master's hooks and
     /// runs `on_starting`; `Ok(None)` when no Python is needed here.
     pub fn start(settings: &Settings) -> Result<Option<Self>, StartError> {
         let master_hooks = settings
@@ -74,7 +70,6 @@ impl MasterPython {
                 hooks,
                 server: server.unbind(),
                 app,
-                fork: RefCell::new(None),
             }))
         })
     }
@@ -84,22 +79,6 @@ impl MasterPython {
         self.app
             .as_ref()
             .map(|app| Python::attach(|py| app.clone_ref(py)))
-    }
-
-    /// Takes the GIL and runs CPython's before-fork handlers.
-    pub fn before_fork(&self) {
-        *self.fork.borrow_mut() = ForkGuard::before();
-    }
-
-    /// CPython's after-fork handlers; releases the GIL.
-    pub fn after_fork(&self, in_child: bool) {
-        if let Some(guard) = self.fork.borrow_mut().take() {
-            if in_child {
-                guard.child();
-            } else {
-                guard.parent();
-            }
-        }
     }
 
     /// Runs the hook for `event`, with gunicorn's arguments; what it raises

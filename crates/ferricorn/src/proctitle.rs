@@ -3,8 +3,10 @@
 //! setproctitle does (without borrowing the environment's space: a title
 //! longer than the original command line is truncated).
 //!
-//! glibc passes `argc`/`argv` to `.init_array` functions; [`capture`] keeps
-//! where the argv strings live. Read the arguments (`std::env::args_os`)
+//! glibc passes `argc`/`argv` to `.init_array` functions, also those of a
+//! shared object loaded later (this extension module); [`capture`] keeps
+//! where the argv strings live. Other C libraries (musl) pass nothing, and
+//! titles stay unchanged there. Read the arguments (`std::env::args_os`)
 //! before setting a title: afterwards they read back the title.
 
 use std::ffi::{c_char, c_int};
@@ -13,12 +15,14 @@ use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 static AREA_START: AtomicPtr<u8> = AtomicPtr::new(std::ptr::null_mut());
 static AREA_LEN: AtomicUsize = AtomicUsize::new(0);
 
+#[cfg(target_env = "gnu")]
 #[used]
 #[link_section = ".init_array"]
 static CAPTURE: extern "C" fn(c_int, *const *const c_char, *const *const c_char) = capture;
 
 /// Records the contiguous area of the argv strings (from the first to the
 /// terminating NUL of the last one that directly follows its predecessor).
+#[cfg(target_env = "gnu")]
 extern "C" fn capture(argc: c_int, argv: *const *const c_char, _envp: *const *const c_char) {
     let Ok(count) = usize::try_from(argc) else {
         return;

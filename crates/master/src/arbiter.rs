@@ -406,7 +406,7 @@ impl<L: WorkerLauncher> Arbiter<L> {
         }
     }
 
-    /// `USR2`: starts a new master (the binary as it is on disk now) that
+    /// `USR2`: starts a new master (the ferricorn installed now) that
     /// inherits the listeners; this one keeps serving until `WINCH`/`TERM`.
     fn reexec(&mut self) {
         if let Some(child) = self.upgrade_child {

@@ -7,8 +7,8 @@
 //! acts on signals ([`signals`]). Workers are replaced in phases
 //! ([`recycle`]): the replacement first, then the old one. systemd hears
 //! about it through [`notify`]. It never parses HTTP and never touches Python itself:
-//! the launcher does, around forks and at [`MasterEvent`]s, when the binary
-//! runs Python in the master (`--preload`, server hooks).
+//! the launcher does, around every fork (the master is a `python` process)
+//! and at [`MasterEvent`]s (`--preload`, server hooks).
 
 pub mod arbiter;
 pub mod listeners;

@@ -40,10 +40,13 @@ extern "C" fn on_signal(signal: libc::c_int) {
     }
 }
 
-/// The read end of the self-pipe, with the handlers installed.
+/// The read end of the self-pipe, with the handlers installed. Dropping it
+/// puts back the handlers it replaced (Python's, in the `python` process
+/// that ferricorn runs in).
 pub struct SignalPipe {
     read: OwnedFd,
     write: OwnedFd,
+    previous: Vec<(Signal, SigAction)>,
 }
 
 impl SignalPipe {
@@ -56,11 +59,16 @@ impl SignalPipe {
             SaFlags::SA_RESTART,
             SigSet::empty(),
         );
+        let mut previous = Vec::with_capacity(HANDLED.len());
         for signal in HANDLED {
             // SAFETY: the handler only calls the async-signal-safe write(2).
-            unsafe { sigaction(signal, &action) }?;
+            previous.push((signal, unsafe { sigaction(signal, &action) }?));
         }
-        Ok(Self { read, write })
+        Ok(Self {
+            read,
+            write,
+            previous,
+        })
     }
 
     /// Waits up to `timeout` for signals and returns those that arrived,
@@ -124,6 +132,17 @@ impl SignalPipe {
         // the default dispositions set here.)
         let _ = nix::unistd::close(self.read.as_raw_fd());
         let _ = nix::unistd::close(self.write.as_raw_fd());
+    }
+}
+
+impl Drop for SignalPipe {
+    fn drop(&mut self) {
+        for (signal, action) in &self.previous {
+            // SAFETY: reinstating the disposition that was in place before
+            // `install`, which its owner set up to be valid.
+            let _ = unsafe { sigaction(*signal, action) };
+        }
+        WAKE_FD.store(-1, Ordering::Relaxed);
     }
 }
 

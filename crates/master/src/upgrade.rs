@@ -1,7 +1,8 @@
 //! Binary upgrades (`USR2`) and inherited listeners.
 //!
-//! On `USR2` the master forks and execs the (possibly new) ferricorn binary
-//! with the original command line; the listening sockets survive the exec
+//! On `USR2` the master forks and execs the command line it was started
+//! with (for the Python package: `sys.executable` and its original
+//! arguments, so the ferricorn installed now); the listening sockets survive the exec
 //! (close-on-exec cleared in the child only) and are named in
 //! `FERRICORN_FD`. The new master serves them with its own workers while the
 //! old one keeps running until told `WINCH` (stop its workers) or `TERM`.

@@ -1,6 +1,6 @@
 //! `fork()` in a process that runs Python, done the way `os.fork()` does it.
 //!
-//! With `--preload` or master-side hooks the master has an interpreter.
+//! The master is a `python` process (ferricorn is an extension module).
 //! Around each fork it must take the GIL and run CPython's fork handlers
 //! (`PyOS_BeforeFork`, then `PyOS_AfterFork_Parent` or
 //! `PyOS_AfterFork_Child`): they reset the child's locks and threads and run

@@ -1,6 +1,7 @@
 //! ferricorn's bridge to CPython.
 //!
-//! A worker process starts the interpreter ([`interpreter::start`]), loads
+//! ferricorn runs inside the `python` process of its console script. A
+//! worker puts the app on `sys.path` ([`interpreter::start`]), loads
 //! the user's application ([`app::load`]) and then calls it once per request
 //! through [`wsgi::WsgiApp::call`]. The bridge knows WSGI (PEP 3333) but no
 //! HTTP framing: bytes come in through [`std::io::Read`] and the response

@@ -1,8 +1,8 @@
 //! ferricorn worker processes.
 //!
 //! A worker is forked by the master with the listening sockets and a
-//! scoreboard slot. [`run`] starts the worker's own Python interpreter
-//! (unless the master forked it with one, `--preload`), imports the app
+//! scoreboard slot. [`run`] uses the Python interpreter inherited from the
+//! master (a `python` process), imports the app
 //! (unless preloaded), runs the worker's server hooks ([`hooks`]), and
 //! serves with the configured worker class until told
 //! to stop. The return value is the process exit code, as gunicorn's:
@@ -170,13 +170,11 @@ pub fn run(setup: WorkerSetup) -> i32 {
         chdir: settings.chdir.clone(),
         pythonpath: settings.pythonpath.clone(),
     };
-    // A master running Python (`--preload`, hooks) forked us with its
-    // interpreter, already set up.
-    if !interpreter::is_initialized() {
-        if let Err(error) = interpreter::start(&options) {
-            tracing::error!("Exception in worker process: {error}");
-            return WORKER_BOOT_ERROR;
-        }
+    // The interpreter is the master's, inherited; the paths are set again
+    // because a `HUP` may have changed them.
+    if let Err(error) = interpreter::start(&options) {
+        tracing::error!("Exception in worker process: {error}");
+        return WORKER_BOOT_ERROR;
     }
     let hooks = match Python::attach(|py| hooks::WorkerHooks::load(py, &settings, age)) {
         Ok(hooks) => hooks,
