@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use crate::bind::Bind;
 use crate::cidr::AllowList;
+use crate::operability::Operability;
 use crate::types::{HeaderMap, LogLevel, WorkerClass};
 
 /// Every supported setting, fully resolved and validated. Names, meanings and
@@ -147,6 +148,8 @@ pub struct Settings {
     /// Server hooks: (gunicorn hook name, `MODULE:CALLABLE`), from the config
     /// file or `FERRICORN_<HOOK>`; see [`Settings::hook`].
     pub hooks: Vec<(String, String)>,
+    /// Metrics, health, control socket and log format settings.
+    pub ops: Operability,
 }
 
 impl Settings {
@@ -217,6 +220,7 @@ impl Settings {
             http2_max_header_list_size: 0,
             config_file: None,
             hooks: Vec::new(),
+            ops: Operability::default(),
         }
     }
 
