@@ -1,9 +1,11 @@
 //! The `ferricorn` command: read the configuration, bind, and hand over to
 //! the master. Everything else lives in the library crates.
 
+mod ctl;
 mod launcher;
 mod logging;
 mod master_python;
+mod observe;
 mod process;
 mod proctitle;
 
@@ -22,6 +24,9 @@ fn run() -> i32 {
     // Kept for HUP, which re-reads the configuration as it was first read:
     // the same command line, relative paths against the same directory.
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Some(code) = ctl::run_if_requested(&args) {
+        return code;
+    }
     let start_dir = std::env::current_dir().unwrap_or_else(|_| std::path::PathBuf::from("/"));
     let loaded = match ferricorn_config::load_from_process() {
         Ok(loaded) => loaded,
@@ -52,6 +57,7 @@ fn run() -> i32 {
         tracing::error!("{error}");
         return 1;
     }
+    observe::set_slow_request_log(settings.ops.slow_request_log);
     if settings.check_config {
         return check_config(&settings);
     }

@@ -4,7 +4,7 @@
 //! arbiter loop reads it and acts outside signal context. The master keeps
 //! a single thread, so no signal can land on a helper thread.
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
@@ -66,8 +66,25 @@ impl SignalPipe {
     /// Waits up to `timeout` for signals and returns those that arrived,
     /// in order, without duplicates of `SIGCHLD`.
     pub fn wait(&self, timeout: Duration) -> Vec<Signal> {
+        self.wait_with(timeout, &[])
+    }
+
+    /// [`SignalPipe::wait`] that also wakes up when one of `extra` is
+    /// readable (or, when its flag is set, writable): the control socket's
+    /// descriptors, served from the same loop.
+    pub fn wait_with(&self, timeout: Duration, extra: &[(RawFd, bool)]) -> Vec<Signal> {
         let millis = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
-        let mut fds = [PollFd::new(self.read.as_fd(), PollFlags::POLLIN)];
+        let mut fds = vec![PollFd::new(self.read.as_fd(), PollFlags::POLLIN)];
+        for &(fd, writable) in extra {
+            let flags = if writable {
+                PollFlags::POLLIN | PollFlags::POLLOUT
+            } else {
+                PollFlags::POLLIN
+            };
+            // SAFETY: the caller owns these descriptors and keeps them open
+            // for the duration of this call.
+            fds.push(PollFd::new(unsafe { BorrowedFd::borrow_raw(fd) }, flags));
+        }
         let _ = poll(&mut fds, PollTimeout::from(millis));
         let mut received = Vec::new();
         let mut buf = [0u8; 64];

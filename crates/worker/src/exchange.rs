@@ -153,6 +153,15 @@ pub fn serve(
         hooks.after(req, outcome.status);
     }
 
+    let elapsed = started.elapsed();
+    ctx.heartbeat.request_done(&crate::RequestDone {
+        method: &head.method,
+        protocol: head.version.as_str(),
+        status: outcome.status,
+        secure: url_scheme == "https",
+        elapsed,
+        target: &head.target,
+    });
     if let Some(format) = &ctx.access_format {
         let line = format.format(&AccessRecord {
             remote: peer.remote,
@@ -165,7 +174,7 @@ pub fn serve(
             status: outcome.status,
             response_headers: &outcome.headers,
             bytes_sent: outcome.bytes_sent,
-            elapsed: started.elapsed(),
+            elapsed,
             started_unix,
         });
         tracing::info!(target: "ferricorn.access", "{line}");
