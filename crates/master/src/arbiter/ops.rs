@@ -83,14 +83,18 @@ impl<L: WorkerLauncher> Arbiter<L> {
 
     /// Once per loop round: control requests, board gauges, StatsD gauges.
     pub(super) fn ops_round(&mut self) {
-        if let Some(mut control) = self.control.take() {
-            for request in control.poll() {
-                let result = self
-                    .control_command(&request.words)
-                    .map_err(|e| e.message());
+        let requests = self
+            .control
+            .as_mut()
+            .map(ControlServer::poll)
+            .unwrap_or_default();
+        for request in requests {
+            let result = self
+                .control_command(&request.words)
+                .map_err(|e| e.message());
+            if let Some(control) = self.control.as_mut() {
                 control.respond(&request, result);
             }
-            self.control = Some(control);
         }
         let gauges = self.gauges();
         self.board.publish(gauges, monotonic_ms());
@@ -192,6 +196,7 @@ impl<L: WorkerLauncher> Arbiter<L> {
                 if let Some(control) = &self.control {
                     control.close_in_child();
                 }
+                let scoreboard = self.scoreboard.share();
                 let info = ExporterInfo {
                     version: env!("CARGO_PKG_VERSION"),
                     worker_class: self.settings.worker_class.as_str().to_string(),
@@ -204,6 +209,9 @@ impl<L: WorkerLauncher> Arbiter<L> {
                             (l.to_string(), l.as_raw_fd())
                         })
                         .collect(),
+                    slot_ready: Box::new(move |index| {
+                        scoreboard.slot(index).state() == WorkerState::Ready
+                    }),
                 };
                 exporter::serve(&exporter.listener, self.board, &info);
             }

@@ -29,6 +29,9 @@ pub struct ExporterInfo {
     pub worker_class: String,
     /// The app listeners' descriptors, for the accept-queue gauges.
     pub listeners: Vec<(String, RawFd)>,
+    /// Whether worker slot `index` says Ready right now (the scoreboard),
+    /// so readiness does not wait for the master's next loop round.
+    pub slot_ready: Box<dyn Fn(usize) -> bool>,
 }
 
 /// Serves forever on `listener` (in the exporter process).
@@ -118,7 +121,12 @@ fn route(path: &str, board: &Board, info: &ExporterInfo) -> (u16, &'static str, 
             }
         }
         "/readyz" | "/healthz" => {
-            let g = master.gauges;
+            let mut g = master.gauges;
+            let live = board.snapshot().workers;
+            let ready_now = live.iter().filter(|w| (info.slot_ready)(w.0)).count();
+            g.ready = u64::try_from(ready_now)
+                .unwrap_or(0)
+                .saturating_sub(g.stopping);
             let (status, word) = if master.draining {
                 (503, "draining")
             } else if g.target == 0 || g.ready < g.target {
