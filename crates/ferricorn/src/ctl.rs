@@ -111,10 +111,7 @@ fn execute(stream: &mut UnixStream, id: u64, command: &str, json: bool) -> i32 {
 
 fn print_text(data: &Value) {
     if let Some(workers) = data.get("workers").and_then(Value::as_array) {
-        println!(
-            "{:<8} {:<5} {:<7} {:<9} {:<9} {}",
-            "PID", "AGE", "BOOTED", "LAST_BEAT", "STATE", "REQUESTS"
-        );
+        println!("PID      AGE   BOOTED  LAST_BEAT STATE     REQUESTS");
         for w in workers {
             let field = |key: &str| w.get(key).map(|v| v.to_string()).unwrap_or_default();
             println!(

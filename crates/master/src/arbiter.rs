@@ -540,8 +540,7 @@ impl<L: WorkerLauncher> Arbiter<L> {
             let Some(record) = self.workers.remove(&pid) else {
                 continue;
             };
-            self.board
-                .retire(record.slot, self.exit_reason(&record, &status));
+            self.board.retire(record.slot, self.exit_reason(&record));
             self.scoreboard.release(record.slot);
             self.launcher.event(MasterEvent::ChildExit {
                 pid: pid.as_raw(),

@@ -5,7 +5,6 @@
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::WaitStatus;
 use nix::unistd::{fork, ForkResult, Pid};
 
 use super::{Arbiter, WorkerLauncher, WorkerRecord};
@@ -151,7 +150,7 @@ impl<L: WorkerLauncher> Arbiter<L> {
     }
 
     /// Why the worker of `record` exited, for the exit counters.
-    pub(super) fn exit_reason(&self, record: &WorkerRecord, status: &WaitStatus) -> ExitReason {
+    pub(super) fn exit_reason(&self, record: &WorkerRecord) -> ExitReason {
         if record.boot_timed_out {
             return ExitReason::BootTimeout;
         }
@@ -174,7 +173,6 @@ impl<L: WorkerLauncher> Arbiter<L> {
             }
             return ExitReason::ScaleDown;
         }
-        let _ = status;
         ExitReason::Crash
     }
 

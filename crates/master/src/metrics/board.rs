@@ -628,6 +628,7 @@ mod tests {
             1
         );
         // Many label combinations: the rest lands in the overflow series.
+        board.claim(1, 13);
         for status in 100..200 {
             board.observe(1, &get("GET", status, 1));
         }
