@@ -254,7 +254,7 @@ mod tests {
             "env:test",
             "--enable-backlog-metric",
             "--log-format",
-            "json",
+            "text",
             "--slow-request-log",
             "3",
             "--no-control-socket",
@@ -266,12 +266,13 @@ mod tests {
         assert_eq!(ops.shutdown_delay, 2);
         assert_eq!(ops.statsd_prefix, "svc.");
         assert!(ops.enable_backlog_metric);
-        assert_eq!(ops.log_format, LogFormat::Json);
+        assert_eq!(ops.log_format, LogFormat::Text);
         assert_eq!(ops.slow_request_log, 3);
         for (args, named) in [
             (&["--metrics-bind", "fd://3"][..], "--metrics-bind"),
             (&["--statsd-host", "h:99999"], "--statsd-host"),
             (&["--log-format", "xml"], "--log-format"),
+            (&["--log-format", "json"], "json is not supported yet"),
             (
                 &["--control-socket-mode", "0o1777"],
                 "--control-socket-mode",
