@@ -31,6 +31,7 @@ mod error;
 mod example;
 mod layers;
 mod loaded;
+mod operability;
 mod settings;
 mod shell;
 mod source;
@@ -51,6 +52,9 @@ pub use cli::{help_text, VERSION};
 pub use error::{ConfigError, ParseError};
 pub use example::example_config;
 pub use loaded::Loaded;
+pub use operability::{
+    default_control_socket, statsd_prefix, LogFormat, Operability, StatsdAddr, STATSD_DEFAULT_PORT,
+};
 pub use settings::Settings;
 pub use source::Source;
 pub use types::{HeaderMap, LogLevel, ProxyProtocol, ReloadEngine, SslVersion, WorkerClass};

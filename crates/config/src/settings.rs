@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use crate::bind::Bind;
 use crate::cidr::AllowList;
+use crate::operability::Operability;
 use crate::types::{HeaderMap, LogLevel, ProxyProtocol, ReloadEngine, SslVersion, WorkerClass};
 
 /// Every supported setting, fully resolved and validated. Names, meanings and
@@ -167,6 +168,8 @@ pub struct Settings {
     /// Server hooks: (gunicorn hook name, `MODULE:CALLABLE`), from the config
     /// file or `FERRICORN_<HOOK>`; see [`Settings::hook`].
     pub hooks: Vec<(String, String)>,
+    /// Metrics, health, control socket and log format settings.
+    pub ops: Operability,
 }
 
 impl Settings {
@@ -245,6 +248,7 @@ impl Settings {
             http2_max_header_list_size: 0,
             config_file: None,
             hooks: Vec::new(),
+            ops: Operability::default(),
         }
     }
 

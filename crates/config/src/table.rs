@@ -14,6 +14,7 @@ use toml::Value as Toml;
 use crate::bind::Bind;
 use crate::cidr::AllowList;
 use crate::error::ParseError;
+use crate::operability::{statsd_prefix, LogFormat, StatsdAddr};
 use crate::settings::Settings;
 use crate::source::Source;
 use crate::types::{ProxyProtocol, SslVersion};
@@ -1306,7 +1307,178 @@ pub(crate) static SETTINGS: &[SettingDef] = &[
         },
         show: |s| t_int(s.http2_max_header_list_size),
         ..BASE
-    },    SettingDef {
+    },
+    // ---- operability: control socket, metrics, health, log format ----
+    SettingDef {
+        name: "control_socket",
+        long: Some("control-socket"),
+        metavar: "PATH",
+        example: Some("\"/run/ferricorn/ferricorn.ctl\""),
+        help: "The control socket (gunicornc's protocol). Default: $XDG_RUNTIME_DIR/ferricorn.ctl, else ~/.ferricorn/ferricorn.ctl.",
+        apply: |s, v, ctx| {
+            s.ops.control_socket = values::opt_string(v)?
+                .filter(|p| !p.is_empty())
+                .map(|p| values::absolute(ctx.cwd, Path::new(&p)));
+            Ok(())
+        },
+        show: |s| s.ops.control_socket.as_deref().and_then(t_path),
+        ..BASE
+    },
+    SettingDef {
+        name: "control_socket_mode",
+        long: Some("control-socket-mode"),
+        metavar: "INT",
+        default: DefaultValue::Int(0o600),
+        help: "Permission bits of the control socket: octal as 0o600 or 0600, or decimal.",
+        apply: |s, v, _| {
+            s.ops.control_socket_mode = umask(v)?;
+            Ok(())
+        },
+        show: |s| t_int(s.ops.control_socket_mode),
+        ..BASE
+    },
+    SettingDef {
+        name: "control_socket_disable",
+        long: Some("no-control-socket"),
+        cli: CliKind::Flag,
+        default: DefaultValue::Bool(false),
+        help: "Do not serve a control socket.",
+        apply: |s, v, _| {
+            s.ops.control_socket_disable = values::boolean(v)?;
+            Ok(())
+        },
+        show: |s| t_bool(s.ops.control_socket_disable),
+        ..BASE
+    },
+    SettingDef {
+        name: "metrics_bind",
+        long: Some("metrics-bind"),
+        metavar: "ADDRESS",
+        example: Some("\"127.0.0.1:9090\""),
+        help: "Serve Prometheus /metrics, /livez and /readyz here (HOST:PORT or unix:PATH); off if unset.",
+        apply: |s, v, _| {
+            s.ops.metrics_bind = match values::opt_string(v)?.filter(|t| !t.is_empty()) {
+                None => None,
+                Some(text) => match text.parse::<Bind>() {
+                    Ok(Bind::Fd(_)) => {
+                        return Err(Invalid::at(text, "expected HOST:PORT or unix:PATH"))
+                    }
+                    Ok(bind) => Some(bind),
+                    Err(e) => return Err(Invalid::at(text, e.reason())),
+                },
+            };
+            Ok(())
+        },
+        show: |s| s.ops.metrics_bind.as_ref().map(Bind::to_string).and_then(|b| t_str(&b)),
+        ..BASE
+    },
+    SettingDef {
+        name: "shutdown_delay",
+        long: Some("shutdown-delay"),
+        metavar: "SECONDS",
+        default: DefaultValue::Int(0),
+        help: "On TERM, report not-ready on /readyz and keep serving this long before the graceful stop (for load balancers to drain).",
+        apply: |s, v, _| {
+            s.ops.shutdown_delay = values::integer(v, 0, 3600)?;
+            Ok(())
+        },
+        show: |s| t_int(s.ops.shutdown_delay),
+        ..BASE
+    },
+    SettingDef {
+        name: "statsd_host",
+        long: Some("statsd-host"),
+        metavar: "STATSD_ADDR",
+        example: Some("\"localhost:8125\""),
+        help: "Send StatsD metrics (gunicorn's names) to HOST[:PORT], [IPv6]:PORT or unix://PATH.",
+        apply: |s, v, _| {
+            s.ops.statsd_host = match values::opt_string(v)?.filter(|t| !t.is_empty()) {
+                None => None,
+                Some(text) => Some(
+                    text.parse::<StatsdAddr>()
+                        .map_err(|e| Invalid::at(text.clone(), e.reason()))?,
+                ),
+            };
+            Ok(())
+        },
+        show: |s| s.ops.statsd_host.as_ref().and_then(|a| t_str(&a.to_string())),
+        ..BASE
+    },
+    SettingDef {
+        name: "statsd_prefix",
+        long: Some("statsd-prefix"),
+        metavar: "STATSD_PREFIX",
+        default: DefaultValue::Str(""),
+        help: "Prefix for StatsD metric names; a dot is added.",
+        apply: |s, v, _| {
+            s.ops.statsd_prefix = statsd_prefix(&values::string(v)?);
+            Ok(())
+        },
+        show: |s| t_str(&s.ops.statsd_prefix),
+        ..BASE
+    },
+    SettingDef {
+        name: "dogstatsd_tags",
+        long: Some("dogstatsd-tags"),
+        metavar: "DOGSTATSD_TAGS",
+        default: DefaultValue::Str(""),
+        help: "Comma-separated DogStatsD tags added to every metric, e.g. env:prod,app:web.",
+        apply: |s, v, _| {
+            let tags = values::string(v)?;
+            if tags.contains(['|', '\n']) {
+                return Err(Invalid::at(tags, "tags may not contain '|' or a newline"));
+            }
+            s.ops.dogstatsd_tags = tags.trim().to_string();
+            Ok(())
+        },
+        show: |s| t_str(&s.ops.dogstatsd_tags),
+        ..BASE
+    },
+    SettingDef {
+        name: "enable_backlog_metric",
+        long: Some("enable-backlog-metric"),
+        cli: CliKind::Flag,
+        default: DefaultValue::Bool(false),
+        help: "Send the listen backlog length as the StatsD metric gunicorn.backlog (Linux).",
+        apply: |s, v, _| {
+            s.ops.enable_backlog_metric = values::boolean(v)?;
+            Ok(())
+        },
+        show: |s| t_bool(s.ops.enable_backlog_metric),
+        ..BASE
+    },
+    SettingDef {
+        name: "log_format",
+        long: Some("log-format"),
+        metavar: "FORMAT",
+        default: DefaultValue::Str("text"),
+        help: "Error and access log lines: text (gunicorn's) or json (one ECS object per line).",
+        apply: |s, v, _| {
+            s.ops.log_format = parsed(v)?;
+            if s.ops.log_format == LogFormat::Json {
+                // Refused rather than silently writing text lines.
+                return Err(Invalid::new("json is not supported yet; only text"));
+            }
+            Ok(())
+        },
+        show: |s| t_str(s.ops.log_format.as_str()),
+        ..BASE
+    },
+    SettingDef {
+        name: "slow_request_log",
+        long: Some("slow-request-log"),
+        metavar: "SECONDS",
+        default: DefaultValue::Int(0),
+        help: "Log a warning, with its duration, for every request that took longer than this; 0 disables.",
+        apply: |s, v, _| {
+            s.ops.slow_request_log = values::integer(v, 0, u64::MAX / 1000)?;
+            Ok(())
+        },
+        show: |s| t_int(s.ops.slow_request_log),
+        ..BASE
+    },
+    // ---- end of operability ----
+    SettingDef {
         name: "on_starting",
         cli: CliKind::None,
         metavar: "MODULE:CALLABLE",
@@ -1536,10 +1708,6 @@ pub(crate) static UNSUPPORTED: &[Unsupported] = &[
     flag("syslog", &["--log-syslog"]),
     opt("syslog_prefix", &["--log-syslog-prefix"]),
     opt("syslog_facility", &["--log-syslog-facility"]),
-    opt("statsd_host", &["--statsd-host"]),
-    opt("dogstatsd_tags", &["--dogstatsd-tags"]),
-    opt("statsd_prefix", &["--statsd-prefix"]),
-    flag("enable_backlog_metric", &["--enable-backlog-metric"]),
     file_only("default_proc_name"),
     never(opt("paste", &["--paste", "--paster"]), PASTE_WHY),
     never(opt("raw_paste_global_conf", &["--paste-global"]), PASTE_WHY),
@@ -1558,9 +1726,6 @@ pub(crate) static UNSUPPORTED: &[Unsupported] = &[
     opt("dirty_timeout", &["--dirty-timeout"]),
     opt("dirty_threads", &["--dirty-threads"]),
     opt("dirty_graceful_timeout", &["--dirty-graceful-timeout"]),
-    opt("control_socket", &["--control-socket"]),
-    opt("control_socket_mode", &["--control-socket-mode"]),
-    flag("control_socket_disable", &["--no-control-socket"]),
     file_only("tolerate_dangerous_framing"),
     file_only("ssl_context"),
     file_only("on_dirty_starting"),

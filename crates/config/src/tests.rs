@@ -514,9 +514,9 @@ accesslog = "-"
 #[test]
 fn unsupported_gunicorn_flags_are_refused() {
     let cases: &[(&[&str], &str)] = &[
-        (&["app:app", "--statsd-host", "h:1"], "--statsd-host"),
-        (&["--statsd-host"], "--statsd-host"),
-        (&["--statsd-host=localhost:8125"], "--statsd-host"),
+        (&["app:app", "--log-syslog-to", "h:1"], "--log-syslog-to"),
+        (&["--log-syslog-to"], "--log-syslog-to"),
+        (&["--log-syslog-to=udp://localhost:514"], "--log-syslog-to"),
         (&["--log-config", "log.ini"], "--log-config"),
         (&["--root-path", "/api"], "--root-path"),
         (

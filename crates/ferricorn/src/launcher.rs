@@ -45,11 +45,17 @@ impl Heartbeat for SlotHeartbeat {
     }
 
     fn request_started(&self, line: [&[u8]; 3]) -> Option<usize> {
+        ferricorn_master::metrics::request_started();
         self.0.request_started(&line)
     }
 
     fn request_finished(&self, token: Option<usize>) {
         self.0.request_finished(token);
+        ferricorn_master::metrics::request_ended();
+    }
+
+    fn request_done(&self, done: &ferricorn_worker::RequestDone<'_>) {
+        crate::observe::request_done(done);
     }
 }
 

@@ -10,9 +10,11 @@
 //! after their fork; the master's signals stay its own (`sigaction`), not
 //! Python's.
 
+mod ctl;
 mod launcher;
 mod logging;
 mod master_python;
+mod observe;
 mod process;
 mod proctitle;
 

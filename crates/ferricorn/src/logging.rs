@@ -152,6 +152,7 @@ pub fn init(errorlog: &str, accesslog: Option<&str>, level: LogLevel) -> io::Res
     };
     tracing_subscriber::registry()
         .with(layer)
+        .with(crate::observe::LogCounter)
         .try_init()
         .map_err(io::Error::other)
 }

@@ -4,7 +4,7 @@
 //! It runs inside the `python` process of the `ferricorn` console script
 //! (see `lib.rs`), which passes the command line in.
 
-use crate::{launcher, logging, master_python, process, proctitle};
+use crate::{ctl, launcher, logging, master_python, observe, process, proctitle};
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -19,6 +19,9 @@ use ferricorn_master::{bind_all, Arbiter, ListenOptions, Reloader};
 pub fn run(args: Vec<OsString>, exec_args: Vec<OsString>) -> i32 {
     // Kept for HUP, which re-reads the configuration as it was first read:
     // the same command line, relative paths against the same directory.
+    if let Some(code) = ctl::run_if_requested(&args) {
+        return code;
+    }
     let start_dir = std::env::current_dir().unwrap_or_else(|_| std::path::PathBuf::from("/"));
     let loaded = match ferricorn_config::load_from_process(args.clone()) {
         Ok(loaded) => loaded,
@@ -49,6 +52,7 @@ pub fn run(args: Vec<OsString>, exec_args: Vec<OsString>) -> i32 {
         tracing::error!("{error}");
         return 1;
     }
+    observe::set_slow_request_log(settings.ops.slow_request_log);
     if settings.check_config {
         return check_config(&settings);
     }

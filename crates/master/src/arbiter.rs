@@ -23,6 +23,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 
 use crate::listeners::{remove_socket_files, BoundListener};
+use crate::metrics::Board;
 use crate::notify::notify;
 use crate::pidfile::Pidfile;
 use crate::recycle::{rss_bytes, Jitter, Retire};
@@ -30,6 +31,9 @@ use crate::reload::CodeWatcher;
 use crate::scoreboard::{monotonic_ms, Scoreboard, Slot, WorkerState};
 use crate::signals::{restore_mask, SignalPipe};
 use crate::upgrade::{upgraded_from, Upgrade};
+
+mod control_commands;
+mod ops;
 
 /// Exit code of a worker that could not boot (gunicorn's).
 pub const WORKER_BOOT_ERROR: i32 = 3;
@@ -157,6 +161,17 @@ pub struct Arbiter<L: WorkerLauncher> {
     pidfile_target: Option<std::path::PathBuf>,
     /// `--reload`: the app's files, polled for changes.
     code_watcher: Option<CodeWatcher>,
+    /// Shared counters for the exporter and the control socket.
+    board: &'static Board,
+    /// The control socket, when served.
+    control: Option<crate::control::ControlServer>,
+    /// `--metrics-bind` and its exporter process.
+    exporter: Option<ops::Exporter>,
+    /// When the master started (`show stats` uptime).
+    started: Instant,
+    /// When a `TERM` deferred by `--shutdown-delay` becomes the stop.
+    stop_at: Option<Instant>,
+    gauge_clock: ops::GaugeClock,
 }
 
 /// Why the master could not start.
@@ -171,6 +186,12 @@ pub enum ArbiterError {
     /// The `--reload` report pipe.
     #[error("cannot watch the code for --reload: {0}")]
     Reload(std::io::Error),
+    /// The metrics board.
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::board::BoardError),
+    /// The `--metrics-bind` listener.
+    #[error("--metrics-bind: {0}")]
+    MetricsBind(#[from] crate::listeners::BindError),
     /// The pidfile.
     #[error("cannot write pidfile {path}: {source}")]
     Pidfile {
@@ -203,6 +224,28 @@ impl<L: WorkerLauncher> Arbiter<L> {
     ) -> Result<Self, ArbiterError> {
         let capacity = SLOT_CAPACITY.max(usize::try_from(settings.workers).unwrap_or(1) * 2);
         let scoreboard = Scoreboard::new(capacity)?;
+        let board = crate::metrics::install(capacity)?;
+        board.set_started(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        );
+        crate::metrics::statsd::install(&settings.ops);
+        let exporter = match &settings.ops.metrics_bind {
+            Some(bind) => Some(ops::Exporter {
+                listener: crate::listeners::bind_all(
+                    std::slice::from_ref(bind),
+                    crate::listeners::ListenOptions {
+                        backlog: 64,
+                        reuse_port: false,
+                    },
+                )?
+                .remove(0),
+                pid: None,
+            }),
+            None => None,
+        };
+        let control = ops::open_control(&settings);
         let signals = SignalPipe::install().map_err(ArbiterError::Signals)?;
         let old_master = upgraded_from();
         // An upgraded master writes `<pidfile>.2` until the old one exits.
@@ -255,6 +298,12 @@ impl<L: WorkerLauncher> Arbiter<L> {
             upgrade_child: None,
             old_master,
             pidfile_target,
+            board,
+            control,
+            exporter,
+            started: Instant::now(),
+            stop_at: None,
+            gauge_clock: ops::GaugeClock::default(),
         })
     }
 
@@ -287,14 +336,21 @@ impl<L: WorkerLauncher> Arbiter<L> {
         }
         tracing::info!("Using worker: {}", self.settings.worker_class.as_str());
         self.launcher.event(MasterEvent::Ready);
+        self.start_ops();
         let code = loop {
             if let Some(code) = self.manage_workers() {
                 break code;
             }
+            self.ops_round();
+            let mut fds = self.ops_fds();
             let reload_fd = self.code_watcher.as_ref().and_then(CodeWatcher::wake_fd);
-            let signals = self.signals.wait_also(self.tick(), reload_fd);
+            fds.extend(reload_fd.map(|fd| (std::os::fd::AsRawFd::as_raw_fd(&fd), false)));
+            let signals = self.signals.wait_with(self.tick(), &fds);
             if let Some(code) = self.handle_signals(signals) {
                 break code;
+            }
+            if self.stop_due() {
+                break self.halt(0, None);
             }
             if let Some((code, reason)) = self.reap_workers() {
                 break self.halt(code, reason);
@@ -305,6 +361,7 @@ impl<L: WorkerLauncher> Arbiter<L> {
             self.check_old_master();
         };
         notify("STOPPING=1");
+        self.stop_ops();
         self.launcher.event(MasterEvent::Exit);
         // A new master started by USR2 serves the same socket files.
         if self.upgrade_child.is_none() {
@@ -323,7 +380,7 @@ impl<L: WorkerLauncher> Arbiter<L> {
                 || record.generation != self.generation
                 || self.scoreboard.slot(record.slot).state() == WorkerState::Booting
         });
-        let tick = if changing || self.settings.max_requests > 0 {
+        let tick = if changing || self.settings.max_requests > 0 || self.stop_at.is_some() {
             FAST_TICK
         } else {
             TICK
@@ -364,6 +421,7 @@ impl<L: WorkerLauncher> Arbiter<L> {
                 tracing::info!("Handling signal: {}", signal_name(signal));
             }
             match signal {
+                Signal::SIGTERM if self.defer_stop() => {}
                 Signal::SIGTERM => return Some(self.halt(0, None)),
                 Signal::SIGINT | Signal::SIGQUIT => {
                     self.stop(false);
@@ -473,6 +531,7 @@ impl<L: WorkerLauncher> Arbiter<L> {
             }
         }
         self.launcher.event(MasterEvent::Reload);
+        self.board.count_reload();
         self.restart_workers();
     }
 
@@ -490,6 +549,7 @@ impl<L: WorkerLauncher> Arbiter<L> {
             return;
         };
         tracing::info!("Worker reloading: {} modified", path.display());
+        self.board.count_reload();
         self.restart_workers();
     }
 
@@ -508,9 +568,13 @@ impl<L: WorkerLauncher> Arbiter<L> {
                 tracing::error!("The upgraded master (pid:{pid}) exited: {status:?}");
                 continue;
             }
+            if self.exporter_exited(pid) {
+                continue;
+            }
             let Some(record) = self.workers.remove(&pid) else {
                 continue;
             };
+            self.board.retire(record.slot, self.exit_reason(&record));
             self.scoreboard.release(record.slot);
             self.launcher.event(MasterEvent::ChildExit {
                 pid: pid.as_raw(),
@@ -772,6 +836,10 @@ impl<L: WorkerLauncher> Arbiter<L> {
             Ok(ForkResult::Child) => {
                 self.signals.reset_in_child();
                 restore_mask(saved_mask);
+                crate::metrics::enter_worker(index);
+                if let Some(control) = &self.control {
+                    control.close_in_child();
+                }
                 // A worker must not outlive its master (gunicorn checks its
                 // parent pid; the kernel can tell us directly).
                 let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGTERM);
@@ -786,6 +854,7 @@ impl<L: WorkerLauncher> Arbiter<L> {
             Ok(ForkResult::Parent { child }) => {
                 restore_mask(saved_mask);
                 slot.set_pid(child.as_raw());
+                self.board.claim(index, child.as_raw());
                 let max_requests = self.jitter.limit(
                     self.settings.max_requests,
                     self.settings.max_requests_jitter,
@@ -820,6 +889,7 @@ impl<L: WorkerLauncher> Arbiter<L> {
     /// `graceful_timeout`. A `INT`/`QUIT` during a graceful stop makes it quick.
     fn stop(&mut self, graceful: bool) {
         notify("STOPPING=1");
+        self.board.set_draining();
         let first = if graceful {
             Signal::SIGTERM
         } else {
@@ -840,6 +910,8 @@ impl<L: WorkerLauncher> Arbiter<L> {
             match waitpid(None, None) {
                 Ok(status) => {
                     if let Some(record) = status.pid().and_then(|pid| self.workers.remove(&pid)) {
+                        self.board
+                            .retire(record.slot, crate::metrics::ExitReason::Shutdown);
                         self.scoreboard.release(record.slot);
                     }
                 }

@@ -11,7 +11,9 @@
 //! and at [`MasterEvent`]s (`--preload`, server hooks).
 
 pub mod arbiter;
+pub mod control;
 pub mod listeners;
+pub mod metrics;
 pub mod notify;
 pub mod pidfile;
 pub mod recycle;

@@ -234,6 +234,11 @@ impl Scoreboard {
         Ok(Self { slots })
     }
 
+    /// Another handle on the same mapping (for the exporter process).
+    pub fn share(&self) -> Self {
+        Self { slots: self.slots }
+    }
+
     /// A free slot's index, if any.
     pub fn free_slot(&self) -> Option<usize> {
         self.slots

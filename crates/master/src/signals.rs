@@ -4,7 +4,7 @@
 //! arbiter loop reads it and acts outside signal context. The master keeps
 //! a single thread, so no signal can land on a helper thread.
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
@@ -74,15 +74,25 @@ impl SignalPipe {
     /// Waits up to `timeout` for signals and returns those that arrived,
     /// in order, without duplicates of `SIGCHLD`.
     pub fn wait(&self, timeout: Duration) -> Vec<Signal> {
-        self.wait_also(timeout, None)
+        self.wait_with(timeout, &[])
     }
 
-    /// [`SignalPipe::wait`], also returning early when `other` becomes
-    /// readable (the `--reload` inotify descriptor).
-    pub fn wait_also(&self, timeout: Duration, other: Option<BorrowedFd<'_>>) -> Vec<Signal> {
+    /// [`SignalPipe::wait`] that also wakes up when one of `extra` is
+    /// readable (or, when its flag is set, writable): the control socket's
+    /// descriptors, served from the same loop.
+    pub fn wait_with(&self, timeout: Duration, extra: &[(RawFd, bool)]) -> Vec<Signal> {
         let millis = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
         let mut fds = vec![PollFd::new(self.read.as_fd(), PollFlags::POLLIN)];
-        fds.extend(other.map(|fd| PollFd::new(fd, PollFlags::POLLIN)));
+        for &(fd, writable) in extra {
+            let flags = if writable {
+                PollFlags::POLLIN | PollFlags::POLLOUT
+            } else {
+                PollFlags::POLLIN
+            };
+            // SAFETY: the caller owns these descriptors and keeps them open
+            // for the duration of this call.
+            fds.push(PollFd::new(unsafe { BorrowedFd::borrow_raw(fd) }, flags));
+        }
         let _ = poll(&mut fds, PollTimeout::from(millis));
         let mut received = Vec::new();
         let mut buf = [0u8; 64];

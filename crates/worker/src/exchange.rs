@@ -196,6 +196,15 @@ pub fn serve(
         hooks.after(req, outcome.status);
     }
 
+    let elapsed = started.elapsed();
+    ctx.heartbeat.request_done(&crate::RequestDone {
+        method: &head.method,
+        protocol: head.version.as_str(),
+        status: outcome.status,
+        secure: url_scheme == "https",
+        elapsed,
+        target: &head.target,
+    });
     if let Some(format) = &ctx.access_format {
         let environ = kept
             .map(|kept| kept.into_values(format.environ_keys()))
@@ -212,7 +221,7 @@ pub fn serve(
             status: outcome.status,
             response_headers: &outcome.headers,
             bytes_sent: wire_body_bytes(&head.method, outcome.status, outcome.bytes_sent),
-            elapsed: started.elapsed(),
+            elapsed,
             started_unix,
             environ: &environ,
         });

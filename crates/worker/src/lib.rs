@@ -58,6 +58,26 @@ pub trait Heartbeat: Send + Sync {
     fn request_started(&self, line: [&[u8]; 3]) -> Option<usize>;
     /// The app finished the request `token` came from.
     fn request_finished(&self, token: Option<usize>);
+    /// A response is complete (where the access log line is written), for
+    /// metrics; the duration is the one the access log prints.
+    fn request_done(&self, _done: &RequestDone<'_>) {}
+}
+
+/// One finished request as metrics see it.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestDone<'a> {
+    /// The request method.
+    pub method: &'a str,
+    /// `HTTP/1.1` etc.
+    pub protocol: &'a str,
+    /// The response status.
+    pub status: u16,
+    /// The URL scheme is `https`.
+    pub secure: bool,
+    /// Request head parsed → response finished.
+    pub elapsed: Duration,
+    /// The request line, for slow-request logging.
+    pub target: &'a [u8],
 }
 
 /// Everything a worker needs, handed over by the master after `fork()`.

@@ -1,0 +1,142 @@
+//! StatsD with gunicorn's names and wire format, byte for byte: one
+//! metric per datagram, `|#tags` appended for DogStatsD. The socket is
+//! created in the master before the first fork and shared by every
+//! process (datagrams are atomic), non-blocking: a full buffer or an absent
+//! collector drops the metric and never slows a request.
+//!
+//! Emitted where the event happens, like gunicorn: request counters and
+//! timers by the worker that served the request, `gunicorn.workers` and
+//! `gunicorn.backlog` by the master, `gunicorn.log.*` by any process.
+
+use std::io;
+use std::net::UdpSocket;
+use std::os::unix::net::UnixDatagram;
+use std::sync::OnceLock;
+
+use ferricorn_config::{Operability, StatsdAddr};
+
+use super::board::{LogLevel, Observation, LOG_LEVELS};
+
+enum Socket {
+    Udp(UdpSocket),
+    Unix(UnixDatagram),
+}
+
+struct Statsd {
+    socket: Socket,
+    prefix: String,
+    /// `|#tags`, or empty.
+    suffix: String,
+}
+
+static STATSD: OnceLock<Statsd> = OnceLock::new();
+
+/// Opens the StatsD socket when `--statsd-host` is set (in the master,
+/// before forking). A collector that cannot be reached is a warning, and
+/// serving goes on.
+pub fn install(ops: &Operability) {
+    let Some(addr) = &ops.statsd_host else { return };
+    let socket = match connect(addr) {
+        Ok(socket) => socket,
+        Err(error) => {
+            tracing::warn!("StatsD disabled: cannot reach {addr}: {error}");
+            return;
+        }
+    };
+    let suffix = if ops.dogstatsd_tags.is_empty() {
+        String::new()
+    } else {
+        format!("|#{}", ops.dogstatsd_tags)
+    };
+    let _ = STATSD.set(Statsd {
+        socket,
+        prefix: ops.statsd_prefix.clone(),
+        suffix,
+    });
+}
+
+fn connect(addr: &StatsdAddr) -> io::Result<Socket> {
+    match addr {
+        StatsdAddr::Udp { host, port } => {
+            let target = std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), *port))?
+                .next()
+                .ok_or_else(|| io::Error::other("no address"))?;
+            let local = if target.is_ipv6() {
+                "[::]:0"
+            } else {
+                "0.0.0.0:0"
+            };
+            let socket = UdpSocket::bind(local)?;
+            socket.connect(target)?;
+            socket.set_nonblocking(true)?;
+            Ok(Socket::Udp(socket))
+        }
+        StatsdAddr::Unix(path) => {
+            let socket = UnixDatagram::unbound()?;
+            socket.connect(path)?;
+            socket.set_nonblocking(true)?;
+            Ok(Socket::Unix(socket))
+        }
+    }
+}
+
+impl Statsd {
+    fn send(&self, name: &str, value: &str, kind: &str) {
+        let datagram = format!("{}{name}:{value}|{kind}{}", self.prefix, self.suffix);
+        // Dropped on EAGAIN or a missing collector: metrics never block.
+        let _ = match &self.socket {
+            Socket::Udp(s) => s.send(datagram.as_bytes()),
+            Socket::Unix(s) => s.send(datagram.as_bytes()),
+        };
+    }
+}
+
+/// A finished request: `gunicorn.request.duration` (ms),
+/// `gunicorn.requests` and `gunicorn.request.status.<code>`.
+pub fn request(observation: &Observation) {
+    let Some(statsd) = STATSD.get() else { return };
+    // Microsecond resolution and a Python float's text, as gunicorn sends.
+    let ms = (observation.duration_ns / 1000) as f64 / 1000.0;
+    let text = if ms.fract() == 0.0 {
+        format!("{ms:.1}")
+    } else {
+        format!("{ms}")
+    };
+    statsd.send("gunicorn.request.duration", &text, "ms");
+    statsd.send("gunicorn.requests", "1", "c|@1.0");
+    statsd.send(
+        &format!("gunicorn.request.status.{}", observation.status),
+        "1",
+        "c|@1.0",
+    );
+}
+
+/// A log line: `gunicorn.log.<level>`.
+pub fn log(level: LogLevel) {
+    if let Some(statsd) = STATSD.get() {
+        statsd.send(
+            &format!("gunicorn.log.{}", LOG_LEVELS[level as usize]),
+            "1",
+            "c|@1.0",
+        );
+    }
+}
+
+/// The number of workers: `gunicorn.workers` gauge.
+pub fn workers(count: u64) {
+    if let Some(statsd) = STATSD.get() {
+        statsd.send("gunicorn.workers", &count.to_string(), "g");
+    }
+}
+
+/// The accept-queue length: `gunicorn.backlog` histogram (gunicorn's type).
+pub fn backlog(length: u64) {
+    if let Some(statsd) = STATSD.get() {
+        statsd.send("gunicorn.backlog", &length.to_string(), "h");
+    }
+}
+
+/// Whether StatsD is on in this process.
+pub fn enabled() -> bool {
+    STATSD.get().is_some()
+}
