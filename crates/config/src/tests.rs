@@ -536,8 +536,8 @@ fn unsupported_gunicorn_flags_are_refused() {
         );
     }
     assert_eq!(
-        message(&[], &[("FERRICORN_CMD_ARGS", "--statsd-host h:1")]),
-        "error: --statsd-host is not supported yet"
+        message(&[], &[("FERRICORN_CMD_ARGS", "--log-syslog-to h:1")]),
+        "error: --log-syslog-to is not supported yet"
     );
     assert_eq!(
         message(&[], &[("FERRICORN_SYSLOG", "true")]),
