@@ -5,7 +5,7 @@ whose answers differ (status, key headers, body length/hash, whether the
 connection closed, whether the log had the traceback).
 
 Not a test (no test_ prefix): run it by hand,
-    FERRICORN_BIN=target/debug/ferricorn python3 tests/compare_gunicorn.py [--all] [flask ...]
+    FERRICORN_BIN=target/venv-e2e/bin/ferricorn python3 tests/compare_gunicorn.py [--all] [flask ...]
 """
 import hashlib
 import json
