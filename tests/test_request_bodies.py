@@ -36,7 +36,8 @@ SAW_PREFIX = "bodyapp-saw "
 def body_server(request, ferricorn_bin):
     with ServerPool(ferricorn_bin) as pool:
         server = pool.start("bodyapp:application", args=[
-            *CLASSES[request.param], "--header-timeout", str(BODY_TIMEOUT)])
+            *CLASSES[request.param], "--header-timeout", str(BODY_TIMEOUT),
+            "--body-timeout", str(BODY_TIMEOUT)])
         server.worker_class = request.param
         yield server
 
@@ -249,8 +250,9 @@ def test_short_content_length_then_half_close_is_400(body_server, length, sent):
     response = parse_response(send(body_server, head + b"x" * sent, half_close=True))
     assert response.status == 400, response
     assert b"closed the connection" in response.body
-    if body_server.worker_class == "sync" and length <= 1 << 20:
-        # Pre-read on the event loop: refused before the app is called.
+    if length <= 1 << 20:
+        # Read ahead on the event loop (every class): refused before the
+        # app is called.
         assert app_lines(body_server, tag, start) == []
     else:
         assert "closed the connection" in saw(body_server, tag, start)["error"]
@@ -267,14 +269,14 @@ def test_chunked_body_cut_by_half_close_is_400(body_server):
         assert "inside a chunked body" in saw(body_server, tag, start)["error"]
 
 
-def test_stalled_body_is_400_after_the_body_timeout(body_server):
-    """A client that stops sending in the middle of a body is answered 400
-    once --header-timeout (the I/O timeout) passes, not left hanging."""
+def test_stalled_body_is_408_after_the_timeout(body_server):
+    """A client that stops sending in the middle of a (read-ahead) body is
+    answered 408 once --header-timeout passes, not left hanging."""
     tag = new_tag()
     head = ("POST /len?tag=%s HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n" % tag).encode()
     started = time.monotonic()
     response = parse_response(send(body_server, head + b"x" * 10, timeout=BODY_TIMEOUT + 10))
-    assert response.status == 400, response
+    assert response.status == 408, response
     assert b"timed out reading the request body" in response.body
     assert time.monotonic() - started >= BODY_TIMEOUT * 0.9
 

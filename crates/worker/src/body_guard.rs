@@ -69,11 +69,32 @@ impl ResponseSink for GuardedSink {
         self.inner.finish()
     }
 
+    fn send_informational(
+        &mut self,
+        status: u16,
+        reason: &str,
+        headers: &[(String, String)],
+    ) -> io::Result<()> {
+        self.inner.send_informational(status, reason, headers)
+    }
+
+    fn close_connection(&mut self) {
+        self.inner.close_connection();
+    }
+
     fn keeps_connection(&self) -> bool {
         self.inner.keeps_connection()
     }
 
     fn may_block(&self) -> bool {
         self.inner.may_block()
+    }
+
+    fn wants_more(&self) -> bool {
+        self.inner.wants_more()
+    }
+
+    fn wait_for_room(&mut self) -> io::Result<()> {
+        self.inner.wait_for_room()
     }
 }

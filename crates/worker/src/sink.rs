@@ -1,6 +1,6 @@
 //! HTTP/1.1 response framing for what the app produces through the WSGI
 //! bridge, over any blocking [`Transport`]: the socket itself (sync) or a
-//! channel to the connection's event loop (gthread, async).
+//! connection's bounded buffer ([`crate::outbuf`]), in every class.
 //!
 //! The framing is chosen when the head is sent: the app's `Content-Length`,
 //! else a length computed from a body known in full, else chunked on
@@ -16,7 +16,6 @@ use ferricorn_http::Version;
 use ferricorn_python::response::ResponseSink;
 
 use crate::clock::write_date_header;
-use crate::stream::SharedStream;
 
 /// Where framed response bytes go.
 pub trait Transport: Write + Send {
@@ -28,29 +27,16 @@ pub trait Transport: Write + Send {
     fn may_block(&self) -> bool {
         true
     }
-}
 
-impl Transport for SharedStream {
-    fn send_file(&mut self, fd: RawFd, offset: u64, count: u64) -> io::Result<bool> {
-        // SAFETY: the Python file object that owns `fd` outlives this call.
-        let file = unsafe { BorrowedFd::borrow_raw(fd) };
-        let mut offset = i64::try_from(offset).map_err(|_| io::Error::other("offset too large"))?;
-        let mut left = count;
-        while left > 0 {
-            let chunk = usize::try_from(left.min(1 << 30)).unwrap_or(1 << 30);
-            // The socket is non-blocking: once the client's buffers are
-            // full, sendfile reports EAGAIN, which means "wait until it
-            // reads", not "it went away".
-            let sent = self.blocking(nix::poll::PollFlags::POLLOUT, |socket| {
-                nix::sys::sendfile::sendfile(socket, file, Some(&mut offset), chunk)
-                    .map_err(io::Error::from)
-            })?;
-            if sent == 0 {
-                return Err(io::ErrorKind::UnexpectedEof.into());
-            }
-            left -= sent as u64;
-        }
-        Ok(true)
+    /// Whether the transport's buffer has room (see
+    /// [`ResponseSink::wants_more`]).
+    fn wants_more(&self) -> bool {
+        true
+    }
+
+    /// Waits for room in the buffer (see [`ResponseSink::wait_for_room`]).
+    fn wait_for_room(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 
@@ -238,7 +224,7 @@ impl<T: Transport> ResponseSink for HttpSink<T> {
             Framing::Chunked => {
                 let size_line = format!("{count:x}\r\n");
                 self.stream.write_all(size_line.as_bytes())?;
-                if !(crate::sendfile::enabled() && self.stream.send_file(fd, offset, count)?) {
+                if !self.stream.send_file(fd, offset, count)? {
                     // The size line is out; the body must follow it.
                     copy_file(&mut self.stream, fd, offset, count)?;
                 }
@@ -246,7 +232,7 @@ impl<T: Transport> ResponseSink for HttpSink<T> {
                 Ok(true)
             }
             Framing::Length | Framing::UntilClose => {
-                if !(crate::sendfile::enabled() && self.stream.send_file(fd, offset, count)?) {
+                if !self.stream.send_file(fd, offset, count)? {
                     copy_file(&mut self.stream, fd, offset, count)?;
                 }
                 Ok(true)
@@ -286,6 +272,14 @@ impl<T: Transport> ResponseSink for HttpSink<T> {
 
     fn may_block(&self) -> bool {
         self.stream.may_block()
+    }
+
+    fn wants_more(&self) -> bool {
+        self.stream.wants_more()
+    }
+
+    fn wait_for_room(&mut self) -> io::Result<()> {
+        self.stream.wait_for_room()
     }
 
     fn finish(&mut self) -> io::Result<()> {
