@@ -144,7 +144,12 @@ impl Suspended {
             raw_uri,
         } = self;
         Python::attach(|py| {
-            let step = drive(py, result.into_bound(py), Some(iter.into_bound(py)), &shared);
+            let step = drive(
+                py,
+                result.into_bound(py),
+                Some(iter.into_bound(py)),
+                &shared,
+            );
             conclude(py, step, shared, raw_uri)
         })
     }

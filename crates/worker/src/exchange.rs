@@ -15,10 +15,10 @@ use ferricorn_python::wsgi::{Called, Outcome, Suspended, WsgiApp};
 use crate::access_log::{wire_body_bytes, AccessFormat, AccessRecord};
 use crate::body::body_reader;
 use crate::body_guard::{GuardedSink, Withheld};
-use crate::outbuf::{BufferedWriter, OutBuf};
 use crate::clock::unix_now;
 use crate::head::{log_refused, RequestLineText};
 use crate::hooks::{RequestHooks, RequestLine};
+use crate::outbuf::{BufferedWriter, OutBuf};
 use crate::policy::RequestPolicy;
 use crate::sink::HttpSink;
 use crate::stream::SharedStream;
@@ -87,7 +87,7 @@ pub enum Ending {
     Done(Next),
     /// The connection's buffer is full and the app's iterable has more:
     /// resume it once the client has read.
-    Pending(Pending),
+    Pending(Box<Pending>),
 }
 
 /// An exchange whose iterable response waits for the client to read (see
@@ -104,7 +104,7 @@ impl Pending {
         let Pending { call, after } = self;
         match call.resume() {
             Called::Done(outcome) => Ending::Done(after.finish(ctx, outcome, &mut |_| {})),
-            Called::Suspended(call) => Ending::Pending(Pending { call, after }),
+            Called::Suspended(call) => Ending::Pending(Box::new(Pending { call, after })),
         }
     }
 
@@ -241,7 +241,7 @@ pub fn serve(
     };
     match called {
         Called::Done(outcome) => Ending::Done(after.finish(ctx, outcome, reject)),
-        Called::Suspended(call) => Ending::Pending(Pending { call, after }),
+        Called::Suspended(call) => Ending::Pending(Box::new(Pending { call, after })),
     }
 }
 

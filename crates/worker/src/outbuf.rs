@@ -32,11 +32,7 @@ enum Piece {
     /// Bytes, sent from `pos`.
     Bytes(Vec<u8>, usize),
     /// `left` bytes of a file from `offset` (a descriptor of our own).
-    File {
-        fd: OwnedFd,
-        offset: u64,
-        left: u64,
-    },
+    File { fd: OwnedFd, offset: u64, left: u64 },
 }
 
 #[derive(Default)]

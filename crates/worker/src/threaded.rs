@@ -23,11 +23,9 @@ use tokio::time::Instant;
 use crate::body::DRAIN_LIMIT;
 use crate::channel_io::{BodyChunk, ChannelBody, Frame, NoticeRead};
 use crate::exchange::{self, Ending, Exchange, ExchangeContext, Next, Peer, Pending};
-use crate::outbuf::{self, BufferedWriter, OutBuf};
-use crate::head::{
-    read_head, refuse_head, timeout_error, HeadError, HeadReader, PREREAD_LIMIT,
-};
+use crate::head::{read_head, refuse_head, timeout_error, HeadError, HeadReader, PREREAD_LIMIT};
 use crate::io::{Accepted, AsyncListener, AsyncStream};
+use crate::outbuf::{self, BufferedWriter, OutBuf};
 use crate::pool::AppPool;
 use crate::sink::HttpSink;
 use crate::stream::Listener;
@@ -246,19 +244,10 @@ async fn connection(shared: Arc<Shared>, conn: Accepted, _permit: OwnedSemaphore
         let keep_alive = !options.keepalive.is_zero() && !*shutdown.borrow();
         let frames = (&frames_tx, &mut frames_rx);
         out.reset();
-        match exchange(
-            &shared,
-            &mut stream,
-            &out,
-            frames,
-            peer,
-            ready,
-            keep_alive,
-        )
-        .await
-        {
+        match exchange(&shared, &mut stream, &out, frames, peer, ready, keep_alive).await {
             Some(leftover) if keep_alive => reader.buf = leftover,
             _ => {
+                abandon(&shared, &mut frames_rx);
                 // The app thread's descriptor (in `out`) may outlive this
                 // task: Python keeps the response objects alive as long as
                 // a traceback cycle refers to them. Shut the socket down so
@@ -432,7 +421,7 @@ async fn exchange(
 
 /// Pulls more of a suspended response on an app thread; its `End` comes
 /// back through `frames`.
-fn resume_on_pool(shared: &Arc<Shared>, pending: Pending, frames: &mpsc::Sender<Frame>) {
+fn resume_on_pool(shared: &Arc<Shared>, pending: Box<Pending>, frames: &mpsc::Sender<Frame>) {
     let ctx = Arc::clone(&shared.ctx);
     let frames = frames.clone();
     shared.submit(Box::new(move || {
@@ -441,9 +430,20 @@ fn resume_on_pool(shared: &Arc<Shared>, pending: Pending, frames: &mpsc::Sender<
     }));
 }
 
+/// The connection is given up on: a suspended response already sent to
+/// it (or sent later, see [`EndOnDrop`]) still gets its iterable closed.
+fn abandon(shared: &Arc<Shared>, frames: &mut mpsc::Receiver<Frame>) {
+    frames.close();
+    while let Ok(frame) = frames.try_recv() {
+        if let Frame::End(Ending::Pending(pending)) = frame {
+            abort_on_pool(shared, pending, std::io::ErrorKind::BrokenPipe.into());
+        }
+    }
+}
+
 /// Closes a suspended response whose client stopped reading, on an app
 /// thread (the app's `close()` may take its time).
-fn abort_on_pool(shared: &Arc<Shared>, pending: Pending, why: std::io::Error) {
+fn abort_on_pool(shared: &Arc<Shared>, pending: Box<Pending>, why: std::io::Error) {
     let ctx = Arc::clone(&shared.ctx);
     shared.submit(Box::new(move || pending.abort(&ctx, why)));
 }
