@@ -10,6 +10,7 @@ import hashlib
 import math
 import os
 import resource
+import signal
 import socket
 import threading
 import time
@@ -228,3 +229,24 @@ def test_body_timeout_is_408(spawn, big_file, kind):
     assert elapsed >= 0.9, "answered after %.2fs" % elapsed
     server.stderr.wait_for(r"slowapp-read-error tag=stalled .*timed out", start=mark)
     assert server.get("/probe")[2] == b"ok"
+
+
+@pytest.mark.parametrize("kind", list(CLASSES))
+def test_graceful_stop_finishes_a_slow_readers_response(spawn, big_file, kind):
+    """TERM while a response waits in the buffer for a slow reader: the
+    worker finishes sending it (within --graceful-timeout) before exiting,
+    and the client that starts reading again gets every byte."""
+    server = start(spawn, big_file, kind)
+    sock = non_reader(server, "/big-iter?term")
+    try:
+        assert sock.recv(1, socket.MSG_PEEK) == b"H"
+        mark = server.mark()
+        server.signal(signal.SIGTERM)
+        server.stderr.wait_for(r"Handling signal: term", start=mark)
+        reply = read_until_closed(sock, 30)
+    finally:
+        sock.close()
+    response = parse_response(reply.data)
+    assert response.status == 200
+    assert len(response.body) == BIG and response.body == b"x" * BIG
+    assert server.wait(15) == 0

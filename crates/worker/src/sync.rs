@@ -8,6 +8,7 @@
 //! a short grace to deliver its head before the worker accepts another, so
 //! two simultaneous requests land on two workers, as with gunicorn.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -97,7 +98,35 @@ async fn serve(
         }
         ctx.heartbeat.beat();
     }
+    // Graceful stop: responses still going out to slow readers get up to
+    // `--graceful-timeout` to finish.
+    let drained = async {
+        while SENDING.load(Ordering::SeqCst) > 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            ctx.heartbeat.beat();
+        }
+    };
+    let _ = tokio::time::timeout(options.graceful_timeout, drained).await;
     Ok(())
+}
+
+/// Responses whose rest the loop is sending (one sync worker per process).
+static SENDING: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts one response in [`SENDING`] while it lives.
+struct Sending;
+
+impl Sending {
+    fn start() -> Self {
+        SENDING.fetch_add(1, Ordering::SeqCst);
+        Sending
+    }
+}
+
+impl Drop for Sending {
+    fn drop(&mut self) {
+        SENDING.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// A new connection: serve it right away when its head is already here,
@@ -215,7 +244,9 @@ fn serve_inline(ctx: &Arc<ExchangeContext>, options: &ClassOptions, ready: Ready
         return;
     }
     let ctx = Arc::clone(ctx);
+    let sending = Sending::start();
     tokio::spawn(async move {
+        let _sending = sending;
         let _permit = _permit;
         let mut stream = stream;
         let mut ending = ending;
