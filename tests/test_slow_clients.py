@@ -102,15 +102,19 @@ def probe(server):
 
 
 class Rudy:
-    """R.U.D.Y.: connections that announce a body and trickle it, one byte
-    per connection every 0.2 s, from one thread."""
+    """R.U.D.Y.: connections that announce a body (half with a
+    Content-Length, half as one chunk) and trickle it, one byte per
+    connection every 0.2 s, from one thread."""
 
     def __init__(self, server, count):
         self.socks = []
-        for _ in range(count):
+        for i in range(count):
             sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
-            sock.sendall(("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
-                          % RUDY_LENGTH).encode())
+            if i % 2:
+                framing = "Transfer-Encoding: chunked\r\n\r\n%x\r\n" % RUDY_LENGTH
+            else:
+                framing = "Content-Length: %d\r\n\r\n" % RUDY_LENGTH
+            sock.sendall(("POST /upload HTTP/1.1\r\nHost: x\r\n" + framing).encode())
             self.socks.append(sock)
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.trickle, daemon=True)
