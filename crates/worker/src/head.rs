@@ -151,11 +151,13 @@ impl<'a> HeadReader<'a> {
                     return Progress::NeedMore;
                 }
             }
-            BodyKind::Chunked if !head.expect_continue && self.preread > 0 => {
-                if self.chunked_needs_more(&head, consumed) {
-                    self.parsed = Some((head, consumed));
-                    return Progress::NeedMore;
-                }
+            BodyKind::Chunked
+                if !head.expect_continue
+                    && self.preread > 0
+                    && self.chunked_needs_more(&head, consumed) =>
+            {
+                self.parsed = Some((head, consumed));
+                return Progress::NeedMore;
             }
             _ => {}
         }
