@@ -404,6 +404,55 @@ fn error_body_len(error: &HttpError) -> u64 {
 mod tests {
     use super::*;
 
+    fn peer() -> Peer {
+        Peer {
+            remote: None,
+            local: None,
+            transport_remote: None,
+            secure: false,
+        }
+    }
+
+    #[test]
+    fn a_small_chunked_body_is_read_ahead_in_full() {
+        let options = ParserOptions::default();
+        let proxy = ProxyRules {
+            mode: ProxyProtocol::Off,
+            allow: AllowList::all(),
+        };
+        let mut reader = HeadReader::new(&options, &proxy, 16);
+        let head = &b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"[..];
+        let body = &b"5\r\nhello\r\n3\r\nabc\r\n0\r\n\r\n"[..];
+        reader.buf.extend_from_slice(head);
+        // Byte by byte: not ready until the last chunk's CRLF.
+        for &b in body {
+            assert!(matches!(reader.advance(&mut peer()), Progress::NeedMore));
+            reader.buf.push(b);
+        }
+        reader.buf.extend_from_slice(b"GET /next");
+        let Progress::Ready(ready) = reader.advance(&mut peer()) else {
+            panic!("not ready with the whole body");
+        };
+        // The raw bytes stay for the body reader, the next request with them.
+        assert_eq!(ready.pending, [body, b"GET /next"].concat());
+    }
+
+    #[test]
+    fn a_large_chunked_body_is_left_to_the_app() {
+        let options = ParserOptions::default();
+        let proxy = ProxyRules {
+            mode: ProxyProtocol::Off,
+            allow: AllowList::all(),
+        };
+        let mut reader = HeadReader::new(&options, &proxy, 4);
+        reader.buf.extend_from_slice(
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel",
+        );
+        assert!(matches!(reader.advance(&mut peer()), Progress::NeedMore));
+        reader.buf.extend_from_slice(b"lo");
+        assert!(matches!(reader.advance(&mut peer()), Progress::Ready(_)));
+    }
+
     #[test]
     fn sniffing_a_request_line() {
         let line = RequestLineText::sniff(b"\r\nPOST /a?b HTTP/1.1\r\nHost: x\r\n");

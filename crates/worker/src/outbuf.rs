@@ -278,7 +278,7 @@ impl Write for BufferedWriter {
 }
 
 impl Transport for BufferedWriter {
-    fn send_file(&mut self, fd: RawFd, offset: u64, count: u64) -> io::Result<bool> {
+    fn send_file(&mut self, fd: RawFd, offset: u64, count: u64) -> io::Result<()> {
         let out = &self.out;
         let mut state = out.lock();
         Self::broken(&state)?;
@@ -293,7 +293,7 @@ impl Transport for BufferedWriter {
         if let (false, Some(socket)) = (state.spilled, &out.direct) {
             loop {
                 match send_piece(socket.as_fd(), &mut piece) {
-                    Ok((_, true)) => return Ok(true),
+                    Ok((_, true)) => return Ok(()),
                     Ok((_, false)) => {}
                     Err(e) if would_block(&e) => break,
                     Err(e) => return Err(e),
@@ -301,7 +301,7 @@ impl Transport for BufferedWriter {
             }
         }
         out.push(&mut state, piece);
-        Ok(true)
+        Ok(())
     }
 
     fn may_block(&self) -> bool {
@@ -485,4 +485,75 @@ pub async fn queued(out: &OutBuf) {
         return;
     }
     notified.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::os::unix::net::UnixStream;
+
+    /// A connected pair: the server end as the app and the loop see it,
+    /// and the client end.
+    fn pair(limit: usize, timeout: Duration) -> (Arc<OutBuf>, UnixStream, UnixStream) {
+        let (server, client) = UnixStream::pair().unwrap();
+        server.set_nonblocking(true).unwrap();
+        let direct: Direct = Arc::new(server.try_clone().unwrap());
+        (OutBuf::new(limit, timeout, Some(direct)), server, client)
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn what_the_socket_does_not_take_is_queued_and_drained_in_order() {
+        let (out, server, mut client) = pair(64 * 1024, Duration::from_secs(5));
+        let mut writer = BufferedWriter::new(Arc::clone(&out));
+        let data: Vec<u8> = (0..4_000_000u32).map(|i| (i % 251) as u8).collect();
+        // Never blocks, however little the socket takes.
+        writer.write_all(&data).unwrap();
+        assert!(!out.is_empty());
+        assert!(!writer.wants_more());
+        let reader = std::thread::spawn(move || {
+            let mut got = vec![0u8; 4_000_000];
+            client.read_exact(&mut got).unwrap();
+            got
+        });
+        runtime().block_on(async {
+            let mut stream = AsyncStream::Unix(tokio::net::UnixStream::from_std(server).unwrap());
+            drain(&out, &mut stream).await.unwrap();
+        });
+        assert!(out.is_empty() && writer.wants_more());
+        assert!(reader.join().unwrap() == data);
+    }
+
+    #[test]
+    fn a_client_that_takes_nothing_times_out_and_later_writes_fail() {
+        let (out, server, _client) = pair(64 * 1024, Duration::from_millis(200));
+        let mut writer = BufferedWriter::new(Arc::clone(&out));
+        writer.write_all(&vec![7u8; 4_000_000]).unwrap();
+        let started = Instant::now();
+        let result = runtime().block_on(async {
+            let mut stream = AsyncStream::Unix(tokio::net::UnixStream::from_std(server).unwrap());
+            drain(&out, &mut stream).await
+        });
+        assert_eq!(result.unwrap_err().kind(), io::ErrorKind::TimedOut);
+        assert!(started.elapsed() >= Duration::from_millis(200));
+        assert!(writer.write_all(b"more").is_err());
+    }
+
+    #[test]
+    fn wait_for_room_sends_for_itself_and_gives_up_after_the_timeout() {
+        let (out, _server, _client) = pair(16 * 1024, Duration::from_millis(200));
+        let mut writer = BufferedWriter::new(Arc::clone(&out));
+        writer.write_all(&vec![1u8; 4_000_000]).unwrap();
+        let started = Instant::now();
+        let error = writer.wait_for_room().unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+        assert!(started.elapsed() >= Duration::from_millis(200));
+    }
 }

@@ -7,7 +7,7 @@
 //! HTTP/1.1, else the end of the connection marks the end of the body.
 
 use std::io::{self, IoSlice, Write};
-use std::os::fd::{BorrowedFd, RawFd};
+use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -19,9 +19,9 @@ use crate::clock::write_date_header;
 
 /// Where framed response bytes go.
 pub trait Transport: Write + Send {
-    /// Sends `count` bytes of file `fd` from `offset` directly, if this
-    /// transport can; `Ok(false)` means "copy it through `write` instead".
-    fn send_file(&mut self, fd: RawFd, offset: u64, count: u64) -> io::Result<bool>;
+    /// Sends `count` bytes of file `fd` from `offset`, in order after what
+    /// was written before; the caller may close `fd` once this returns.
+    fn send_file(&mut self, fd: RawFd, offset: u64, count: u64) -> io::Result<()>;
 
     /// Whether a small write may wait for the peer or the event loop.
     fn may_block(&self) -> bool {
@@ -224,17 +224,12 @@ impl<T: Transport> ResponseSink for HttpSink<T> {
             Framing::Chunked => {
                 let size_line = format!("{count:x}\r\n");
                 self.stream.write_all(size_line.as_bytes())?;
-                if !self.stream.send_file(fd, offset, count)? {
-                    // The size line is out; the body must follow it.
-                    copy_file(&mut self.stream, fd, offset, count)?;
-                }
+                self.stream.send_file(fd, offset, count)?;
                 self.stream.write_all(b"\r\n")?;
                 Ok(true)
             }
             Framing::Length | Framing::UntilClose => {
-                if !self.stream.send_file(fd, offset, count)? {
-                    copy_file(&mut self.stream, fd, offset, count)?;
-                }
+                self.stream.send_file(fd, offset, count)?;
                 Ok(true)
             }
         }
@@ -288,25 +283,4 @@ impl<T: Transport> ResponseSink for HttpSink<T> {
         }
         Ok(())
     }
-}
-
-/// Copies `count` bytes of `fd` from `offset` through `out` (for transports
-/// that cannot `sendfile`).
-fn copy_file(out: &mut impl Write, fd: RawFd, offset: u64, count: u64) -> io::Result<()> {
-    // SAFETY: the Python file object that owns `fd` outlives this call.
-    let file = unsafe { BorrowedFd::borrow_raw(fd) };
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut offset = i64::try_from(offset).map_err(|_| io::Error::other("offset too large"))?;
-    let mut left = count;
-    while left > 0 {
-        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-        let n = nix::sys::uio::pread(file, &mut buf[..want], offset)?;
-        if n == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        out.write_all(&buf[..n])?;
-        offset += n as i64;
-        left -= n as u64;
-    }
-    Ok(())
 }
