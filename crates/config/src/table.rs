@@ -1082,7 +1082,7 @@ pub(crate) static SETTINGS: &[SettingDef] = &[
         long: Some("header-timeout"),
         metavar: "INT",
         default: DefaultValue::Int(10),
-        help: "Seconds a client may take to send a complete request head; answered 408 after.",
+        help: "Seconds a client may take to send a complete request head (and a body of up to 1 MiB, read ahead with it); answered 408 after.",
         apply: |s, v, _| {
             s.header_timeout = values::integer(v, 1, 3600)?;
             Ok(())
