@@ -256,3 +256,25 @@ def test_graceful_stop_finishes_a_slow_readers_response(spawn, big_file, kind):
     assert response.status == 200
     assert len(response.body) == BIG and response.body == b"x" * BIG
     assert server.wait(15) == 0
+
+
+def test_sync_timeout_does_not_count_a_slow_readers_time(spawn, big_file):
+    """sync with --timeout 2: a client that stops reading for 4 s does not
+    get the worker aborted (the app is done; only the client is slow), the
+    worker keeps serving meanwhile, and the client then gets every byte."""
+    server = start(spawn, big_file, "sync", "--timeout", "2", "--send-timeout", "20")
+    worker = server.booted_pids()[-1]
+    sock = non_reader(server, "/big-iter?paused")
+    try:
+        assert sock.recv(1, socket.MSG_PEEK) == b"H"
+        deadline = time.monotonic() + 4
+        while time.monotonic() < deadline:
+            assert probe(server) is not None
+            time.sleep(0.2)  # paces the probes over the 4 s; not a readiness wait
+        reply = read_until_closed(sock, 30)
+    finally:
+        sock.close()
+    response = parse_response(reply.data)
+    assert response.status == 200 and response.body == b"x" * BIG
+    assert "WORKER TIMEOUT" not in server.log()
+    assert server.booted_pids() == [worker]
