@@ -133,6 +133,12 @@ pub struct Settings {
     pub casefold_http_method: bool,
     /// Seconds a client may take to send a full request head (`--header-timeout`; 408 after).
     pub header_timeout: u64,
+    /// Seconds a request body may go without a byte arriving (`--body-timeout`; 408 after).
+    pub body_timeout: u64,
+    /// Seconds a response may go without the client taking a byte (`--send-timeout`).
+    pub send_timeout: u64,
+    /// Bytes of response a connection buffers for a slow reader (`--response-buffer`).
+    pub response_buffer: u64,
     /// TLS certificate chain, PEM (`--certfile`); TLS is on when set.
     pub certfile: Option<PathBuf>,
     /// TLS private key, PEM (`--keyfile`).
@@ -235,6 +241,9 @@ impl Settings {
             permit_unconventional_http_version: false,
             casefold_http_method: false,
             header_timeout: 0,
+            body_timeout: 0,
+            send_timeout: 0,
+            response_buffer: 0,
             certfile: None,
             keyfile: None,
             ca_certs: None,

@@ -1083,12 +1083,51 @@ pub(crate) static SETTINGS: &[SettingDef] = &[
         long: Some("header-timeout"),
         metavar: "INT",
         default: DefaultValue::Int(10),
-        help: "Seconds a client may take to send a complete request head; answered 408 after.",
+        help: "Seconds a client may take to send a complete request head (and a body of up to 1 MiB, read ahead with it); answered 408 after.",
         apply: |s, v, _| {
             s.header_timeout = values::integer(v, 1, 3600)?;
             Ok(())
         },
         show: |s| t_int(s.header_timeout),
+        ..BASE
+    },
+    SettingDef {
+        name: "body_timeout",
+        long: Some("body-timeout"),
+        metavar: "INT",
+        default: DefaultValue::Int(30),
+        help: "Seconds a request body may go without a byte arriving while the app reads it; the client gets 408 and the app's read raises OSError.",
+        apply: |s, v, _| {
+            s.body_timeout = values::integer(v, 1, 3600)?;
+            Ok(())
+        },
+        show: |s| t_int(s.body_timeout),
+        ..BASE
+    },
+    SettingDef {
+        name: "send_timeout",
+        long: Some("send-timeout"),
+        metavar: "INT",
+        default: DefaultValue::Int(30),
+        help: "Seconds a response may go without the client taking a byte; the connection is then dropped and the app's iterable closed.",
+        apply: |s, v, _| {
+            s.send_timeout = values::integer(v, 1, 3600)?;
+            Ok(())
+        },
+        show: |s| t_int(s.send_timeout),
+        ..BASE
+    },
+    SettingDef {
+        name: "response_buffer",
+        long: Some("response-buffer"),
+        metavar: "BYTES",
+        default: DefaultValue::Int(262144),
+        help: "Bytes of response each connection buffers beyond what the socket takes; past it the app's iterable is pulled only as the client reads.",
+        apply: |s, v, _| {
+            s.response_buffer = values::integer(v, 16384, 67108864)?;
+            Ok(())
+        },
+        show: |s| t_int(s.response_buffer),
         ..BASE
     },
     SettingDef {

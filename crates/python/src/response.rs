@@ -67,6 +67,20 @@ pub trait ResponseSink: Send {
     fn may_block(&self) -> bool {
         true
     }
+
+    /// Whether the sink's buffer has room for more of the body. An
+    /// iterable response is suspended when it has not (see
+    /// [`crate::wsgi::Suspended`]), and resumed once the client has read.
+    fn wants_more(&self) -> bool {
+        true
+    }
+
+    /// Waits, up to the sink's own bound, until its buffer has room again:
+    /// for the `write()` callable, which cannot be suspended. Called
+    /// without the GIL.
+    fn wait_for_room(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Writes up to this size keep the GIL when the sink says it will not
@@ -303,6 +317,14 @@ impl Write {
     fn __call__(&self, py: Python<'_>, data: &Bound<'_, PyBytes>) -> PyResult<()> {
         let mut state = lock(&self.shared)?;
         state.write(py, data.as_bytes(), false)?;
+        if state.broken.is_none() && !state.sink.wants_more() {
+            // write() cannot be suspended like an iterable: hold the app
+            // until the client has taken enough (or the sink gives up).
+            let sink = &mut state.sink;
+            if let Err(error) = py.detach(|| sink.wait_for_room()) {
+                state.broken = Some(error);
+            }
+        }
         match &state.broken {
             Some(error) => Err(pyo3::exceptions::PyOSError::new_err(format!(
                 "client disconnected: {error}"

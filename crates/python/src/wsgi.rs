@@ -2,7 +2,9 @@
 //!
 //! [`WsgiApp::call`] builds the environ, calls the app, sends what it
 //! returns through the worker's [`ResponseSink`], and always calls the
-//! result's `close()`. Errors never escape: they are logged with their
+//! result's `close()`. An iterable response is pulled only as fast as the
+//! sink drains: when it is full, the call returns [`Called::Suspended`]
+//! and the worker resumes it later. Errors never escape: they are logged with their
 //! traceback and reported in the [`Outcome`], so the worker can answer 500
 //! (when nothing was sent yet) or close the connection (when it was).
 
@@ -11,7 +13,7 @@ use std::os::fd::RawFd;
 use std::sync::{Arc, Mutex};
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList, PyTuple};
+use pyo3::types::{PyBytes, PyIterator, PyList, PyTuple};
 
 use crate::app::format_error;
 use crate::environ::{BaseEnviron, RequestInfo};
@@ -60,62 +62,35 @@ impl WsgiApp {
     }
 
     /// Runs the app for one request. `body` yields exactly the request body.
+    /// Returns [`Called::Suspended`] when the sink filled up while the app's
+    /// iterable still has items: the caller resumes it once the client has
+    /// read (see [`ResponseSink::wants_more`]).
     pub fn call<'a, H>(
         &self,
         request: RequestInfo<'a, H>,
         body: Box<dyn Read + Send>,
         sink: Box<dyn ResponseSink>,
-    ) -> Outcome
+    ) -> Called
     where
         H: IntoIterator<Item = (&'a str, &'a [u8])>,
     {
         let shared: SharedResponse = Arc::new(Mutex::new(ResponseState::new(sink)));
-        let raw_uri = request.raw_uri;
-        let result = Python::attach(|py| {
-            let run = self.run(py, request, body, &shared);
-            run.map_err(|error| {
-                tracing::error!(
-                    "Error handling request {}\n{}",
-                    String::from_utf8_lossy(raw_uri),
-                    format_error(py, &error)
-                );
-            })
-        });
-        let Ok(mut state) = shared.lock() else {
-            return Outcome {
-                failed: true,
-                must_close: true,
-                ..Outcome::default()
-            };
-        };
-        if let Some(error) = &state.broken {
-            let uri = String::from_utf8_lossy(raw_uri);
-            tracing::debug!("client went away during {uri}: {error}");
-        }
-        let complete = state
-            .content_length
-            .is_none_or(|length| length == state.bytes_sent);
-        Outcome {
-            status: state.status,
-            bytes_sent: state.bytes_sent,
-            headers: std::mem::take(&mut state.headers),
-            head_sent: state.head_sent,
-            failed: result.is_err(),
-            must_close: result.is_err()
-                || state.broken.is_some()
-                || state.app_asked_close
-                || !state.sink.keeps_connection()
-                || !complete,
-        }
+        let raw_uri = request.raw_uri.to_vec();
+        Python::attach(|py| {
+            let step = self
+                .start(py, request, body, &shared)
+                .and_then(|result| drive(py, result, None, &shared));
+            conclude(py, step, shared, raw_uri)
+        })
     }
 
-    fn run<'a, H>(
+    fn start<'a, 'py, H>(
         &self,
-        py: Python<'_>,
+        py: Python<'py>,
         request: RequestInfo<'a, H>,
         body: Box<dyn Read + Send>,
         shared: &SharedResponse,
-    ) -> PyResult<()>
+    ) -> PyResult<Bound<'py, PyAny>>
     where
         H: IntoIterator<Item = (&'a str, &'a [u8])>,
     {
@@ -134,55 +109,213 @@ impl WsgiApp {
                 shared: Arc::clone(shared),
             },
         )?;
-        let result = self.app.bind(py).call1((environ, start_response))?;
-        let sent = send_result(py, &result, shared);
-        // PEP 3333: close() is called whatever happened while iterating.
-        // Plain lists and tuples (most responses) have none; skipping the
-        // lookup spares raising and discarding an AttributeError.
-        let plain =
-            result.is_exact_instance_of::<PyList>() || result.is_exact_instance_of::<PyTuple>();
-        let closed = match result.getattr(pyo3::intern!(py, "close")) {
-            _ if plain => Ok(()),
-            Ok(close) => close.call0().map(drop),
-            Err(_) => Ok(()),
+        self.app.bind(py).call1((environ, start_response))
+    }
+}
+
+/// How a call into the app went so far.
+pub enum Called {
+    /// The response is produced in full (buffered bytes may still be on
+    /// their way to the client).
+    Done(Outcome),
+    /// The sink is full and the app's iterable has more.
+    Suspended(Suspended),
+}
+
+/// An iterable response paused because the client has not read what was
+/// produced: resumed with [`Suspended::resume`] as the buffer drains, or
+/// ended with [`Suspended::abort`]. Either way the iterable's `close()` is
+/// called exactly once.
+pub struct Suspended {
+    result: Py<PyAny>,
+    iter: Py<PyIterator>,
+    shared: SharedResponse,
+    raw_uri: Vec<u8>,
+}
+
+impl Suspended {
+    /// Pulls more of the response, until the sink is full again or the
+    /// iterable is exhausted (then closes it and finishes the response).
+    pub fn resume(self) -> Called {
+        let Suspended {
+            result,
+            iter,
+            shared,
+            raw_uri,
+        } = self;
+        Python::attach(|py| {
+            let step = drive(
+                py,
+                result.into_bound(py),
+                Some(iter.into_bound(py)),
+                &shared,
+            );
+            conclude(py, step, shared, raw_uri)
+        })
+    }
+
+    /// Gives up on the response (the client stopped reading): closes the
+    /// iterable and reports the exchange as broken.
+    pub fn abort(self, why: std::io::Error) -> Outcome {
+        let Suspended {
+            result,
+            iter,
+            shared,
+            raw_uri,
+        } = self;
+        if let Ok(mut state) = shared.lock() {
+            state.broken.get_or_insert(why);
+        }
+        Python::attach(|py| {
+            drop(iter);
+            let result = result.into_bound(py);
+            let step = close_result(py, &result).map(|()| None);
+            match conclude(py, step, shared, raw_uri) {
+                Called::Done(outcome) => outcome,
+                Called::Suspended(_) => Outcome {
+                    failed: true,
+                    must_close: true,
+                    ..Outcome::default()
+                },
+            }
+        })
+    }
+}
+
+/// The iterable and its iterator, when a response is suspended.
+type Paused<'py> = Option<(Bound<'py, PyAny>, Bound<'py, PyIterator>)>;
+
+/// Turns a step of the call into what the worker sees, logging a failure.
+fn conclude(
+    py: Python<'_>,
+    step: PyResult<Paused<'_>>,
+    shared: SharedResponse,
+    raw_uri: Vec<u8>,
+) -> Called {
+    let result = match step {
+        Ok(Some((result, iter))) => {
+            return Called::Suspended(Suspended {
+                result: result.unbind(),
+                iter: iter.unbind(),
+                shared,
+                raw_uri,
+            })
+        }
+        Ok(None) => Ok(()),
+        Err(error) => {
+            tracing::error!(
+                "Error handling request {}\n{}",
+                String::from_utf8_lossy(&raw_uri),
+                format_error(py, &error)
+            );
+            Err(())
+        }
+    };
+    let Ok(mut state) = shared.lock() else {
+        return Called::Done(Outcome {
+            failed: true,
+            must_close: true,
+            ..Outcome::default()
+        });
+    };
+    if let Some(error) = &state.broken {
+        let uri = String::from_utf8_lossy(&raw_uri);
+        tracing::debug!("client went away during {uri}: {error}");
+    }
+    let complete = state
+        .content_length
+        .is_none_or(|length| length == state.bytes_sent);
+    Called::Done(Outcome {
+        status: state.status,
+        bytes_sent: state.bytes_sent,
+        headers: std::mem::take(&mut state.headers),
+        head_sent: state.head_sent,
+        failed: result.is_err(),
+        must_close: result.is_err()
+            || state.broken.is_some()
+            || state.app_asked_close
+            || !state.sink.keeps_connection()
+            || !complete,
+    })
+}
+
+/// Sends the app's `result` (continuing with `iter` when resumed); unless
+/// the sink fills first, then closes it and ends the response.
+fn drive<'py>(
+    py: Python<'py>,
+    result: Bound<'py, PyAny>,
+    iter: Option<Bound<'py, PyIterator>>,
+    shared: &SharedResponse,
+) -> PyResult<Paused<'py>> {
+    let sent = match send_result(py, &result, iter, shared) {
+        Ok(Some(iter)) => return Ok(Some((result, iter))),
+        Ok(None) => Ok(()),
+        Err(error) => Err(error),
+    };
+    // PEP 3333: close() is called whatever happened while iterating.
+    let closed = close_result(py, &result);
+    sent.and(closed)?;
+    let mut state = lock(shared)?;
+    if !state.head_sent {
+        if !state.started {
+            return Err(pyo3::exceptions::PyRuntimeError::new_err(
+                "the app returned without calling start_response()",
+            ));
+        }
+        state.write(py, b"", true)?;
+    }
+    if state.broken.is_none() {
+        let sink = &mut state.sink;
+        let finished = if sink.may_block() {
+            py.detach(|| sink.finish())
+        } else {
+            sink.finish()
         };
-        sent.and(closed)?;
-        let mut state = lock(shared)?;
-        if !state.head_sent {
-            if !state.started {
-                return Err(pyo3::exceptions::PyRuntimeError::new_err(
-                    "the app returned without calling start_response()",
-                ));
-            }
-            state.write(py, b"", true)?;
+        if let Err(error) = finished {
+            state.broken = Some(error);
         }
-        if state.broken.is_none() {
-            let sink = &mut state.sink;
-            let finished = if sink.may_block() {
-                py.detach(|| sink.finish())
-            } else {
-                sink.finish()
-            };
-            if let Err(error) = finished {
-                state.broken = Some(error);
-            }
-        }
-        Ok(())
+    }
+    Ok(None)
+}
+
+/// Calls the result's `close()`, if it has one.
+fn close_result(py: Python<'_>, result: &Bound<'_, PyAny>) -> PyResult<()> {
+    // Plain lists and tuples (most responses) have none; skipping the
+    // lookup spares raising and discarding an AttributeError.
+    if result.is_exact_instance_of::<PyList>() || result.is_exact_instance_of::<PyTuple>() {
+        return Ok(());
+    }
+    match result.getattr(pyo3::intern!(py, "close")) {
+        Ok(close) => close.call0().map(drop),
+        Err(_) => Ok(()),
     }
 }
 
 /// Sends what the app returned: a one-item list in a single write, a
 /// file wrapper by `sendfile`, anything else by iterating it.
-fn send_result(py: Python<'_>, result: &Bound<'_, PyAny>, shared: &SharedResponse) -> PyResult<()> {
-    if let Some(single) = single_bytes(result) {
-        return lock(shared)?.write(py, single.as_bytes(), true);
-    }
-    if let Ok(wrapper) = result.cast::<FileWrapper>() {
-        if send_file(py, &wrapper.borrow(), shared)? {
-            return Ok(());
+/// Returns the iterator when the sink filled before the end.
+fn send_result<'py>(
+    py: Python<'py>,
+    result: &Bound<'py, PyAny>,
+    iter: Option<Bound<'py, PyIterator>>,
+    shared: &SharedResponse,
+) -> PyResult<Option<Bound<'py, PyIterator>>> {
+    let iter = match iter {
+        Some(iter) => iter,
+        None => {
+            if let Some(single) = single_bytes(result) {
+                lock(shared)?.write(py, single.as_bytes(), true)?;
+                return Ok(None);
+            }
+            if let Ok(wrapper) = result.cast::<FileWrapper>() {
+                if send_file(py, &wrapper.borrow(), shared)? {
+                    return Ok(None);
+                }
+            }
+            result.try_iter()?
         }
-    }
-    for item in result.try_iter()? {
+    };
+    for item in iter.clone() {
         let item = item?;
         let chunk = item.cast::<PyBytes>().map_err(|_| {
             pyo3::exceptions::PyTypeError::new_err(format!(
@@ -197,8 +330,11 @@ fn send_result(py: Python<'_>, result: &Bound<'_, PyAny>, shared: &SharedRespons
         if state.broken.is_some() {
             break;
         }
+        if !state.sink.wants_more() {
+            return Ok(Some(iter));
+        }
     }
-    Ok(())
+    Ok(None)
 }
 
 fn single_bytes<'py>(result: &Bound<'py, PyAny>) -> Option<Bound<'py, PyBytes>> {

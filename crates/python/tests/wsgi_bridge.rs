@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use ferricorn_python::environ::{KeptEnviron, RequestInfo};
 use ferricorn_python::interpreter::{self, InterpreterOptions};
 use ferricorn_python::response::ResponseSink;
-use ferricorn_python::wsgi::{Outcome, WsgiApp};
+use ferricorn_python::wsgi::{Called, Outcome, WsgiApp};
 use pyo3::prelude::*;
 use pyo3::types::PyModule;
 
@@ -89,6 +89,27 @@ def bad_header_app(environ, start_response):
 def exit_app(environ, start_response):
     sys.exit(3)
 
+resumed_closed = []
+aborted_closed = []
+
+class Logged:
+    def __init__(self, parts, log):
+        self.parts, self.log, self.pulled = parts, log, 0
+    def __iter__(self):
+        for part in self.parts:
+            self.pulled += 1
+            yield part
+    def close(self):
+        self.log.append(self.pulled)
+
+def resumed_app(environ, start_response):
+    start_response("200 OK", [])
+    return Logged([b"one", b"two", b"three"], resumed_closed)
+
+def aborted_app(environ, start_response):
+    start_response("200 OK", [])
+    return Logged([b"one", b"two", b"three"], aborted_closed)
+
 def hop_app(environ, start_response):
     start_response("200 OK", [("Connection", "close"), ("X-Kept", "yes")])
     return [b"ok"]
@@ -140,6 +161,38 @@ impl ResponseSink for MemorySink {
     }
 }
 
+/// A sink that is always full: every body write suspends an iterable.
+struct FullSink(MemorySink);
+
+impl ResponseSink for FullSink {
+    fn send_head(
+        &mut self,
+        status: u16,
+        reason: &str,
+        headers: &[(String, String)],
+        body: &[u8],
+        complete: bool,
+    ) -> io::Result<()> {
+        self.0.send_head(status, reason, headers, body, complete)
+    }
+
+    fn send_body(&mut self, data: &[u8]) -> io::Result<()> {
+        self.0.send_body(data)
+    }
+
+    fn send_file(&mut self, fd: RawFd, offset: u64, count: u64) -> io::Result<bool> {
+        self.0.send_file(fd, offset, count)
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        self.0.finish()
+    }
+
+    fn wants_more(&self) -> bool {
+        false
+    }
+}
+
 fn module() -> &'static Py<PyModule> {
     static MODULE: OnceLock<Py<PyModule>> = OnceLock::new();
     MODULE.get_or_init(|| {
@@ -187,11 +240,15 @@ fn call_keeping(
         script_name: "",
         keep,
     };
-    let outcome = app.call(
+    let called = app.call(
         request,
         Box::new(Cursor::new(body.to_vec())),
         Box::new(MemorySink(Arc::clone(&captured))),
     );
+    // The memory sink never fills, so no response is ever suspended.
+    let Called::Done(outcome) = called else {
+        panic!("a response to a sink with room was suspended");
+    };
     let captured = std::mem::take(&mut *captured.lock().unwrap());
     (outcome, captured)
 }
@@ -424,4 +481,76 @@ mod serde_like {
         }
         map
     }
+}
+
+/// Calls `name` with a sink that is always full.
+fn call_full(name: &str) -> (Called, Arc<Mutex<Captured>>) {
+    let module = module();
+    let app = Python::attach(|py| {
+        let callable = module.bind(py).getattr(name).unwrap().unbind();
+        WsgiApp::new(py, callable, true, false).unwrap()
+    });
+    let captured = Arc::new(Mutex::new(Captured::default()));
+    let request = RequestInfo {
+        method: "GET",
+        path: b"/",
+        query: b"",
+        raw_uri: b"/",
+        protocol: "HTTP/1.1",
+        headers: std::iter::empty(),
+        remote: None,
+        server_name: "example.com",
+        server_port: "80",
+        url_scheme: "http",
+        script_name: "",
+        keep: None,
+    };
+    let called = app.call(
+        request,
+        Box::new(Cursor::new(Vec::new())),
+        Box::new(FullSink(MemorySink(Arc::clone(&captured)))),
+    );
+    (called, captured)
+}
+
+fn closes(list: &str) -> Vec<usize> {
+    let module = module();
+    Python::attach(|py| module.bind(py).getattr(list).unwrap().extract().unwrap())
+}
+
+#[test]
+fn a_full_sink_suspends_the_iterable_until_resumed() {
+    let (called, captured) = call_full("resumed_app");
+    let Called::Suspended(mut paused) = called else {
+        panic!("not suspended");
+    };
+    assert_eq!(captured.lock().unwrap().body, b"one");
+    assert!(
+        closes("resumed_closed").is_empty(),
+        "closed while suspended"
+    );
+    let outcome = loop {
+        match paused.resume() {
+            Called::Suspended(next) => paused = next,
+            Called::Done(outcome) => break outcome,
+        }
+    };
+    assert!(!outcome.failed && !outcome.must_close, "{outcome:?}");
+    let captured = captured.lock().unwrap();
+    assert_eq!(captured.body, b"onetwothree");
+    assert!(captured.finished);
+    assert_eq!(outcome.bytes_sent, 11);
+    assert_eq!(closes("resumed_closed"), vec![3]);
+}
+
+#[test]
+fn aborting_a_suspended_iterable_closes_it() {
+    let (called, captured) = call_full("aborted_app");
+    let Called::Suspended(paused) = called else {
+        panic!("not suspended");
+    };
+    let outcome = paused.abort(io::ErrorKind::TimedOut.into());
+    assert!(outcome.must_close);
+    assert!(!captured.lock().unwrap().finished);
+    assert_eq!(closes("aborted_closed"), vec![1]);
 }

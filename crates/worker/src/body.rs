@@ -73,9 +73,11 @@ pub(crate) fn read_error(error: &HttpError) -> io::Error {
     )
 }
 
-/// The failure recorded when the client stalls in the middle of a body.
+/// The failure recorded when the client stalls in the middle of a body
+/// (`--body-timeout` while the app reads, `--header-timeout` for a body
+/// read ahead with its head): 408, as for a head that stalls.
 pub(crate) fn timeout_error() -> HttpError {
-    HttpError::bad_request("timed out reading the request body")
+    HttpError::new(408, "timed out reading the request body")
 }
 
 impl BodyState {

@@ -81,7 +81,7 @@ impl ResponseSink for GuardedSink {
     }
 
     fn close_connection(&mut self) {
-        self.inner.close_connection()
+        self.inner.close_connection();
     }
 
     fn keeps_connection(&self) -> bool {
@@ -90,5 +90,13 @@ impl ResponseSink for GuardedSink {
 
     fn may_block(&self) -> bool {
         self.inner.may_block()
+    }
+
+    fn wants_more(&self) -> bool {
+        self.inner.wants_more()
+    }
+
+    fn wait_for_room(&mut self) -> io::Result<()> {
+        self.inner.wait_for_room()
     }
 }

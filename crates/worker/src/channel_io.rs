@@ -1,26 +1,25 @@
 //! Blocking ends of the channels between an app thread and its
-//! connection's event-loop task: the request body comes in as chunks, the
-//! framed response goes out as frames. The app thread never touches the
-//! socket, so a slow client costs the event loop a buffer, not a thread.
+//! connection's event-loop task: the request body comes in as chunks, and
+//! the app thread reports the end of its turn as a frame. The app thread
+//! never waits on the socket, so a slow client costs the event loop a
+//! buffer, not a thread.
 
-use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, OwnedFd, RawFd};
+use std::io::{self, Read};
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use crate::exchange::Next;
-use crate::sink::Transport;
+use crate::exchange::Ending;
 
-/// What an app thread tells its connection task.
+/// What an app thread tells its connection task (the response bytes go
+/// through the connection's [`crate::outbuf::OutBuf`]).
 pub enum Frame {
-    /// Response bytes to write.
-    Data(Vec<u8>),
     /// The app started reading the body: send `100 Continue` if the client
     /// waits for it, and start reading the body from the socket.
     WantBody,
-    /// The exchange is over.
-    End(Next),
+    /// The app is done with the exchange, or paused until the client
+    /// reads.
+    End(Ending),
 }
 
 /// A chunk of request body, or why the body ended badly.
@@ -102,73 +101,6 @@ impl Read for ChannelBody {
                 }
             }
         }
-    }
-}
-
-/// The response side. On a plain socket the app thread writes directly
-/// (the socket is non-blocking, through a descriptor of its own, so it
-/// never waits on the client); whatever would block, and everything after
-/// it, goes to the event loop as frames, keeping the order.
-pub struct ChannelWriter {
-    frames: mpsc::Sender<Frame>,
-    direct: Option<Arc<OwnedFd>>,
-    spilled: bool,
-}
-
-impl ChannelWriter {
-    /// A writer sending through `frames`, or straight to `direct` first.
-    pub fn new(frames: mpsc::Sender<Frame>, direct: Option<Arc<OwnedFd>>) -> Self {
-        Self {
-            frames,
-            direct,
-            spilled: false,
-        }
-    }
-
-    fn send_frame(&self, data: &[u8]) -> io::Result<()> {
-        self.frames
-            .blocking_send(Frame::Data(data.to_vec()))
-            .map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe))
-    }
-}
-
-impl Write for ChannelWriter {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if let (false, Some(fd)) = (self.spilled, &self.direct) {
-            let mut written = 0;
-            while written < buf.len() {
-                match nix::unistd::write(fd.as_fd(), &buf[written..]) {
-                    Ok(n) => written += n,
-                    Err(nix::errno::Errno::EINTR) => {}
-                    Err(nix::errno::Errno::EAGAIN) => break,
-                    Err(errno) => return Err(errno.into()),
-                }
-            }
-            if written == buf.len() {
-                return Ok(written);
-            }
-            self.spilled = true;
-            self.send_frame(&buf[written..])?;
-            return Ok(buf.len());
-        }
-        self.send_frame(buf)?;
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Transport for ChannelWriter {
-    fn may_block(&self) -> bool {
-        // Direct writes never wait; once spilled, a full channel can.
-        self.spilled || self.direct.is_none()
-    }
-
-    fn send_file(&mut self, _fd: RawFd, _offset: u64, _count: u64) -> io::Result<bool> {
-        // The socket belongs to the event loop; copy the file through frames.
-        Ok(false)
     }
 }
 

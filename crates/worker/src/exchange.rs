@@ -10,7 +10,7 @@ use std::time::Instant;
 use ferricorn_http::{HttpError, RequestHead};
 use ferricorn_python::environ::{KeptEnviron, RequestInfo};
 use ferricorn_python::response::ResponseSink;
-use ferricorn_python::wsgi::WsgiApp;
+use ferricorn_python::wsgi::{Called, Outcome, Suspended, WsgiApp};
 
 use crate::access_log::{wire_body_bytes, AccessFormat, AccessRecord};
 use crate::body::body_reader;
@@ -18,6 +18,7 @@ use crate::body_guard::{GuardedSink, Withheld};
 use crate::clock::unix_now;
 use crate::head::{log_refused, RequestLineText};
 use crate::hooks::{RequestHooks, RequestLine};
+use crate::outbuf::{BufferedWriter, OutBuf};
 use crate::policy::RequestPolicy;
 use crate::sink::HttpSink;
 use crate::stream::SharedStream;
@@ -80,18 +81,71 @@ pub struct Exchange {
 /// cut short by the client, stalled) for the exchange.
 pub type BodyError = Arc<std::sync::OnceLock<HttpError>>;
 
+/// How an exchange left the app.
+pub enum Ending {
+    /// The response is produced (possibly still queued for the client);
+    /// whether the connection may carry another request.
+    Done(Next),
+    /// The connection's buffer is full and the app's iterable has more:
+    /// resume it once the client has read.
+    Pending(Box<Pending>),
+}
+
+/// An exchange whose iterable response waits for the client to read (see
+/// [`ferricorn_python::wsgi::Suspended`]); its access-log line and
+/// `post_request` hook come when it ends.
+pub struct Pending {
+    call: Suspended,
+    after: AfterCall,
+}
+
+impl Pending {
+    /// Pulls more of the response from the app.
+    pub fn resume(self, ctx: &ExchangeContext) -> Ending {
+        let Pending { call, after } = self;
+        match call.resume() {
+            Called::Done(outcome) => Ending::Done(after.finish(ctx, outcome, &mut |_| {})),
+            Called::Suspended(call) => Ending::Pending(Box::new(Pending { call, after })),
+        }
+    }
+
+    /// Ends the exchange because the client stopped reading: the app's
+    /// iterable is closed and the exchange logged.
+    pub fn abort(self, ctx: &ExchangeContext, why: std::io::Error) {
+        let outcome = self.call.abort(why);
+        self.after.finish(ctx, outcome, &mut |_| {});
+    }
+}
+
+/// What logging and hooks need once the app is done with a request.
+struct AfterCall {
+    peer: Peer,
+    head: RequestHead,
+    headers: Vec<(String, Vec<u8>)>,
+    script_name: String,
+    started: Instant,
+    started_unix: u64,
+    kept: Option<KeptEnviron>,
+    hooked: Option<pyo3::Py<pyo3::PyAny>>,
+    body_error: BodyError,
+    withheld: Withheld,
+    /// Whether the request came over https (for the metrics' scheme).
+    secure: bool,
+}
+
 /// Runs one exchange through the app. `reject` sends a complete error
 /// response (a 500 when the app failed before sending anything, a 400 for a
 /// refused header). Returns whether the app side allows keeping the
-/// connection; the caller still checks the body was consumed.
+/// connection (the caller still checks the body was consumed), or the
+/// exchange to resume when the response waits for the client.
 pub fn serve(
     ctx: &ExchangeContext,
     exchange: Exchange,
     reject: &mut dyn FnMut(&HttpError),
-) -> Next {
+) -> Ending {
     let Exchange {
         peer,
-        head,
+        mut head,
         body,
         sink,
         body_error,
@@ -101,7 +155,7 @@ pub fn serve(
     let trusted = peer
         .transport_remote
         .is_none_or(|addr| ctx.policy.forwarded_allow_ips.allows(addr.ip()));
-    let refused = |error: &HttpError, headers: &[(String, Vec<u8>)]| {
+    let refused = |head: &RequestHead, error: &HttpError, headers: &[(String, Vec<u8>)]| {
         let line = RequestLineText {
             method: &head.method,
             target: &head.target,
@@ -110,23 +164,25 @@ pub fn serve(
         };
         log_refused(ctx.access_format.as_ref(), &peer, error, &line);
     };
-    let headers = match ctx.policy.filter_headers(head.headers, trusted) {
+    let raw_headers = std::mem::take(&mut head.headers);
+    let headers = match ctx.policy.filter_headers(raw_headers, trusted) {
         Ok(headers) => headers,
         Err(error) => {
-            refused(&error, &[]);
+            refused(&head, &error, &[]);
             reject(&error);
-            return Next::Close;
+            return Ending::Done(Next::Close);
         }
     };
     let url_scheme = match ctx.policy.url_scheme(&headers, trusted, peer.secure) {
         Ok(scheme) => scheme,
         Err(error) => {
-            refused(&error, &headers);
+            refused(&head, &error, &headers);
             reject(&error);
-            return Next::Close;
+            return Ending::Done(Next::Close);
         }
     };
-    let script_name = ctx.policy.script_name(&headers, trusted);
+    let secure = url_scheme == "https";
+    let script_name = ctx.policy.script_name(&headers, trusted).into_owned();
     let (server_name, server_port) = server_name_port(&headers, peer.local, url_scheme);
 
     // Kept only when the access log reads it (`%({name}e)s`).
@@ -170,93 +226,154 @@ pub fn serve(
         Arc::clone(&body_error),
         Arc::clone(&withheld),
     ));
-    let mut outcome = ctx.app.call(request, body, sink);
+    let called = ctx.app.call(request, body, sink);
+    // A suspended response no longer occupies the app: what is left is
+    // the client's reading.
     ctx.heartbeat.request_finished(token);
-
-    // A body found invalid before the response started is answered with
-    // its 4xx, whatever the app did with the read error.
-    if let Some(error) = body_error.get() {
-        let ip = peer
-            .remote
-            .map(|addr| addr.ip().to_string())
-            .unwrap_or_default();
-        tracing::warn!("Invalid request from ip={ip}: {}", error.detail);
-    }
-    let withheld = withheld.load(std::sync::atomic::Ordering::SeqCst);
-    if (outcome.failed && !outcome.head_sent) || withheld {
-        let error = body_error
-            .get()
-            .cloned()
-            .unwrap_or_else(|| HttpError::new(500, "the application failed; see the error log"));
-        reject(&error);
-        outcome.status = error.status;
-        outcome.must_close = true;
-    }
-    if let (Some(hooks), Some(req)) = (&ctx.request_hooks, hooked) {
-        hooks.after(req, outcome.status);
-    }
-
-    let elapsed = started.elapsed();
-    ctx.heartbeat.request_done(&crate::RequestDone {
-        method: &head.method,
-        protocol: head.version.as_str(),
-        status: outcome.status,
-        secure: url_scheme == "https",
-        elapsed,
-        target: &head.target,
-    });
-    if let Some(format) = &ctx.access_format {
-        let environ = kept
-            .map(|kept| kept.into_values(format.environ_keys()))
-            .unwrap_or_default();
-        let line = format.format(&AccessRecord {
-            remote: peer.remote,
-            method: &head.method,
-            target: &head.target,
-            path: &head.path,
-            query: &head.query,
-            script_name: &script_name,
-            protocol: head.version.as_str(),
-            request_headers: &headers,
-            status: outcome.status,
-            response_headers: &outcome.headers,
-            bytes_sent: wire_body_bytes(&head.method, outcome.status, outcome.bytes_sent),
-            elapsed,
-            started_unix,
-            environ: &environ,
-        });
-        tracing::info!(target: "ferricorn.access", "{line}");
-    }
-
-    if head.keep_alive && !outcome.must_close {
-        Next::KeepAlive
-    } else {
-        Next::Close
+    drop((server_name, server_port));
+    let after = AfterCall {
+        peer,
+        head,
+        headers,
+        script_name,
+        started,
+        started_unix,
+        kept,
+        hooked,
+        body_error,
+        withheld,
+        secure,
+    };
+    match called {
+        Called::Done(outcome) => Ending::Done(after.finish(ctx, outcome, reject)),
+        Called::Suspended(call) => Ending::Pending(Box::new(Pending { call, after })),
     }
 }
 
-/// Serves one request on a blocking connection (the sync worker), with the
-/// body read from the socket and the response written to it.
+/// [`serve`] for a sink that never fills (HTTP/2 streams, whose flow
+/// control bounds what they hold): resumes until the response is done.
+pub fn serve_to_end(
+    ctx: &ExchangeContext,
+    exchange: Exchange,
+    reject: &mut dyn FnMut(&HttpError),
+) -> Next {
+    let mut ending = serve(ctx, exchange, reject);
+    loop {
+        match ending {
+            Ending::Done(next) => return next,
+            Ending::Pending(pending) => ending = pending.resume(ctx),
+        }
+    }
+}
+
+impl AfterCall {
+    /// Answers a failed or withheld response, runs `post_request`, writes
+    /// the access-log line.
+    fn finish(
+        self,
+        ctx: &ExchangeContext,
+        mut outcome: Outcome,
+        reject: &mut dyn FnMut(&HttpError),
+    ) -> Next {
+        let AfterCall {
+            peer,
+            head,
+            headers,
+            script_name,
+            started,
+            started_unix,
+            kept,
+            hooked,
+            body_error,
+            withheld,
+            secure,
+        } = self;
+        if let Some(error) = body_error.get() {
+            let ip = peer
+                .remote
+                .map(|addr| addr.ip().to_string())
+                .unwrap_or_default();
+            tracing::warn!("Invalid request from ip={ip}: {}", error.detail);
+        }
+        // A body found invalid before the response started is answered with
+        // its 4xx, whatever the app did with the read error.
+        let withheld = withheld.load(std::sync::atomic::Ordering::SeqCst);
+        if (outcome.failed && !outcome.head_sent) || withheld {
+            let error = body_error.get().cloned().unwrap_or_else(|| {
+                HttpError::new(500, "the application failed; see the error log")
+            });
+            reject(&error);
+            outcome.status = error.status;
+            outcome.must_close = true;
+        }
+        if let (Some(hooks), Some(req)) = (&ctx.request_hooks, hooked) {
+            hooks.after(req, outcome.status);
+        }
+
+        let elapsed = started.elapsed();
+        ctx.heartbeat.request_done(&crate::RequestDone {
+            method: &head.method,
+            protocol: head.version.as_str(),
+            status: outcome.status,
+            secure,
+            elapsed,
+            target: &head.target,
+        });
+        if let Some(format) = &ctx.access_format {
+            let environ = kept
+                .map(|kept| kept.into_values(format.environ_keys()))
+                .unwrap_or_default();
+            let line = format.format(&AccessRecord {
+                remote: peer.remote,
+                method: &head.method,
+                target: &head.target,
+                path: &head.path,
+                query: &head.query,
+                script_name: &script_name,
+                protocol: head.version.as_str(),
+                request_headers: &headers,
+                status: outcome.status,
+                response_headers: &outcome.headers,
+                bytes_sent: wire_body_bytes(&head.method, outcome.status, outcome.bytes_sent),
+                elapsed,
+                started_unix,
+                environ: &environ,
+            });
+            tracing::info!(target: "ferricorn.access", "{line}");
+        }
+
+        if head.keep_alive && !outcome.must_close {
+            Next::KeepAlive
+        } else {
+            Next::Close
+        }
+    }
+}
+
+/// Serves one request on a connection whose body the app reads from the
+/// socket itself (the sync worker); the response goes into `out`, the
+/// connection's buffer, which the caller drains.
 pub fn serve_blocking(
     ctx: &ExchangeContext,
     shared: SharedStream,
+    out: Arc<OutBuf>,
     peer: Peer,
     head: RequestHead,
     pending: Vec<u8>,
     keep_alive: bool,
-) -> Next {
+) -> Ending {
     let continue_to = head.expect_continue.then(|| shared.clone());
     let body_error = BodyError::default();
     let (reader, body) = body_reader(
         &head.body,
-        shared.clone(),
+        shared,
         pending,
         continue_to,
         Arc::clone(&body_error),
     );
     let keep_alive = keep_alive && head.keep_alive;
     let sink = HttpSink::new(
-        shared.clone(),
+        BufferedWriter::new(Arc::clone(&out)),
         head.version,
         head.method == "HEAD",
         keep_alive,
@@ -268,15 +385,15 @@ pub fn serve_blocking(
         sink: Box::new(sink),
         body_error,
     };
-    let mut writer = shared;
-    let next = serve(ctx, exchange, &mut |error| {
+    let mut writer = BufferedWriter::new(out);
+    let ending = serve(ctx, exchange, &mut |error| {
         let _ = writer.write_all(&error.to_response());
     });
     let consumed = body.drain();
-    if keep_alive && consumed && next == Next::KeepAlive {
-        Next::KeepAlive
-    } else {
-        Next::Close
+    match ending {
+        Ending::Done(Next::KeepAlive) if keep_alive && consumed => Ending::Done(Next::KeepAlive),
+        Ending::Done(_) => Ending::Done(Next::Close),
+        pending => pending,
     }
 }
 

@@ -142,7 +142,7 @@ async fn handle(
                 let _ = data_tx.blocking_send(Bytes::from(body));
             }
         };
-        exchange::serve(&ctx, request, &mut reject);
+        exchange::serve_to_end(&ctx, request, &mut reject);
     }));
 
     let Ok((status, headers)) = head_rx.await else {

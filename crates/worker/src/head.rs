@@ -18,9 +18,10 @@ use crate::clock::unix_now;
 use crate::exchange::Peer;
 use crate::io::AsyncStream;
 
-/// For the sync class, bodies up to this size are read on the event loop
-/// before the app is called, so a slow uploader cannot hold the worker's
-/// only app slot. Threaded classes stream bodies instead (no pre-read).
+/// Bodies up to this size (with a `Content-Length`, or chunked) are read on
+/// the event loop before the app is called, in every class, so a slow
+/// uploader cannot hold an app thread (or the sync worker's only app slot).
+/// Larger bodies stream to the app as they arrive.
 pub const PREREAD_LIMIT: u64 = 1024 * 1024;
 
 /// The PROXY protocol rules for this worker.
@@ -61,6 +62,16 @@ pub enum Progress {
     Invalid(HttpError),
 }
 
+/// A chunked body read ahead with its head, decoded as it arrives only to
+/// tell when it is complete.
+struct ChunkProbe {
+    decoder: BodyDecoder,
+    /// Raw body bytes decoded so far.
+    seen: usize,
+    /// Body bytes they held.
+    body: u64,
+}
+
 /// Sans-I/O state for one connection's head: PROXY header, then request.
 pub struct HeadReader<'a> {
     options: &'a ParserOptions,
@@ -70,6 +81,8 @@ pub struct HeadReader<'a> {
     preread: u64,
     /// The head once parsed, with its length, while a small body arrives.
     parsed: Option<(RequestHead, usize)>,
+    /// How far a chunked body being read ahead has been decoded.
+    probe: Option<ChunkProbe>,
     /// Bytes received so far (after any PROXY header).
     pub buf: Vec<u8>,
 }
@@ -84,6 +97,7 @@ impl<'a> HeadReader<'a> {
             proxy_done: !proxy.mode.enabled(),
             preread,
             parsed: None,
+            probe: None,
             buf: Vec::with_capacity(4096),
         }
     }
@@ -128,16 +142,53 @@ impl<'a> HeadReader<'a> {
                 Err(error) => return Progress::Invalid(error),
             },
         };
-        if let BodyKind::Length(n) = head.body {
-            let have = (self.buf.len() - consumed) as u64;
-            if n <= self.preread && !head.expect_continue && have < n {
-                self.buf.reserve(usize::try_from(n - have).unwrap_or(0));
+        match head.body {
+            BodyKind::Length(n) if !head.expect_continue => {
+                let have = (self.buf.len() - consumed) as u64;
+                if n <= self.preread && have < n {
+                    self.buf.reserve(usize::try_from(n - have).unwrap_or(0));
+                    self.parsed = Some((head, consumed));
+                    return Progress::NeedMore;
+                }
+            }
+            BodyKind::Chunked
+                if !head.expect_continue
+                    && self.preread > 0
+                    && self.chunked_needs_more(&head, consumed) =>
+            {
                 self.parsed = Some((head, consumed));
                 return Progress::NeedMore;
             }
+            _ => {}
         }
+        self.probe = None;
         let pending = self.buf.split_off(consumed);
         Progress::Ready(ReadyHead { head, pending })
+    }
+
+    /// Whether a chunked body is still arriving and, so far, small enough
+    /// to read ahead: decodes only the bytes new since the last look (on a
+    /// scratch copy; the raw bytes stay for the body reader). A framing
+    /// error ends the read-ahead: the body reader reports it.
+    fn chunked_needs_more(&mut self, head: &RequestHead, consumed: usize) -> bool {
+        let probe = self.probe.get_or_insert_with(|| ChunkProbe {
+            decoder: BodyDecoder::new(&head.body),
+            seen: 0,
+            body: 0,
+        });
+        let start = consumed + probe.seen;
+        let mut fresh = self.buf.get(start..).unwrap_or_default().to_vec();
+        match probe.decoder.decode_in_place(&mut fresh) {
+            Ok(decoded) => {
+                probe.seen += decoded.consumed;
+                probe.body += decoded.body as u64;
+            }
+            Err(_) => return false,
+        }
+        // Framing can outweigh the data (one-byte chunks): bound the raw
+        // bytes held, too.
+        let raw_limit = usize::try_from(self.preread.saturating_mul(2)).unwrap_or(usize::MAX);
+        !probe.decoder.is_done() && probe.body <= self.preread && probe.seen <= raw_limit
     }
 
     /// When the connection ends while a pre-read body is still arriving:
@@ -352,6 +403,55 @@ fn error_body_len(error: &HttpError) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn peer() -> Peer {
+        Peer {
+            remote: None,
+            local: None,
+            transport_remote: None,
+            secure: false,
+        }
+    }
+
+    #[test]
+    fn a_small_chunked_body_is_read_ahead_in_full() {
+        let options = ParserOptions::default();
+        let proxy = ProxyRules {
+            mode: ProxyProtocol::Off,
+            allow: AllowList::all(),
+        };
+        let mut reader = HeadReader::new(&options, &proxy, 16);
+        let head = &b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"[..];
+        let body = &b"5\r\nhello\r\n3\r\nabc\r\n0\r\n\r\n"[..];
+        reader.buf.extend_from_slice(head);
+        // Byte by byte: not ready until the last chunk's CRLF.
+        for &b in body {
+            assert!(matches!(reader.advance(&mut peer()), Progress::NeedMore));
+            reader.buf.push(b);
+        }
+        reader.buf.extend_from_slice(b"GET /next");
+        let Progress::Ready(ready) = reader.advance(&mut peer()) else {
+            panic!("not ready with the whole body");
+        };
+        // The raw bytes stay for the body reader, the next request with them.
+        assert_eq!(ready.pending, [body, b"GET /next"].concat());
+    }
+
+    #[test]
+    fn a_large_chunked_body_is_left_to_the_app() {
+        let options = ParserOptions::default();
+        let proxy = ProxyRules {
+            mode: ProxyProtocol::Off,
+            allow: AllowList::all(),
+        };
+        let mut reader = HeadReader::new(&options, &proxy, 4);
+        reader.buf.extend_from_slice(
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel",
+        );
+        assert!(matches!(reader.advance(&mut peer()), Progress::NeedMore));
+        reader.buf.extend_from_slice(b"lo");
+        assert!(matches!(reader.advance(&mut peer()), Progress::Ready(_)));
+    }
 
     #[test]
     fn sniffing_a_request_line() {

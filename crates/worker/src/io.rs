@@ -161,6 +161,18 @@ impl AsyncStream {
         })
     }
 
+    /// A blocking-capable handle of its own on a plain socket (a duplicate
+    /// descriptor, still non-blocking), for the app's turn in the sync
+    /// class while the loop keeps this one; `None` for layered streams.
+    pub fn dup_std(&self) -> Option<Stream> {
+        use std::os::fd::AsFd;
+        Some(match self {
+            AsyncStream::Tcp(s) => Stream::Tcp(s.as_fd().try_clone_to_owned().ok()?.into()),
+            AsyncStream::Unix(s) => Stream::Unix(s.as_fd().try_clone_to_owned().ok()?.into()),
+            AsyncStream::Tls(_) | AsyncStream::Rewound(..) => return None,
+        })
+    }
+
     /// A descriptor of its own on a plain socket, for writing from an app
     /// thread; `None` for layered streams (their bytes need the loop).
     pub fn dup_plain(&self) -> Option<std::os::fd::OwnedFd> {

@@ -19,6 +19,7 @@ mod h2;
 mod head;
 pub mod hooks;
 mod io;
+mod outbuf;
 pub mod policy;
 mod pool;
 mod reload_report;
@@ -115,6 +116,12 @@ pub struct ClassOptions {
     pub header_timeout: Duration,
     /// Blocking I/O timeout while the app owns a connection.
     pub io_timeout: Duration,
+    /// How long a request body may go without a byte (`--body-timeout`).
+    pub body_timeout: Duration,
+    /// How long a response may go without the client taking a byte.
+    pub send_timeout: Duration,
+    /// Bytes of response buffered per connection (`--response-buffer`).
+    pub response_buffer: usize,
     /// Most connections a worker holds at once.
     pub max_connections: usize,
     /// Idle time allowed between requests on one connection (0: no keep-alive).
@@ -154,6 +161,9 @@ impl ClassOptions {
             },
             header_timeout: Duration::from_secs(settings.header_timeout),
             io_timeout: Duration::from_secs(settings.header_timeout),
+            body_timeout: Duration::from_secs(settings.body_timeout),
+            send_timeout: Duration::from_secs(settings.send_timeout),
+            response_buffer: usize::try_from(settings.response_buffer).unwrap_or(usize::MAX),
             max_connections: usize::try_from(settings.worker_connections).unwrap_or(1000),
             keepalive: Duration::from_secs(settings.keepalive),
             graceful_timeout: Duration::from_secs(settings.graceful_timeout),

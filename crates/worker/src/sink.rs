@@ -1,13 +1,13 @@
 //! HTTP/1.1 response framing for what the app produces through the WSGI
 //! bridge, over any blocking [`Transport`]: the socket itself (sync) or a
-//! channel to the connection's event loop (gthread, async).
+//! connection's bounded buffer ([`crate::outbuf`]), in every class.
 //!
 //! The framing is chosen when the head is sent: the app's `Content-Length`,
 //! else a length computed from a body known in full, else chunked on
 //! HTTP/1.1, else the end of the connection marks the end of the body.
 
 use std::io::{self, IoSlice, Write};
-use std::os::fd::{BorrowedFd, RawFd};
+use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -16,41 +16,27 @@ use ferricorn_http::Version;
 use ferricorn_python::response::ResponseSink;
 
 use crate::clock::write_date_header;
-use crate::stream::SharedStream;
 
 /// Where framed response bytes go.
 pub trait Transport: Write + Send {
-    /// Sends `count` bytes of file `fd` from `offset` directly, if this
-    /// transport can; `Ok(false)` means "copy it through `write` instead".
-    fn send_file(&mut self, fd: RawFd, offset: u64, count: u64) -> io::Result<bool>;
+    /// Sends `count` bytes of file `fd` from `offset`, in order after what
+    /// was written before; the caller may close `fd` once this returns.
+    fn send_file(&mut self, fd: RawFd, offset: u64, count: u64) -> io::Result<()>;
 
     /// Whether a small write may wait for the peer or the event loop.
     fn may_block(&self) -> bool {
         true
     }
-}
 
-impl Transport for SharedStream {
-    fn send_file(&mut self, fd: RawFd, offset: u64, count: u64) -> io::Result<bool> {
-        // SAFETY: the Python file object that owns `fd` outlives this call.
-        let file = unsafe { BorrowedFd::borrow_raw(fd) };
-        let mut offset = i64::try_from(offset).map_err(|_| io::Error::other("offset too large"))?;
-        let mut left = count;
-        while left > 0 {
-            let chunk = usize::try_from(left.min(1 << 30)).unwrap_or(1 << 30);
-            // The socket is non-blocking: once the client's buffers are
-            // full, sendfile reports EAGAIN, which means "wait until it
-            // reads", not "it went away".
-            let sent = self.blocking(nix::poll::PollFlags::POLLOUT, |socket| {
-                nix::sys::sendfile::sendfile(socket, file, Some(&mut offset), chunk)
-                    .map_err(io::Error::from)
-            })?;
-            if sent == 0 {
-                return Err(io::ErrorKind::UnexpectedEof.into());
-            }
-            left -= sent as u64;
-        }
-        Ok(true)
+    /// Whether the transport's buffer has room (see
+    /// [`ResponseSink::wants_more`]).
+    fn wants_more(&self) -> bool {
+        true
+    }
+
+    /// Waits for room in the buffer (see [`ResponseSink::wait_for_room`]).
+    fn wait_for_room(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 
@@ -238,17 +224,12 @@ impl<T: Transport> ResponseSink for HttpSink<T> {
             Framing::Chunked => {
                 let size_line = format!("{count:x}\r\n");
                 self.stream.write_all(size_line.as_bytes())?;
-                if !(crate::sendfile::enabled() && self.stream.send_file(fd, offset, count)?) {
-                    // The size line is out; the body must follow it.
-                    copy_file(&mut self.stream, fd, offset, count)?;
-                }
+                self.stream.send_file(fd, offset, count)?;
                 self.stream.write_all(b"\r\n")?;
                 Ok(true)
             }
             Framing::Length | Framing::UntilClose => {
-                if !(crate::sendfile::enabled() && self.stream.send_file(fd, offset, count)?) {
-                    copy_file(&mut self.stream, fd, offset, count)?;
-                }
+                self.stream.send_file(fd, offset, count)?;
                 Ok(true)
             }
         }
@@ -288,31 +269,18 @@ impl<T: Transport> ResponseSink for HttpSink<T> {
         self.stream.may_block()
     }
 
+    fn wants_more(&self) -> bool {
+        self.stream.wants_more()
+    }
+
+    fn wait_for_room(&mut self) -> io::Result<()> {
+        self.stream.wait_for_room()
+    }
+
     fn finish(&mut self) -> io::Result<()> {
         if self.framing == Framing::Chunked {
             self.stream.write_all(LAST_CHUNK)?;
         }
         Ok(())
     }
-}
-
-/// Copies `count` bytes of `fd` from `offset` through `out` (for transports
-/// that cannot `sendfile`).
-fn copy_file(out: &mut impl Write, fd: RawFd, offset: u64, count: u64) -> io::Result<()> {
-    // SAFETY: the Python file object that owns `fd` outlives this call.
-    let file = unsafe { BorrowedFd::borrow_raw(fd) };
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut offset = i64::try_from(offset).map_err(|_| io::Error::other("offset too large"))?;
-    let mut left = count;
-    while left > 0 {
-        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-        let n = nix::sys::uio::pread(file, &mut buf[..want], offset)?;
-        if n == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        out.write_all(&buf[..n])?;
-        offset += n as i64;
-        left -= n as u64;
-    }
-    Ok(())
 }

@@ -8,6 +8,7 @@
 //! a short grace to deliver its head before the worker accepts another, so
 //! two simultaneous requests land on two workers, as with gunicorn.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,12 +16,13 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-use crate::exchange::{self, ExchangeContext, Peer};
+use crate::exchange::{self, Ending, ExchangeContext, Peer};
 use crate::head::{
     read_available, read_head, refuse_head, timeout_error, HeadError, HeadReader, Progress,
     ReadyHead, PREREAD_LIMIT,
 };
 use crate::io::{Accepted, AsyncListener, AsyncStream};
+use crate::outbuf::{self, Direct, OutBuf};
 use crate::stream::SharedStream;
 use crate::{ClassOptions, WorkerError};
 
@@ -96,7 +98,35 @@ async fn serve(
         }
         ctx.heartbeat.beat();
     }
+    // Graceful stop: responses still going out to slow readers get up to
+    // `--graceful-timeout` to finish.
+    let drained = async {
+        while SENDING.load(Ordering::SeqCst) > 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            ctx.heartbeat.beat();
+        }
+    };
+    let _ = tokio::time::timeout(options.graceful_timeout, drained).await;
     Ok(())
+}
+
+/// Responses whose rest the loop is sending (one sync worker per process).
+static SENDING: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts one response in [`SENDING`] while it lives.
+struct Sending;
+
+impl Sending {
+    fn start() -> Self {
+        SENDING.fetch_add(1, Ordering::SeqCst);
+        Sending
+    }
+}
+
+impl Drop for Sending {
+    fn drop(&mut self) {
+        SENDING.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// A new connection: serve it right away when its head is already here,
@@ -176,27 +206,69 @@ async fn on_accept(
     }
 }
 
-/// Hands the connection to the app on this thread; the loop waits.
-fn serve_inline(ctx: &ExchangeContext, options: &ClassOptions, ready: Ready) {
+/// Hands the connection to the app on this thread; the loop waits for the
+/// app, never for the client: what the client does not take at once stays
+/// in the connection's bounded buffer, and a task on the loop sends it
+/// (pulling more of an iterable response as it drains), while the loop
+/// goes back to accepting.
+fn serve_inline(ctx: &Arc<ExchangeContext>, options: &ClassOptions, ready: Ready) {
     let Ready {
         stream,
         peer,
         head,
         _permit,
     } = ready;
-    let stream = match stream.into_std() {
-        Ok(stream) => stream,
-        Err(error) => {
-            tracing::debug!("cannot take over the connection: {error}");
-            return;
-        }
+    let Some(app_side) = stream.dup_std() else {
+        tracing::debug!("cannot take over the connection");
+        return;
     };
     // `--timeout` counts from here: the loop may have been idle since its
-    // last beat, and it cannot beat again until the response is sent.
+    // last beat, and it cannot beat again until the app returns.
     ctx.heartbeat.beat();
-    let stream = Arc::new(stream);
-    let shared = SharedStream::new(Arc::clone(&stream), options.io_timeout);
+    let app_side = Arc::new(app_side);
+    let shared = SharedStream::new(Arc::clone(&app_side), options.body_timeout);
+    let direct: Direct = app_side;
+    let out = OutBuf::new(options.response_buffer, options.send_timeout, Some(direct));
     // gunicorn's sync worker never keeps a connection alive.
-    exchange::serve_blocking(ctx, shared, peer, head.head, head.pending, false);
-    let _ = stream.shutdown_write();
+    let ending = exchange::serve_blocking(
+        ctx,
+        shared,
+        Arc::clone(&out),
+        peer,
+        head.head,
+        head.pending,
+        false,
+    );
+    if matches!(ending, Ending::Done(_)) && out.is_empty() {
+        close(stream);
+        return;
+    }
+    let ctx = Arc::clone(ctx);
+    let sending = Sending::start();
+    tokio::spawn(async move {
+        let _sending = sending;
+        let _permit = _permit;
+        let mut stream = stream;
+        let mut ending = ending;
+        loop {
+            let drained = outbuf::drain(&out, &mut stream).await;
+            match (ending, drained) {
+                (Ending::Done(_), _) => break,
+                (Ending::Pending(pending), Ok(())) => ending = pending.resume(&ctx),
+                (Ending::Pending(pending), Err(error)) => {
+                    pending.abort(&ctx, error);
+                    break;
+                }
+            }
+        }
+        close(stream);
+    });
+}
+
+/// Ends the response: the client sees the end now, even while a copy of
+/// the descriptor lives on in a Python object (a traceback cycle).
+fn close(stream: AsyncStream) {
+    if let Ok(std) = stream.into_std() {
+        let _ = std.shutdown_write();
+    }
 }

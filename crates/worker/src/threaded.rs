@@ -21,10 +21,11 @@ use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use crate::body::DRAIN_LIMIT;
-use crate::channel_io::{BodyChunk, ChannelBody, ChannelWriter, Frame, NoticeRead};
-use crate::exchange::{self, Exchange, ExchangeContext, Next, Peer};
-use crate::head::{read_head, refuse_head, timeout_error, HeadError, HeadReader};
+use crate::channel_io::{BodyChunk, ChannelBody, Frame, NoticeRead};
+use crate::exchange::{self, Ending, Exchange, ExchangeContext, Next, Peer, Pending};
+use crate::head::{read_head, refuse_head, timeout_error, HeadError, HeadReader, PREREAD_LIMIT};
 use crate::io::{Accepted, AsyncListener, AsyncStream};
+use crate::outbuf::{self, BufferedWriter, OutBuf};
 use crate::pool::AppPool;
 use crate::sink::HttpSink;
 use crate::stream::Listener;
@@ -168,7 +169,7 @@ async fn connection(shared: Arc<Shared>, conn: Accepted, _permit: OwnedSemaphore
     let remote = conn.remote;
     let (mut stream, mut peer) = conn.into_parts();
     let options = &shared.options;
-    let mut reader = HeadReader::new(&options.parser, &options.proxy, 0);
+    let mut reader = HeadReader::new(&options.parser, &options.proxy, PREREAD_LIMIT);
     if let Some(acceptor) = &shared.tls {
         let handshake = tokio::time::timeout(options.header_timeout, acceptor.accept(stream));
         stream = match handshake.await {
@@ -200,8 +201,12 @@ async fn connection(shared: Arc<Shared>, conn: Accepted, _permit: OwnedSemaphore
         }
     }
     // One duplicate descriptor per connection lets app threads write
-    // responses without a hop through the loop (see ChannelWriter).
-    let direct = stream.dup_plain().map(Arc::new);
+    // responses without a hop through the loop (see BufferedWriter); what
+    // the client does not take waits in this bounded buffer.
+    let direct = stream
+        .dup_plain()
+        .map(|fd| Arc::new(fd) as Arc<dyn std::os::fd::AsFd + Send + Sync>);
+    let out = OutBuf::new(options.response_buffer, options.send_timeout, direct);
     // One frame channel per connection: each exchange ends with `End`, so
     // the channel is empty again when the next request starts.
     let (frames_tx, mut frames_rx) = mpsc::channel::<Frame>(FRAME_CHANNEL);
@@ -238,20 +243,12 @@ async fn connection(shared: Arc<Shared>, conn: Accepted, _permit: OwnedSemaphore
         };
         let keep_alive = !options.keepalive.is_zero() && !*shutdown.borrow();
         let frames = (&frames_tx, &mut frames_rx);
-        match exchange(
-            &shared,
-            &mut stream,
-            &direct,
-            frames,
-            peer,
-            ready,
-            keep_alive,
-        )
-        .await
-        {
+        out.reset();
+        match exchange(&shared, &mut stream, &out, frames, peer, ready, keep_alive).await {
             Some(leftover) if keep_alive => reader.buf = leftover,
             _ => {
-                // The app thread's descriptor (`direct`) may outlive this
+                abandon(&shared, &mut frames_rx);
+                // The app thread's descriptor (in `out`) may outlive this
                 // task: Python keeps the response objects alive as long as
                 // a traceback cycle refers to them. Shut the socket down so
                 // the client sees the end now, not at the next GC.
@@ -292,7 +289,7 @@ async fn sniff_preface(
 async fn exchange(
     shared: &Arc<Shared>,
     stream: &mut AsyncStream,
-    direct: &Option<Arc<std::os::fd::OwnedFd>>,
+    out: &Arc<OutBuf>,
     frames: (&mpsc::Sender<Frame>, &mut mpsc::Receiver<Frame>),
     peer: Peer,
     ready: crate::head::ReadyHead,
@@ -311,7 +308,7 @@ async fn exchange(
     };
     let expect_continue = head.expect_continue;
     let mut sink = HttpSink::new(
-        ChannelWriter::new(frames_tx.clone(), direct.clone()),
+        BufferedWriter::new(Arc::clone(out)),
         head.version,
         head.method == "HEAD",
         keep_alive && head.keep_alive,
@@ -332,32 +329,26 @@ async fn exchange(
         body_error,
     };
     let ctx = Arc::clone(&shared.ctx);
+    let errors = Arc::clone(out);
+    let frames = frames_tx.clone();
     shared.submit(Box::new(move || {
         // Sends `End` even if the exchange panics, so the connection task,
         // which keeps the channel open, never waits forever.
-        let mut end = EndOnDrop {
-            frames: frames_tx,
-            next: Next::Close,
-        };
-        let errors = end.frames.clone();
+        let mut end = EndOnDrop::new(frames, Arc::clone(&ctx));
+        let mut writer = BufferedWriter::new(errors);
         let mut reject = |error: &HttpError| {
-            let _ = errors.blocking_send(Frame::Data(error.to_response()));
+            let _ = std::io::Write::write_all(&mut writer, &error.to_response());
         };
-        end.next = exchange::serve(&ctx, request, &mut reject);
+        end.ending = Some(exchange::serve(&ctx, request, &mut reject));
     }));
 
     let mut body_tx = body_tx;
     let mut want_body = false;
-    let io_timeout = shared.options.io_timeout;
+    let body_timeout = shared.options.body_timeout;
     let next = loop {
         let may_read = want_body && body_tx.is_some() && !body.is_done();
         tokio::select! {
             frame = frames_rx.recv() => match frame {
-                Some(Frame::Data(bytes)) => {
-                    if stream.write_all(&bytes).await.is_err() {
-                        return None;
-                    }
-                }
                 Some(Frame::WantBody) => {
                     want_body = true;
                     if expect_continue
@@ -366,15 +357,33 @@ async fn exchange(
                         return None;
                     }
                 }
-                Some(Frame::End(next)) => break next,
+                Some(Frame::End(ending)) => {
+                    // Everything the app produced so far is queued.
+                    if let Err(error) = outbuf::drain(out, stream).await {
+                        if let Ending::Pending(pending) = ending {
+                            abort_on_pool(shared, pending, error);
+                        }
+                        return None;
+                    }
+                    match ending {
+                        Ending::Done(next) => break next,
+                        Ending::Pending(pending) => resume_on_pool(shared, pending, &frames_tx),
+                    }
+                }
                 None => break Next::Close,
+            },
+            () = outbuf::queued(out) => {
+                if outbuf::drain(out, stream).await.is_err() {
+                    // The app's next write fails; its End finds no one.
+                    return None;
+                }
             },
             permit = async { body_tx.clone()?.reserve_owned().await.ok() }, if may_read => {
                 let Some(permit) = permit else {
                     body_tx = None;
                     continue;
                 };
-                match body.next_chunk(stream, io_timeout).await {
+                match body.next_chunk(stream, body_timeout).await {
                     Ok(Some(chunk)) => {
                         permit.send(Ok(chunk));
                         if body.is_done() {
@@ -403,22 +412,68 @@ async fn exchange(
             // The client may still be waiting to send the body we never asked for.
             return None;
         }
-        if !body.drain(stream, io_timeout).await {
+        if !body.drain(stream, body_timeout).await {
             return None;
         }
     }
     Some(body.into_leftover())
 }
 
+/// Pulls more of a suspended response on an app thread; its `End` comes
+/// back through `frames`.
+fn resume_on_pool(shared: &Arc<Shared>, pending: Box<Pending>, frames: &mpsc::Sender<Frame>) {
+    let ctx = Arc::clone(&shared.ctx);
+    let frames = frames.clone();
+    shared.submit(Box::new(move || {
+        let mut end = EndOnDrop::new(frames, Arc::clone(&ctx));
+        end.ending = Some(pending.resume(&ctx));
+    }));
+}
+
+/// The connection is given up on: a suspended response already sent to
+/// it (or sent later, see [`EndOnDrop`]) still gets its iterable closed.
+fn abandon(shared: &Arc<Shared>, frames: &mut mpsc::Receiver<Frame>) {
+    frames.close();
+    while let Ok(frame) = frames.try_recv() {
+        if let Frame::End(Ending::Pending(pending)) = frame {
+            abort_on_pool(shared, pending, std::io::ErrorKind::BrokenPipe.into());
+        }
+    }
+}
+
+/// Closes a suspended response whose client stopped reading, on an app
+/// thread (the app's `close()` may take its time).
+fn abort_on_pool(shared: &Arc<Shared>, pending: Box<Pending>, why: std::io::Error) {
+    let ctx = Arc::clone(&shared.ctx);
+    shared.submit(Box::new(move || pending.abort(&ctx, why)));
+}
+
 /// Ends an exchange from the app thread's side when dropped.
 struct EndOnDrop {
     frames: mpsc::Sender<Frame>,
-    next: Next,
+    ctx: Arc<ExchangeContext>,
+    ending: Option<Ending>,
+}
+
+impl EndOnDrop {
+    fn new(frames: mpsc::Sender<Frame>, ctx: Arc<ExchangeContext>) -> Self {
+        Self {
+            frames,
+            ctx,
+            ending: None,
+        }
+    }
 }
 
 impl Drop for EndOnDrop {
     fn drop(&mut self) {
-        let _ = self.frames.blocking_send(Frame::End(self.next));
+        let ending = self.ending.take().unwrap_or(Ending::Done(Next::Close));
+        if let Err(mpsc::error::SendError(Frame::End(Ending::Pending(pending)))) =
+            self.frames.blocking_send(Frame::End(ending))
+        {
+            // The connection is gone: the app's iterable still gets closed.
+            pending.abort(&self.ctx, std::io::ErrorKind::BrokenPipe.into());
+        }
     }
 }
 
