@@ -12,9 +12,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, Semaphore};
 use tokio::time::Instant;
 
+use crate::admission::{AcceptErrors, Admitted, IdleSet};
 use crate::exchange::{self, ExchangeContext, Peer};
 use crate::head::{
     read_available, read_head, refuse_head, timeout_error, HeadError, HeadReader, Progress,
@@ -38,7 +39,7 @@ struct Ready {
     stream: AsyncStream,
     peer: Peer,
     head: ReadyHead,
-    _permit: OwnedSemaphorePermit,
+    _admitted: Admitted,
 }
 
 /// Runs the sync worker until `TERM`.
@@ -72,6 +73,8 @@ async fn serve(
     let slots = Arc::new(Semaphore::new(options.max_connections.max(1)));
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let options = Arc::new(options);
+    let idle = Arc::new(IdleSet::default());
+    let mut errors = AcceptErrors::default();
     ctx.heartbeat.ready();
 
     loop {
@@ -84,13 +87,10 @@ async fn serve(
                     // Permits held besides this connection's own.
                     let others = options.max_connections.max(1) - slots.available_permits() - 1;
                     let grace = if others == 0 { FIRST_BYTES_GRACE } else { FIRST_BYTES_GRACE_BUSY };
-                    on_accept(&ctx, &options, conn, permit, &ready_tx, grace).await
+                    let admitted = Admitted::new(permit, Arc::clone(&idle));
+                    on_accept(&ctx, &options, conn, admitted, &ready_tx, grace, &idle).await
                 }
-                Err(error) => {
-                    tracing::debug!("accept failed: {error}");
-                    // EMFILE and friends: give the process a moment to recover.
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
+                Err(error) => errors.recover(error, &idle).await,
             },
             _ = tick.tick() => {}
         }
@@ -105,9 +105,10 @@ async fn on_accept(
     ctx: &Arc<ExchangeContext>,
     options: &Arc<ClassOptions>,
     conn: Accepted,
-    permit: OwnedSemaphorePermit,
+    admitted: Admitted,
     ready_tx: &mpsc::UnboundedSender<Ready>,
     grace: Duration,
+    idle: &Arc<IdleSet>,
 ) {
     let (mut stream, mut peer) = conn.into_parts();
     let mut reader = HeadReader::new(&options.parser, &options.proxy, PREREAD_LIMIT);
@@ -134,7 +135,7 @@ async fn on_accept(
                     stream,
                     peer,
                     head,
-                    _permit: permit,
+                    _admitted: admitted,
                 },
             );
         }
@@ -146,18 +147,27 @@ async fn on_accept(
             let options = Arc::clone(options);
             let ctx = Arc::clone(ctx);
             let ready_tx = ready_tx.clone();
+            let idle = Arc::clone(idle);
             let buffered = std::mem::take(&mut reader.buf);
             tokio::spawn(async move {
                 let mut reader = HeadReader::new(&options.parser, &options.proxy, PREREAD_LIMIT);
                 reader.buf = buffered;
                 let deadline = Instant::now() + options.header_timeout;
+                if reader.buf.is_empty() {
+                    // Silent so far: the accept path may close it for room.
+                    let entry = idle.enter();
+                    tokio::select! {
+                        _ = tokio::time::timeout_at(deadline, stream.readable()) => {}
+                        _ = entry.evicted() => return,
+                    }
+                }
                 match read_head(&mut stream, &mut reader, &mut peer, deadline).await {
                     Ok(head) => {
                         let _ = ready_tx.send(Ready {
                             stream,
                             peer,
                             head,
-                            _permit: permit,
+                            _admitted: admitted,
                         });
                     }
                     Err(HeadError::Invalid(error)) => {
@@ -182,7 +192,7 @@ fn serve_inline(ctx: &ExchangeContext, options: &ClassOptions, ready: Ready) {
         stream,
         peer,
         head,
-        _permit,
+        _admitted,
     } = ready;
     let stream = match stream.into_std() {
         Ok(stream) => stream,

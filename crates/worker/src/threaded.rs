@@ -17,13 +17,15 @@ use std::time::Duration;
 
 use ferricorn_http::{BodyDecoder, BodyKind, HttpError};
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::time::Instant;
 
+use crate::admission::{AcceptErrors, Admitted, IdleSet};
 use crate::body::DRAIN_LIMIT;
 use crate::channel_io::{BodyChunk, ChannelBody, ChannelWriter, Frame, NoticeRead};
 use crate::exchange::{self, Exchange, ExchangeContext, Next, Peer};
 use crate::head::{read_head, refuse_head, timeout_error, HeadError, HeadReader};
+use crate::gil_probe::GilProbe;
 use crate::io::{Accepted, AsyncListener, AsyncStream};
 use crate::pool::AppPool;
 use crate::sink::HttpSink;
@@ -54,9 +56,20 @@ pub(crate) struct Shared {
     tls: Option<tokio_rustls::TlsAcceptor>,
     /// Set while a task watches the pool's backlog (see [`Shared::submit`]).
     growth_watch: std::sync::atomic::AtomicBool,
+    /// Connections waiting for a request's first bytes, evictable.
+    idle: Arc<IdleSet>,
+    probe: GilProbe,
 }
 
 impl Shared {
+    /// Beats the heartbeat, unless the app threads cannot get the GIL
+    /// (see [`crate::gil_probe`]): then the master replaces the worker.
+    fn beat(&self) {
+        if self.probe.fresh() {
+            self.ctx.heartbeat.beat();
+        }
+    }
+
     /// Hands `job` to the pool. While jobs outnumber threads, one task on
     /// the loop checks every [`crate::pool::STALL`] whether the threads are
     /// blocked and the pool should grow (async's on-demand threads).
@@ -93,11 +106,12 @@ pub fn run(
     shape: PoolShape,
 ) -> Result<(), WorkerError> {
     let pool = AppPool::new(shape.initial, shape.max).map_err(WorkerError::Runtime)?;
+    let probe = GilProbe::start().map_err(WorkerError::Runtime)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(WorkerError::Runtime)?;
-    runtime.block_on(serve(Arc::new(ctx), listeners, options, pool))
+    runtime.block_on(serve(Arc::new(ctx), listeners, options, pool, probe))
 }
 
 async fn serve(
@@ -105,6 +119,7 @@ async fn serve(
     listeners: Vec<Listener>,
     options: ClassOptions,
     pool: AppPool,
+    probe: GilProbe,
 ) -> Result<(), WorkerError> {
     let listeners = listeners
         .into_iter()
@@ -124,38 +139,36 @@ async fn serve(
         shutdown,
         tls,
         growth_watch: std::sync::atomic::AtomicBool::new(false),
+        idle: Arc::new(IdleSet::default()),
+        probe,
     });
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     shared.ctx.heartbeat.ready();
+    let acceptor = tokio::spawn(accept_loop(
+        Arc::clone(&shared),
+        listeners,
+        Arc::clone(&slots),
+    ));
 
     loop {
         tokio::select! {
             biased;
             _ = terminate.recv() => break,
-            accepted = crate::io::accept_with_slot(&listeners, &slots) => match accepted {
-                Ok((conn, permit)) => {
-                    tokio::spawn(connection(Arc::clone(&shared), conn, permit));
-                }
-                Err(error) => {
-                    tracing::debug!("accept failed: {error}");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-            },
-            _ = tick.tick() => {}
+            _ = tick.tick() => shared.beat(),
         }
-        shared.ctx.heartbeat.beat();
     }
 
-    // Graceful stop: no new connections; idle ones close now, busy ones
-    // after their current response.
-    drop(listeners);
+    // Graceful stop: no new connections (the acceptor owns the listeners);
+    // idle ones close now, busy ones after their current response.
+    acceptor.abort();
+    let _ = acceptor.await;
     let _ = shutdown_tx.send(true);
     let all = u32::try_from(max_connections).unwrap_or(u32::MAX);
     let drained = async {
         loop {
             tokio::select! {
                 _ = slots.acquire_many(all) => break,
-                _ = tick.tick() => shared.ctx.heartbeat.beat(),
+                _ = tick.tick() => shared.beat(),
             }
         }
     };
@@ -163,8 +176,85 @@ async fn serve(
     Ok(())
 }
 
+/// Accepts connections while there is room under the cap. At the cap, it
+/// waits until a slot frees or some connection idles, then accepts and
+/// closes the oldest idle connection to make room: idle connections cannot
+/// keep new clients out. Out of descriptors, it backs off (see
+/// [`AcceptErrors::recover`]).
+async fn accept_loop(shared: Arc<Shared>, listeners: Vec<AsyncListener>, slots: Arc<Semaphore>) {
+    let mut errors = AcceptErrors::default();
+    loop {
+        let permit = match Arc::clone(&slots).try_acquire_owned() {
+            Ok(permit) => Some(permit),
+            Err(_) => tokio::select! {
+                permit = Arc::clone(&slots).acquire_owned() => permit.ok(),
+                _ = shared.idle.until_any() => None,
+            },
+        };
+        let conn = match crate::io::accept_any(&listeners).await {
+            Ok(conn) => conn,
+            Err(error) => {
+                drop(permit);
+                errors.recover(error, &shared.idle).await;
+                continue;
+            }
+        };
+        let permit = match permit {
+            Some(permit) => permit,
+            None => {
+                shared.idle.evict_oldest();
+                match Arc::clone(&slots).acquire_owned().await {
+                    Ok(permit) => permit,
+                    Err(_) => return,
+                }
+            }
+        };
+        let admitted = Admitted::new(permit, Arc::clone(&shared.idle));
+        tokio::spawn(connection(Arc::clone(&shared), conn, admitted));
+        shared.beat();
+    }
+}
+
+/// Waits for the first bytes of a request, as a connection the accept path
+/// may close to make room. False if the connection should close: the
+/// client left or `limit` passed (keep-alive), the worker is stopping (if
+/// `stop` is given), or it was evicted.
+async fn wait_for_bytes(
+    shared: &Shared,
+    stream: &mut AsyncStream,
+    buf: &mut Vec<u8>,
+    deadline: Instant,
+    stop: Option<&mut watch::Receiver<bool>>,
+) -> WaitOutcome {
+    let entry = shared.idle.enter();
+    let stopping = async {
+        match stop {
+            Some(stop) => {
+                let _ = stop.changed().await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        read = tokio::time::timeout_at(deadline, stream.read_buf(buf)) => match read {
+            Ok(Ok(n)) if n > 0 => WaitOutcome::Bytes,
+            Ok(_) => WaitOutcome::Close,
+            Err(_) => WaitOutcome::TimedOut,
+        },
+        _ = stopping => WaitOutcome::Close,
+        _ = entry.evicted() => WaitOutcome::Close,
+    }
+}
+
+/// How [`wait_for_bytes`] ended.
+enum WaitOutcome {
+    Bytes,
+    TimedOut,
+    Close,
+}
+
 /// One connection, request after request.
-async fn connection(shared: Arc<Shared>, conn: Accepted, _permit: OwnedSemaphorePermit) {
+async fn connection(shared: Arc<Shared>, conn: Accepted, _admitted: Admitted) {
     let remote = conn.remote;
     let (mut stream, mut peer) = conn.into_parts();
     let options = &shared.options;
@@ -208,19 +298,30 @@ async fn connection(shared: Arc<Shared>, conn: Accepted, _permit: OwnedSemaphore
     let mut shutdown = shared.shutdown.clone();
     let mut first = true;
     loop {
-        if !first && reader.buf.is_empty() {
-            // Idle keep-alive: wait for the next request's first bytes.
-            let idle = tokio::time::timeout(options.keepalive, stream.read_buf(&mut reader.buf));
-            tokio::select! {
-                read = idle => match read {
-                    Ok(Ok(n)) if n > 0 => {}
-                    _ => return,
-                },
-                _ = shutdown.changed() => return,
+        // A new connection's head is due `--header-timeout` after it is
+        // set up; a keep-alive request's, after its first bytes.
+        let mut deadline = Instant::now() + options.header_timeout;
+        if reader.buf.is_empty() {
+            let outcome = if first {
+                // A new connection that has sent nothing yet.
+                wait_for_bytes(&shared, &mut stream, &mut reader.buf, deadline, None).await
+            } else {
+                // Idle keep-alive: wait for the next request's first bytes.
+                let until = Instant::now() + options.keepalive;
+                let stop = Some(&mut shutdown);
+                wait_for_bytes(&shared, &mut stream, &mut reader.buf, until, stop).await
+            };
+            match outcome {
+                WaitOutcome::Bytes => {}
+                // read_head answers the late request head with its 408.
+                WaitOutcome::TimedOut if first => {}
+                WaitOutcome::TimedOut | WaitOutcome::Close => return,
             }
         }
+        if !first {
+            deadline = Instant::now() + options.header_timeout;
+        }
         first = false;
-        let deadline = Instant::now() + options.header_timeout;
         let ready = match read_head(&mut stream, &mut reader, &mut peer, deadline).await {
             Ok(ready) => ready,
             Err(HeadError::Invalid(error)) => {
