@@ -131,9 +131,17 @@ fn out_of_descriptors(error: &io::Error) -> bool {
 pub struct AcceptErrors {
     last_log: Option<Instant>,
     suppressed: u64,
+    last_exhausted: Option<Instant>,
 }
 
 impl AcceptErrors {
+    /// Whether `accept()` ran out of descriptors within the last second:
+    /// the kernel queue may hold a flood, so no connection gets a grace.
+    pub fn recently_exhausted(&self) -> bool {
+        self.last_exhausted
+            .is_some_and(|at| at.elapsed() < ERROR_LOG_INTERVAL)
+    }
+
     /// Handles a failed `accept()`. Out of descriptors: closes the oldest
     /// idle connection, then waits until one of ours closes or a short
     /// pause passes (the listener stays readable, so retrying at once would
@@ -162,6 +170,7 @@ impl AcceptErrors {
             self.suppressed += 1;
         }
         if out_of_descriptors(&error) {
+            self.last_exhausted = Some(now);
             let closed = idle.closed.notified();
             tokio::pin!(closed);
             closed.as_mut().enable();

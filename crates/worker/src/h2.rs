@@ -152,6 +152,11 @@ async fn handle(
     let ctx = Arc::clone(&shared.ctx);
     shared.submit(Box::new(move || {
         let _call = call;
+        if stream_reset(&head_slot) {
+            // The client reset the stream while the call waited for a
+            // thread: nobody would read the answer.
+            return;
+        }
         let mut reject = |error: &HttpError| {
             let body = format!("{}: {}\n", error.reason, error.detail);
             let head = vec![("content-type".to_string(), "text/plain".to_string())];
@@ -218,6 +223,14 @@ fn plain_response(status: u16, text: &'static str) -> Response<OutBody> {
 }
 
 type HeadSlot = Arc<Mutex<Option<oneshot::Sender<(u16, Vec<(String, String)>)>>>>;
+
+/// Whether the stream's response can no longer be delivered (hyper
+/// dropped the stream's service future: the client reset it).
+fn stream_reset(slot: &HeadSlot) -> bool {
+    slot.lock()
+        .ok()
+        .is_some_and(|s| s.as_ref().is_some_and(oneshot::Sender::is_closed))
+}
 
 /// Sends the response head once; false if it was already sent.
 fn send_head(slot: &HeadSlot, status: u16, headers: Vec<(String, String)>) -> bool {

@@ -86,7 +86,15 @@ async fn serve(
                 Ok((conn, permit)) => {
                     // Permits held besides this connection's own.
                     let others = options.max_connections.max(1) - slots.available_permits() - 1;
-                    let grace = if others == 0 { FIRST_BYTES_GRACE } else { FIRST_BYTES_GRACE_BUSY };
+                    let grace = if errors.recently_exhausted() {
+                        // Every descriptor counts: a silent connection
+                        // waits on a reader task, not on the loop.
+                        Duration::ZERO
+                    } else if others == 0 {
+                        FIRST_BYTES_GRACE
+                    } else {
+                        FIRST_BYTES_GRACE_BUSY
+                    };
                     let admitted = Admitted::new(permit, Arc::clone(&idle));
                     on_accept(&ctx, &options, conn, admitted, &ready_tx, grace, &idle).await
                 }
