@@ -211,9 +211,23 @@ impl GunicornFormat {
         match metadata.target() {
             ACCESS_TARGET => self.access.is_some(),
             WSGI_ERRORS_TARGET | CRITICAL_TARGET => true,
+            // The protocol libraries warn about each misbehaving peer (an
+            // HTTP/2 rapid reset, a bad handshake) at a rate the peer
+            // chooses: that is debugging detail, never a flood in the log.
+            target if is_protocol_library(target) => {
+                !self.critical_only && self.level >= Level::DEBUG && *metadata.level() <= self.level
+            }
             _ => !self.critical_only && *metadata.level() <= self.level,
         }
     }
+}
+
+/// Whether events of `target` come from a protocol library (hyper, h2,
+/// rustls) rather than from ferricorn.
+fn is_protocol_library(target: &str) -> bool {
+    ["h2", "hyper", "hyper_util", "rustls", "tokio_rustls"]
+        .iter()
+        .any(|name| target == *name || target.strip_prefix(name).is_some_and(|rest| rest.starts_with("::")))
 }
 
 impl<S: Subscriber> Layer<S> for GunicornFormat {
