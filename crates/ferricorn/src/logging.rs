@@ -227,7 +227,12 @@ impl GunicornFormat {
 fn is_protocol_library(target: &str) -> bool {
     ["h2", "hyper", "hyper_util", "rustls", "tokio_rustls"]
         .iter()
-        .any(|name| target == *name || target.strip_prefix(name).is_some_and(|rest| rest.starts_with("::")))
+        .any(|name| {
+            target == *name
+                || target
+                    .strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with("::"))
+        })
 }
 
 impl<S: Subscriber> Layer<S> for GunicornFormat {
