@@ -148,6 +148,36 @@ def test_idle_keepalive_flood_at_the_connection_cap(spawn, kind):
     assert get_status_body(server.port)[0] == 200
 
 
+@pytest.mark.parametrize("kind", ALL)
+def test_silent_flood_at_the_connection_cap(spawn, kind):
+    """300 connections that send nothing against two workers of 100
+    connections each: the oldest silent ones are closed to admit new
+    clients, who do not wait for --header-timeout."""
+    server = start(spawn, kind, "--worker-connections", "100")
+    before = workers_rss(server)
+    base_fds = {pid: open_fds(pid) for pid in before}
+    attackers = open_connections(server, 300)
+    try:
+        # TCP_DEFER_ACCEPT hands silent connections over after a second or
+        # two: wait until the workers hold their 100 each.
+        deadline = time.monotonic() + 15
+        while min(open_fds(pid) - base_fds[pid] for pid in base_fds) < 95:
+            assert time.monotonic() < deadline, "the workers never took the connections"
+            time.sleep(0.05)
+        latencies = []
+        for _ in range(PROBES):
+            started = time.monotonic()
+            assert server.request("GET", "/", timeout=PROBE_TIMEOUT)[::2] == (200, b"ok\n")
+            latencies.append(time.monotonic() - started)
+        assert_fast(latencies)
+        evicted = sum(closed_by_server(sock) for sock in attackers)
+        assert evicted >= 100, "only %d silent connections were closed" % evicted
+        assert_rss_bounded(before, server)
+    finally:
+        for sock in attackers:
+            sock.close()
+
+
 # -- fd exhaustion --------------------------------------------------------------
 
 @pytest.fixture

@@ -183,6 +183,38 @@ impl AcceptErrors {
     }
 }
 
+/// Accepts a connection with a slot under the cap (`slots`, one permit per
+/// held connection). At the cap it waits until a slot frees or some
+/// connection idles, then accepts and closes the oldest idle connection to
+/// make room: idle connections cannot keep new clients out, while with
+/// every connection busy, new ones wait in the kernel queue (for an idle
+/// sibling worker).
+pub async fn accept(
+    listeners: &[crate::io::AsyncListener],
+    slots: &Arc<tokio::sync::Semaphore>,
+    idle: &Arc<IdleSet>,
+) -> io::Result<(crate::io::Accepted, Admitted)> {
+    let permit = match Arc::clone(slots).try_acquire_owned() {
+        Ok(permit) => Some(permit),
+        Err(_) => tokio::select! {
+            permit = Arc::clone(slots).acquire_owned() => permit.ok(),
+            _ = idle.until_any() => None,
+        },
+    };
+    let conn = crate::io::accept_any(listeners).await?;
+    let permit = match permit {
+        Some(permit) => permit,
+        None => {
+            idle.evict_oldest();
+            Arc::clone(slots)
+                .acquire_owned()
+                .await
+                .map_err(io::Error::other)?
+        }
+    };
+    Ok((conn, Admitted::new(permit, Arc::clone(idle))))
+}
+
 /// A connection's slot under the cap; reports the close when dropped.
 pub struct Admitted {
     _permit: tokio::sync::OwnedSemaphorePermit,

@@ -100,21 +100,6 @@ pub async fn accept_any(listeners: &[AsyncListener]) -> io::Result<Accepted> {
     .await
 }
 
-/// Waits for room under the connection cap (`slots`, one permit per held
-/// connection), then accepts. At the cap, accepting pauses: new
-/// connections wait in the kernel queue instead of being refused.
-pub async fn accept_with_slot(
-    listeners: &[AsyncListener],
-    slots: &std::sync::Arc<tokio::sync::Semaphore>,
-) -> io::Result<(Accepted, tokio::sync::OwnedSemaphorePermit)> {
-    let permit = std::sync::Arc::clone(slots)
-        .acquire_owned()
-        .await
-        .map_err(io::Error::other)?;
-    let conn = accept_any(listeners).await?;
-    Ok((conn, permit))
-}
-
 impl AsyncStream {
     /// Waits until the connection has bytes (or EOF) to read. Layered
     /// streams report ready at once; callers then read with a deadline.

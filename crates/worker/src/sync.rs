@@ -76,30 +76,37 @@ async fn serve(
     let idle = Arc::new(IdleSet::default());
     let mut errors = AcceptErrors::default();
     ctx.heartbeat.ready();
+    // Kept across turns of the loop: a connection accepted while waiting
+    // for a slot to free must not be dropped when another branch wins.
+    let accept = crate::admission::accept(&listeners, &slots, &idle);
+    tokio::pin!(accept);
 
     loop {
         tokio::select! {
             biased;
             _ = terminate.recv() => break,
             Some(ready) = ready_rx.recv() => serve_inline(&ctx, &options, ready),
-            accepted = crate::io::accept_with_slot(&listeners, &slots) => match accepted {
-                Ok((conn, permit)) => {
+            accepted = &mut accept => {
+                accept.set(crate::admission::accept(&listeners, &slots, &idle));
+                match accepted {
+                Ok((conn, admitted)) => {
                     // Permits held besides this connection's own.
                     let others = options.max_connections.max(1) - slots.available_permits() - 1;
-                    let grace = if errors.recently_exhausted() {
-                        // Every descriptor counts: a silent connection
-                        // waits on a reader task, not on the loop.
+                    let at_cap = slots.available_permits() == 0;
+                    let grace = if at_cap || errors.recently_exhausted() {
+                        // Out of slots or descriptors, a flood may fill
+                        // the kernel queue: a silent connection waits on
+                        // a reader task, not on the loop.
                         Duration::ZERO
                     } else if others == 0 {
                         FIRST_BYTES_GRACE
                     } else {
                         FIRST_BYTES_GRACE_BUSY
                     };
-                    let admitted = Admitted::new(permit, Arc::clone(&idle));
                     on_accept(&ctx, &options, conn, admitted, &ready_tx, grace, &idle).await
                 }
                 Err(error) => errors.recover(error, &idle).await,
-            },
+            }},
             _ = tick.tick() => {}
         }
         ctx.heartbeat.beat();

@@ -176,42 +176,18 @@ async fn serve(
     Ok(())
 }
 
-/// Accepts connections while there is room under the cap. At the cap, it
-/// waits until a slot frees or some connection idles, then accepts and
-/// closes the oldest idle connection to make room: idle connections cannot
-/// keep new clients out. Out of descriptors, it backs off (see
-/// [`AcceptErrors::recover`]).
+/// Accepts connections as [`crate::admission::accept`] admits them, until
+/// aborted; out of descriptors, it backs off (see [`AcceptErrors::recover`]).
 async fn accept_loop(shared: Arc<Shared>, listeners: Vec<AsyncListener>, slots: Arc<Semaphore>) {
     let mut errors = AcceptErrors::default();
     loop {
-        let permit = match Arc::clone(&slots).try_acquire_owned() {
-            Ok(permit) => Some(permit),
-            Err(_) => tokio::select! {
-                permit = Arc::clone(&slots).acquire_owned() => permit.ok(),
-                _ = shared.idle.until_any() => None,
-            },
-        };
-        let conn = match crate::io::accept_any(&listeners).await {
-            Ok(conn) => conn,
-            Err(error) => {
-                drop(permit);
-                errors.recover(error, &shared.idle).await;
-                continue;
+        match crate::admission::accept(&listeners, &slots, &shared.idle).await {
+            Ok((conn, admitted)) => {
+                tokio::spawn(connection(Arc::clone(&shared), conn, admitted));
+                shared.beat();
             }
-        };
-        let permit = match permit {
-            Some(permit) => permit,
-            None => {
-                shared.idle.evict_oldest();
-                match Arc::clone(&slots).acquire_owned().await {
-                    Ok(permit) => permit,
-                    Err(_) => return,
-                }
-            }
-        };
-        let admitted = Admitted::new(permit, Arc::clone(&shared.idle));
-        tokio::spawn(connection(Arc::clone(&shared), conn, admitted));
-        shared.beat();
+            Err(error) => errors.recover(error, &shared.idle).await,
+        }
     }
 }
 
@@ -260,7 +236,20 @@ async fn connection(shared: Arc<Shared>, conn: Accepted, _admitted: Admitted) {
     let options = &shared.options;
     let mut reader = HeadReader::new(&options.parser, &options.proxy, 0);
     if let Some(acceptor) = &shared.tls {
-        let handshake = tokio::time::timeout(options.header_timeout, acceptor.accept(stream));
+        let deadline = Instant::now() + options.header_timeout;
+        {
+            // A client that has not begun its handshake is idle too.
+            let entry = shared.idle.enter();
+            tokio::select! {
+                ready = tokio::time::timeout_at(deadline, stream.readable()) => {
+                    if !matches!(ready, Ok(Ok(()))) {
+                        return;
+                    }
+                }
+                _ = entry.evicted() => return,
+            }
+        }
+        let handshake = tokio::time::timeout_at(deadline, acceptor.accept(stream));
         stream = match handshake.await {
             Ok(Ok(tls)) => AsyncStream::Tls(Box::new(tls)),
             Ok(Err(error)) => {
