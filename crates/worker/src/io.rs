@@ -111,6 +111,20 @@ impl AsyncStream {
         }
     }
 
+    /// Waits until the client has sent a byte (or closed), without taking
+    /// it: unlike [`AsyncStream::readable`], which may report a fresh
+    /// connection ready before anything came, a TCP peek really waits.
+    /// Returns false if the connection ended first.
+    pub async fn has_data(&self) -> bool {
+        match self {
+            AsyncStream::Tcp(s) => {
+                let mut byte = [0u8; 1];
+                matches!(s.peek(&mut byte).await, Ok(n) if n > 0)
+            }
+            _ => self.readable().await.is_ok(),
+        }
+    }
+
     /// Reads what is available without waiting (plain sockets only).
     pub fn try_read_buf(&self, buf: &mut Vec<u8>) -> io::Result<usize> {
         match self {

@@ -172,7 +172,7 @@ async fn on_accept(
                     // Silent so far: the accept path may close it for room.
                     let entry = idle.enter();
                     tokio::select! {
-                        _ = tokio::time::timeout_at(deadline, stream.readable()) => {}
+                        _ = tokio::time::timeout_at(deadline, stream.has_data()) => {}
                         _ = entry.evicted() => return,
                     }
                 }

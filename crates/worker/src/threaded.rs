@@ -241,8 +241,8 @@ async fn connection(shared: Arc<Shared>, conn: Accepted, _admitted: Admitted) {
             // A client that has not begun its handshake is idle too.
             let entry = shared.idle.enter();
             tokio::select! {
-                ready = tokio::time::timeout_at(deadline, stream.readable()) => {
-                    if !matches!(ready, Ok(Ok(()))) {
+                ready = tokio::time::timeout_at(deadline, stream.has_data()) => {
+                    if ready != Ok(true) {
                         return;
                     }
                 }
