@@ -289,3 +289,17 @@ fn timestamp() -> String {
         .format(&format)
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::is_protocol_library;
+
+    #[test]
+    fn protocol_library_targets_are_recognised_by_crate_name() {
+        assert!(is_protocol_library("h2"));
+        assert!(is_protocol_library("h2::proto::streams::recv"));
+        assert!(is_protocol_library("hyper::proto::h2::server"));
+        assert!(!is_protocol_library("h2o"));
+        assert!(!is_protocol_library("ferricorn_worker::threaded"));
+    }
+}
