@@ -212,9 +212,28 @@ impl GunicornFormat {
         match metadata.target() {
             ACCESS_TARGET => self.access.is_some(),
             WSGI_ERRORS_TARGET | CRITICAL_TARGET => true,
+            // The protocol libraries warn about each misbehaving peer (an
+            // HTTP/2 rapid reset, a bad handshake) at a rate the peer
+            // chooses: that is debugging detail, never a flood in the log.
+            target if is_protocol_library(target) => {
+                !self.critical_only && self.level >= Level::DEBUG && *metadata.level() <= self.level
+            }
             _ => !self.critical_only && *metadata.level() <= self.level,
         }
     }
+}
+
+/// Whether events of `target` come from a protocol library (hyper, h2,
+/// rustls) rather than from ferricorn.
+fn is_protocol_library(target: &str) -> bool {
+    ["h2", "hyper", "hyper_util", "rustls", "tokio_rustls"]
+        .iter()
+        .any(|name| {
+            target == *name
+                || target
+                    .strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with("::"))
+        })
 }
 
 impl<S: Subscriber> Layer<S> for GunicornFormat {
@@ -270,4 +289,18 @@ fn timestamp() -> String {
     time::OffsetDateTime::now_utc()
         .format(&format)
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_protocol_library;
+
+    #[test]
+    fn protocol_library_targets_are_recognised_by_crate_name() {
+        assert!(is_protocol_library("h2"));
+        assert!(is_protocol_library("h2::proto::streams::recv"));
+        assert!(is_protocol_library("hyper::proto::h2::server"));
+        assert!(!is_protocol_library("h2o"));
+        assert!(!is_protocol_library("ferricorn_worker::threaded"));
+    }
 }

@@ -19,7 +19,7 @@ use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming};
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::channel_io::{BodyChunk, ChannelBody};
 use crate::exchange::{self, BodyError, Exchange, Peer};
@@ -52,8 +52,21 @@ pub async fn serve(shared: Arc<Shared>, stream: AsyncStream, peer: Peer) {
         .max_frame_size(limits.max_frame_size)
         .max_header_list_size(limits.max_header_list_size);
     let service_shared = Arc::clone(&shared);
+    // Streams whose app call has not finished, at most as many as may be
+    // open at once. A client that resets each stream right after opening
+    // it (rapid reset, CVE-2023-44487) frees its stream slot at once, but
+    // not the app call: without this bound it could queue app calls
+    // without limit. A stream reset while waiting here costs no call.
+    let calls = Arc::new(Semaphore::new(
+        usize::try_from(limits.max_concurrent_streams.max(1)).unwrap_or(usize::MAX),
+    ));
     let service = hyper::service::service_fn(move |request| {
-        handle(Arc::clone(&service_shared), peer, request)
+        handle(
+            Arc::clone(&service_shared),
+            Arc::clone(&calls),
+            peer,
+            request,
+        )
     });
     let connection = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(connection);
@@ -73,9 +86,13 @@ pub async fn serve(shared: Arc<Shared>, stream: AsyncStream, peer: Peer) {
 
 async fn handle(
     shared: Arc<Shared>,
+    calls: Arc<Semaphore>,
     peer: Peer,
     request: Request<Incoming>,
 ) -> Result<Response<OutBody>, Infallible> {
+    let Ok(call) = calls.acquire_owned().await else {
+        return Ok(plain_response(503, "the connection is closing\n"));
+    };
     let (parts, incoming) = request.into_parts();
     let mut headers: Vec<Header> = parts
         .headers
@@ -135,6 +152,12 @@ async fn handle(
     };
     let ctx = Arc::clone(&shared.ctx);
     shared.submit(Box::new(move || {
+        let _call = call;
+        if stream_reset(&head_slot) {
+            // The client reset the stream while the call waited for a
+            // thread: nobody would read the answer.
+            return;
+        }
         let mut reject = |error: &HttpError| {
             let body = format!("{}: {}\n", error.reason, error.detail);
             let head = vec![("content-type".to_string(), "text/plain".to_string())];
@@ -211,6 +234,14 @@ fn plain_response(status: u16, text: &'static str) -> Response<OutBody> {
 }
 
 type HeadSlot = Arc<Mutex<Option<oneshot::Sender<(u16, Vec<(String, String)>)>>>>;
+
+/// Whether the stream's response can no longer be delivered (hyper
+/// dropped the stream's service future: the client reset it).
+fn stream_reset(slot: &HeadSlot) -> bool {
+    slot.lock()
+        .ok()
+        .is_some_and(|s| s.as_ref().is_some_and(oneshot::Sender::is_closed))
+}
 
 /// Sends the response head once; false if it was already sent.
 fn send_head(slot: &HeadSlot, status: u16, headers: Vec<(String, String)>) -> bool {

@@ -100,21 +100,6 @@ pub async fn accept_any(listeners: &[AsyncListener]) -> io::Result<Accepted> {
     .await
 }
 
-/// Waits for room under the connection cap (`slots`, one permit per held
-/// connection), then accepts. At the cap, accepting pauses: new
-/// connections wait in the kernel queue instead of being refused.
-pub async fn accept_with_slot(
-    listeners: &[AsyncListener],
-    slots: &std::sync::Arc<tokio::sync::Semaphore>,
-) -> io::Result<(Accepted, tokio::sync::OwnedSemaphorePermit)> {
-    let permit = std::sync::Arc::clone(slots)
-        .acquire_owned()
-        .await
-        .map_err(io::Error::other)?;
-    let conn = accept_any(listeners).await?;
-    Ok((conn, permit))
-}
-
 impl AsyncStream {
     /// Waits until the connection has bytes (or EOF) to read. Layered
     /// streams report ready at once; callers then read with a deadline.
@@ -123,6 +108,20 @@ impl AsyncStream {
             AsyncStream::Tcp(s) => s.readable().await,
             AsyncStream::Unix(s) => s.readable().await,
             AsyncStream::Tls(_) | AsyncStream::Rewound(..) => Ok(()),
+        }
+    }
+
+    /// Waits until the client has sent a byte (or closed), without taking
+    /// it: unlike [`AsyncStream::readable`], which may report a fresh
+    /// connection ready before anything came, a TCP peek really waits.
+    /// Returns false if the connection ended first.
+    pub async fn has_data(&self) -> bool {
+        match self {
+            AsyncStream::Tcp(s) => {
+                let mut byte = [0u8; 1];
+                matches!(s.peek(&mut byte).await, Ok(n) if n > 0)
+            }
+            _ => self.readable().await.is_ok(),
         }
     }
 

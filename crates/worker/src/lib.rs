@@ -10,11 +10,13 @@
 //! could not be loaded.
 
 pub mod access_log;
+mod admission;
 mod body;
 mod body_guard;
 mod channel_io;
 mod clock;
 pub mod exchange;
+mod gil_probe;
 mod h2;
 mod head;
 pub mod hooks;

@@ -13,9 +13,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, Semaphore};
 use tokio::time::Instant;
 
+use crate::admission::{AcceptErrors, Admitted, IdleSet};
 use crate::exchange::{self, Ending, ExchangeContext, Peer};
 use crate::head::{
     read_available, read_head, refuse_head, timeout_error, HeadError, HeadReader, Progress,
@@ -40,7 +41,7 @@ struct Ready {
     stream: AsyncStream,
     peer: Peer,
     head: ReadyHead,
-    _permit: OwnedSemaphorePermit,
+    _admitted: Admitted,
 }
 
 /// Runs the sync worker until `TERM`.
@@ -74,26 +75,40 @@ async fn serve(
     let slots = Arc::new(Semaphore::new(options.max_connections.max(1)));
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let options = Arc::new(options);
+    let idle = Arc::new(IdleSet::default());
+    let mut errors = AcceptErrors::default();
     ctx.heartbeat.ready();
+    // Kept across turns of the loop: a connection accepted while waiting
+    // for a slot to free must not be dropped when another branch wins.
+    let accept = crate::admission::accept(&listeners, &slots, &idle);
+    tokio::pin!(accept);
 
     loop {
         tokio::select! {
             biased;
             _ = terminate.recv() => break,
             Some(ready) = ready_rx.recv() => serve_inline(&ctx, &options, ready),
-            accepted = crate::io::accept_with_slot(&listeners, &slots) => match accepted {
-                Ok((conn, permit)) => {
+            accepted = &mut accept => {
+                accept.set(crate::admission::accept(&listeners, &slots, &idle));
+                match accepted {
+                Ok((conn, admitted)) => {
                     // Permits held besides this connection's own.
                     let others = options.max_connections.max(1) - slots.available_permits() - 1;
-                    let grace = if others == 0 { FIRST_BYTES_GRACE } else { FIRST_BYTES_GRACE_BUSY };
-                    on_accept(&ctx, &options, conn, permit, &ready_tx, grace).await
+                    let at_cap = slots.available_permits() == 0;
+                    let grace = if at_cap || errors.recently_exhausted() {
+                        // Out of slots or descriptors, a flood may fill
+                        // the kernel queue: a silent connection waits on
+                        // a reader task, not on the loop.
+                        Duration::ZERO
+                    } else if others == 0 {
+                        FIRST_BYTES_GRACE
+                    } else {
+                        FIRST_BYTES_GRACE_BUSY
+                    };
+                    on_accept(&ctx, &options, conn, admitted, &ready_tx, grace, &idle).await
                 }
-                Err(error) => {
-                    tracing::debug!("accept failed: {error}");
-                    // EMFILE and friends: give the process a moment to recover.
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-            },
+                Err(error) => errors.recover(error, &idle).await,
+            }},
             _ = tick.tick() => {}
         }
         ctx.heartbeat.beat();
@@ -135,9 +150,10 @@ async fn on_accept(
     ctx: &Arc<ExchangeContext>,
     options: &Arc<ClassOptions>,
     conn: Accepted,
-    permit: OwnedSemaphorePermit,
+    admitted: Admitted,
     ready_tx: &mpsc::UnboundedSender<Ready>,
     grace: Duration,
+    idle: &Arc<IdleSet>,
 ) {
     let (mut stream, mut peer) = conn.into_parts();
     let mut reader = HeadReader::new(&options.parser, &options.proxy, PREREAD_LIMIT);
@@ -164,7 +180,7 @@ async fn on_accept(
                     stream,
                     peer,
                     head,
-                    _permit: permit,
+                    _admitted: admitted,
                 },
             );
         }
@@ -176,18 +192,27 @@ async fn on_accept(
             let options = Arc::clone(options);
             let ctx = Arc::clone(ctx);
             let ready_tx = ready_tx.clone();
+            let idle = Arc::clone(idle);
             let buffered = std::mem::take(&mut reader.buf);
             tokio::spawn(async move {
                 let mut reader = HeadReader::new(&options.parser, &options.proxy, PREREAD_LIMIT);
                 reader.buf = buffered;
                 let deadline = Instant::now() + options.header_timeout;
+                if reader.buf.is_empty() {
+                    // Silent so far: the accept path may close it for room.
+                    let entry = idle.enter();
+                    tokio::select! {
+                        _ = tokio::time::timeout_at(deadline, stream.has_data()) => {}
+                        _ = entry.evicted() => return,
+                    }
+                }
                 match read_head(&mut stream, &mut reader, &mut peer, deadline).await {
                     Ok(head) => {
                         let _ = ready_tx.send(Ready {
                             stream,
                             peer,
                             head,
-                            _permit: permit,
+                            _admitted: admitted,
                         });
                     }
                     Err(HeadError::Invalid(error)) => {
@@ -216,7 +241,7 @@ fn serve_inline(ctx: &Arc<ExchangeContext>, options: &ClassOptions, ready: Ready
         stream,
         peer,
         head,
-        _permit,
+        _admitted,
     } = ready;
     let Some(app_side) = stream.dup_std() else {
         tracing::debug!("cannot take over the connection");
@@ -247,7 +272,7 @@ fn serve_inline(ctx: &Arc<ExchangeContext>, options: &ClassOptions, ready: Ready
     let sending = Sending::start();
     tokio::spawn(async move {
         let _sending = sending;
-        let _permit = _permit;
+        let _admitted = _admitted;
         let mut stream = stream;
         let mut ending = ending;
         loop {

@@ -17,12 +17,14 @@ use std::time::Duration;
 
 use ferricorn_http::{BodyDecoder, BodyKind, HttpError};
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::time::Instant;
 
+use crate::admission::{AcceptErrors, Admitted, IdleSet};
 use crate::body::DRAIN_LIMIT;
 use crate::channel_io::{BodyChunk, ChannelBody, Frame, NoticeRead};
 use crate::exchange::{self, Ending, Exchange, ExchangeContext, Next, Peer, Pending};
+use crate::gil_probe::GilProbe;
 use crate::head::{read_head, refuse_head, timeout_error, HeadError, HeadReader, PREREAD_LIMIT};
 use crate::io::{Accepted, AsyncListener, AsyncStream};
 use crate::outbuf::{self, BufferedWriter, OutBuf};
@@ -55,9 +57,20 @@ pub(crate) struct Shared {
     tls: Option<tokio_rustls::TlsAcceptor>,
     /// Set while a task watches the pool's backlog (see [`Shared::submit`]).
     growth_watch: std::sync::atomic::AtomicBool,
+    /// Connections waiting for a request's first bytes, evictable.
+    idle: Arc<IdleSet>,
+    probe: GilProbe,
 }
 
 impl Shared {
+    /// Beats the heartbeat, unless the app threads cannot get the GIL
+    /// (see [`crate::gil_probe`]): then the master replaces the worker.
+    fn beat(&self) {
+        if self.probe.fresh() {
+            self.ctx.heartbeat.beat();
+        }
+    }
+
     /// Hands `job` to the pool. While jobs outnumber threads, one task on
     /// the loop checks every [`crate::pool::STALL`] whether the threads are
     /// blocked and the pool should grow (async's on-demand threads).
@@ -94,11 +107,12 @@ pub fn run(
     shape: PoolShape,
 ) -> Result<(), WorkerError> {
     let pool = AppPool::new(shape.initial, shape.max).map_err(WorkerError::Runtime)?;
+    let probe = GilProbe::start().map_err(WorkerError::Runtime)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(WorkerError::Runtime)?;
-    runtime.block_on(serve(Arc::new(ctx), listeners, options, pool))
+    runtime.block_on(serve(Arc::new(ctx), listeners, options, pool, probe))
 }
 
 async fn serve(
@@ -106,6 +120,7 @@ async fn serve(
     listeners: Vec<Listener>,
     options: ClassOptions,
     pool: AppPool,
+    probe: GilProbe,
 ) -> Result<(), WorkerError> {
     let listeners = listeners
         .into_iter()
@@ -125,38 +140,36 @@ async fn serve(
         shutdown,
         tls,
         growth_watch: std::sync::atomic::AtomicBool::new(false),
+        idle: Arc::new(IdleSet::default()),
+        probe,
     });
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     shared.ctx.heartbeat.ready();
+    let acceptor = tokio::spawn(accept_loop(
+        Arc::clone(&shared),
+        listeners,
+        Arc::clone(&slots),
+    ));
 
     loop {
         tokio::select! {
             biased;
             _ = terminate.recv() => break,
-            accepted = crate::io::accept_with_slot(&listeners, &slots) => match accepted {
-                Ok((conn, permit)) => {
-                    tokio::spawn(connection(Arc::clone(&shared), conn, permit));
-                }
-                Err(error) => {
-                    tracing::debug!("accept failed: {error}");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-            },
-            _ = tick.tick() => {}
+            _ = tick.tick() => shared.beat(),
         }
-        shared.ctx.heartbeat.beat();
     }
 
-    // Graceful stop: no new connections; idle ones close now, busy ones
-    // after their current response.
-    drop(listeners);
+    // Graceful stop: no new connections (the acceptor owns the listeners);
+    // idle ones close now, busy ones after their current response.
+    acceptor.abort();
+    let _ = acceptor.await;
     let _ = shutdown_tx.send(true);
     let all = u32::try_from(max_connections).unwrap_or(u32::MAX);
     let drained = async {
         loop {
             tokio::select! {
                 _ = slots.acquire_many(all) => break,
-                _ = tick.tick() => shared.ctx.heartbeat.beat(),
+                _ = tick.tick() => shared.beat(),
             }
         }
     };
@@ -164,14 +177,80 @@ async fn serve(
     Ok(())
 }
 
+/// Accepts connections as [`crate::admission::accept`] admits them, until
+/// aborted; out of descriptors, it backs off (see [`AcceptErrors::recover`]).
+async fn accept_loop(shared: Arc<Shared>, listeners: Vec<AsyncListener>, slots: Arc<Semaphore>) {
+    let mut errors = AcceptErrors::default();
+    loop {
+        match crate::admission::accept(&listeners, &slots, &shared.idle).await {
+            Ok((conn, admitted)) => {
+                tokio::spawn(connection(Arc::clone(&shared), conn, admitted));
+                shared.beat();
+            }
+            Err(error) => errors.recover(error, &shared.idle).await,
+        }
+    }
+}
+
+/// Waits for the first bytes of a request, as a connection the accept path
+/// may close to make room. False if the connection should close: the
+/// client left or `limit` passed (keep-alive), the worker is stopping (if
+/// `stop` is given), or it was evicted.
+async fn wait_for_bytes(
+    shared: &Shared,
+    stream: &mut AsyncStream,
+    buf: &mut Vec<u8>,
+    deadline: Instant,
+    stop: Option<&mut watch::Receiver<bool>>,
+) -> WaitOutcome {
+    let entry = shared.idle.enter();
+    let stopping = async {
+        match stop {
+            Some(stop) => {
+                let _ = stop.changed().await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        read = tokio::time::timeout_at(deadline, stream.read_buf(buf)) => match read {
+            Ok(Ok(n)) if n > 0 => WaitOutcome::Bytes,
+            Ok(_) => WaitOutcome::Close,
+            Err(_) => WaitOutcome::TimedOut,
+        },
+        _ = stopping => WaitOutcome::Close,
+        _ = entry.evicted() => WaitOutcome::Close,
+    }
+}
+
+/// How [`wait_for_bytes`] ended.
+enum WaitOutcome {
+    Bytes,
+    TimedOut,
+    Close,
+}
+
 /// One connection, request after request.
-async fn connection(shared: Arc<Shared>, conn: Accepted, _permit: OwnedSemaphorePermit) {
+async fn connection(shared: Arc<Shared>, conn: Accepted, _admitted: Admitted) {
     let remote = conn.remote;
     let (mut stream, mut peer) = conn.into_parts();
     let options = &shared.options;
     let mut reader = HeadReader::new(&options.parser, &options.proxy, PREREAD_LIMIT);
     if let Some(acceptor) = &shared.tls {
-        let handshake = tokio::time::timeout(options.header_timeout, acceptor.accept(stream));
+        let deadline = Instant::now() + options.header_timeout;
+        {
+            // A client that has not begun its handshake is idle too.
+            let entry = shared.idle.enter();
+            tokio::select! {
+                ready = tokio::time::timeout_at(deadline, stream.has_data()) => {
+                    if ready != Ok(true) {
+                        return;
+                    }
+                }
+                _ = entry.evicted() => return,
+            }
+        }
+        let handshake = tokio::time::timeout_at(deadline, acceptor.accept(stream));
         stream = match handshake.await {
             Ok(Ok(tls)) => AsyncStream::Tls(Box::new(tls)),
             Ok(Err(error)) => {
@@ -213,19 +292,30 @@ async fn connection(shared: Arc<Shared>, conn: Accepted, _permit: OwnedSemaphore
     let mut shutdown = shared.shutdown.clone();
     let mut first = true;
     loop {
-        if !first && reader.buf.is_empty() {
-            // Idle keep-alive: wait for the next request's first bytes.
-            let idle = tokio::time::timeout(options.keepalive, stream.read_buf(&mut reader.buf));
-            tokio::select! {
-                read = idle => match read {
-                    Ok(Ok(n)) if n > 0 => {}
-                    _ => return,
-                },
-                _ = shutdown.changed() => return,
+        // A new connection's head is due `--header-timeout` after it is
+        // set up; a keep-alive request's, after its first bytes.
+        let mut deadline = Instant::now() + options.header_timeout;
+        if reader.buf.is_empty() {
+            let outcome = if first {
+                // A new connection that has sent nothing yet.
+                wait_for_bytes(&shared, &mut stream, &mut reader.buf, deadline, None).await
+            } else {
+                // Idle keep-alive: wait for the next request's first bytes.
+                let until = Instant::now() + options.keepalive;
+                let stop = Some(&mut shutdown);
+                wait_for_bytes(&shared, &mut stream, &mut reader.buf, until, stop).await
+            };
+            match outcome {
+                WaitOutcome::Bytes => {}
+                // read_head answers the late request head with its 408.
+                WaitOutcome::TimedOut if first => {}
+                WaitOutcome::TimedOut | WaitOutcome::Close => return,
             }
         }
+        if !first {
+            deadline = Instant::now() + options.header_timeout;
+        }
         first = false;
-        let deadline = Instant::now() + options.header_timeout;
         let ready = match read_head(&mut stream, &mut reader, &mut peer, deadline).await {
             Ok(ready) => ready,
             Err(HeadError::Invalid(error)) => {

@@ -1,0 +1,265 @@
+//! Who gets a connection slot when slots or descriptors run out.
+//!
+//! Connections waiting for a request's first bytes (a new connection that
+//! has sent nothing yet, or a keep-alive connection between requests) cost
+//! the worker a slot under `--worker-connections` and a descriptor while
+//! giving nothing. They register in an [`IdleSet`], oldest first; when the
+//! cap is reached or `accept()` fails for want of descriptors, the accept
+//! path closes the oldest of them to admit the new client. A flood of idle
+//! connections thus delays a new client by an eviction, not by the
+//! keep-alive or header timeout.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+/// How long `accept()` pauses after running out of descriptors, unless one
+/// of the worker's connections closes first.
+const DESCRIPTOR_BACKOFF: Duration = Duration::from_millis(50);
+/// The least time between two log lines about failing `accept()` calls.
+const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The connections waiting for a request's first bytes, oldest first.
+#[derive(Default)]
+pub struct IdleSet {
+    waiting: Mutex<Waiting>,
+    /// Woken when a connection starts waiting.
+    registered: Notify,
+    /// Woken when a connection of this worker closes.
+    closed: Notify,
+}
+
+#[derive(Default)]
+struct Waiting {
+    next_id: u64,
+    by_age: BTreeMap<u64, Arc<Notify>>,
+}
+
+/// A connection's place in the [`IdleSet`] while it waits; leaves the set
+/// when dropped.
+pub struct IdleEntry<'a> {
+    set: &'a IdleSet,
+    id: u64,
+    evicted: Arc<Notify>,
+}
+
+impl IdleSet {
+    fn waiting(&self) -> std::sync::MutexGuard<'_, Waiting> {
+        // Nothing panics while holding the lock; a poisoned map is still valid.
+        self.waiting.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers a connection that starts waiting for bytes.
+    pub fn enter(&self) -> IdleEntry<'_> {
+        let evicted = Arc::new(Notify::new());
+        let id = {
+            let mut waiting = self.waiting();
+            let id = waiting.next_id;
+            waiting.next_id += 1;
+            waiting.by_age.insert(id, Arc::clone(&evicted));
+            id
+        };
+        self.registered.notify_waiters();
+        IdleEntry {
+            set: self,
+            id,
+            evicted,
+        }
+    }
+
+    /// Tells the oldest waiting connection to close; false if none waits.
+    pub fn evict_oldest(&self) -> bool {
+        let oldest = self.waiting().by_age.pop_first();
+        match oldest {
+            Some((_, evicted)) => {
+                // notify_one keeps the wake-up if the task is not polling yet.
+                evicted.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Waits until some connection waits for bytes (one could be evicted).
+    pub async fn until_any(&self) {
+        loop {
+            let registered = self.registered.notified();
+            tokio::pin!(registered);
+            registered.as_mut().enable();
+            if !self.waiting().by_age.is_empty() {
+                return;
+            }
+            registered.await;
+        }
+    }
+
+    /// Records that one of the worker's connections closed.
+    pub fn connection_closed(&self) {
+        self.closed.notify_waiters();
+    }
+}
+
+impl IdleEntry<'_> {
+    /// Resolves when the accept path chose this connection to close.
+    pub async fn evicted(&self) {
+        self.evicted.notified().await;
+    }
+}
+
+impl Drop for IdleEntry<'_> {
+    fn drop(&mut self) {
+        self.set.waiting().by_age.remove(&self.id);
+    }
+}
+
+/// Whether a failed `accept()` means the process or system is out of
+/// descriptors (or of the memory for one).
+fn out_of_descriptors(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
+
+/// What the accept path does after `accept()` fails: rate-limited logging
+/// and a pause that cannot spin.
+#[derive(Default)]
+pub struct AcceptErrors {
+    last_log: Option<Instant>,
+    suppressed: u64,
+    last_exhausted: Option<Instant>,
+}
+
+impl AcceptErrors {
+    /// Whether `accept()` ran out of descriptors within the last second:
+    /// the kernel queue may hold a flood, so no connection gets a grace.
+    pub fn recently_exhausted(&self) -> bool {
+        self.last_exhausted
+            .is_some_and(|at| at.elapsed() < ERROR_LOG_INTERVAL)
+    }
+
+    /// Handles a failed `accept()`. Out of descriptors: closes the oldest
+    /// idle connection, then waits until one of ours closes or a short
+    /// pause passes (the listener stays readable, so retrying at once would
+    /// spin). Other errors (a client that reset before being accepted) are
+    /// retried after a moment.
+    pub async fn recover(&mut self, error: io::Error, idle: &IdleSet) {
+        let now = Instant::now();
+        if self
+            .last_log
+            .is_none_or(|last| now.duration_since(last) >= ERROR_LOG_INTERVAL)
+        {
+            let also = match self.suppressed {
+                0 => String::new(),
+                n => format!(" ({n} more since the last report)"),
+            };
+            if out_of_descriptors(&error) {
+                tracing::error!(
+                    "accept() failed: {error}{also}; closing idle connections and retrying"
+                );
+            } else {
+                tracing::debug!("accept() failed: {error}{also}");
+            }
+            self.last_log = Some(now);
+            self.suppressed = 0;
+        } else {
+            self.suppressed += 1;
+        }
+        if out_of_descriptors(&error) {
+            self.last_exhausted = Some(now);
+            let closed = idle.closed.notified();
+            tokio::pin!(closed);
+            closed.as_mut().enable();
+            // The evicted connection's task closes it when it next runs.
+            idle.evict_oldest();
+            let _ = tokio::time::timeout(DESCRIPTOR_BACKOFF, closed).await;
+        } else {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// Accepts a connection with a slot under the cap (`slots`, one permit per
+/// held connection). At the cap it waits until a slot frees or some
+/// connection idles, then accepts and closes the oldest idle connection to
+/// make room: idle connections cannot keep new clients out, while with
+/// every connection busy, new ones wait in the kernel queue (for an idle
+/// sibling worker).
+pub async fn accept(
+    listeners: &[crate::io::AsyncListener],
+    slots: &Arc<tokio::sync::Semaphore>,
+    idle: &Arc<IdleSet>,
+) -> io::Result<(crate::io::Accepted, Admitted)> {
+    let permit = match Arc::clone(slots).try_acquire_owned() {
+        Ok(permit) => Some(permit),
+        Err(_) => tokio::select! {
+            permit = Arc::clone(slots).acquire_owned() => permit.ok(),
+            _ = idle.until_any() => None,
+        },
+    };
+    let conn = crate::io::accept_any(listeners).await?;
+    let permit = match permit {
+        Some(permit) => permit,
+        None => {
+            idle.evict_oldest();
+            Arc::clone(slots)
+                .acquire_owned()
+                .await
+                .map_err(io::Error::other)?
+        }
+    };
+    Ok((conn, Admitted::new(permit, Arc::clone(idle))))
+}
+
+/// A connection's slot under the cap; reports the close when dropped.
+pub struct Admitted {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    idle: Arc<IdleSet>,
+}
+
+impl Admitted {
+    /// Ties `permit` to the set that hears about closes.
+    pub fn new(permit: tokio::sync::OwnedSemaphorePermit, idle: Arc<IdleSet>) -> Self {
+        Self {
+            _permit: permit,
+            idle,
+        }
+    }
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.idle.connection_closed();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn evicts_the_oldest_first_and_each_once() {
+        let set = IdleSet::default();
+        let first = set.enter();
+        let second = set.enter();
+        assert!(set.evict_oldest());
+        tokio::time::timeout(Duration::from_secs(1), first.evicted())
+            .await
+            .expect("the oldest is evicted");
+        let not_second = tokio::time::timeout(Duration::from_millis(20), second.evicted()).await;
+        assert!(not_second.is_err(), "the younger one stays");
+        assert!(set.evict_oldest());
+        assert!(!set.evict_oldest(), "nothing left to evict");
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_stopped_waiting_is_not_evicted() {
+        let set = IdleSet::default();
+        drop(set.enter());
+        assert!(!set.evict_oldest());
+    }
+}

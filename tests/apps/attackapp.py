@@ -1,0 +1,21 @@
+"""The app behind the attack suite (tests/test_attacks.py).
+
+/        a small answer (what probes ask for)
+/sleep   sleeps ?s=SECONDS in time.sleep, which releases the GIL
+/hog     a regular expression that backtracks for minutes in C, holding
+         the GIL the whole time (re never releases it)
+"""
+import re
+import time
+
+
+def application(environ, start_response):
+    path = environ["PATH_INFO"]
+    if path == "/sleep":
+        time.sleep(float(environ.get("QUERY_STRING", "s=1").partition("=")[2] or 1))
+    elif path == "/hog":
+        re.match(r"(a+)+$", "a" * 64 + "b")
+    body = b"ok\n"
+    start_response("200 OK", [("Content-Type", "text/plain"),
+                              ("Content-Length", str(len(body)))])
+    return [body]
