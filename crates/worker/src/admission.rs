@@ -97,6 +97,18 @@ impl IdleSet {
         }
     }
 
+    /// Out of descriptors: closes the oldest idle connection and waits
+    /// until one of ours has closed, or a short pause has passed (so a
+    /// caller retrying in a loop cannot spin).
+    pub async fn free_one(&self) {
+        let closed = self.closed.notified();
+        tokio::pin!(closed);
+        closed.as_mut().enable();
+        // The evicted connection's task closes it when it next runs.
+        self.evict_oldest();
+        let _ = tokio::time::timeout(DESCRIPTOR_BACKOFF, closed).await;
+    }
+
     /// Records that one of the worker's connections closed.
     pub fn connection_closed(&self) {
         self.closed.notify_waiters();
@@ -118,7 +130,7 @@ impl Drop for IdleEntry<'_> {
 
 /// Whether a failed `accept()` means the process or system is out of
 /// descriptors (or of the memory for one).
-fn out_of_descriptors(error: &io::Error) -> bool {
+pub(crate) fn out_of_descriptors(error: &io::Error) -> bool {
     matches!(
         error.raw_os_error(),
         Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
@@ -171,12 +183,7 @@ impl AcceptErrors {
         }
         if out_of_descriptors(&error) {
             self.last_exhausted = Some(now);
-            let closed = idle.closed.notified();
-            tokio::pin!(closed);
-            closed.as_mut().enable();
-            // The evicted connection's task closes it when it next runs.
-            idle.evict_oldest();
-            let _ = tokio::time::timeout(DESCRIPTOR_BACKOFF, closed).await;
+            idle.free_one().await;
         } else {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }

@@ -162,13 +162,15 @@ impl AsyncStream {
 
     /// A blocking-capable handle of its own on a plain socket (a duplicate
     /// descriptor, still non-blocking), for the app's turn in the sync
-    /// class while the loop keeps this one; `None` for layered streams.
-    pub fn dup_std(&self) -> Option<Stream> {
+    /// class while the loop keeps this one; `Unsupported` for layered streams.
+    pub fn dup_std(&self) -> io::Result<Stream> {
         use std::os::fd::AsFd;
-        Some(match self {
-            AsyncStream::Tcp(s) => Stream::Tcp(s.as_fd().try_clone_to_owned().ok()?.into()),
-            AsyncStream::Unix(s) => Stream::Unix(s.as_fd().try_clone_to_owned().ok()?.into()),
-            AsyncStream::Tls(_) | AsyncStream::Rewound(..) => return None,
+        Ok(match self {
+            AsyncStream::Tcp(s) => Stream::Tcp(s.as_fd().try_clone_to_owned()?.into()),
+            AsyncStream::Unix(s) => Stream::Unix(s.as_fd().try_clone_to_owned()?.into()),
+            AsyncStream::Tls(_) | AsyncStream::Rewound(..) => {
+                return Err(io::ErrorKind::Unsupported.into())
+            }
         })
     }
 

@@ -16,7 +16,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::time::Instant;
 
-use crate::admission::{AcceptErrors, Admitted, IdleSet};
+use crate::admission::{out_of_descriptors, AcceptErrors, Admitted, IdleSet};
 use crate::exchange::{self, Ending, ExchangeContext, Peer};
 use crate::head::{
     read_available, read_head, refuse_head, timeout_error, HeadError, HeadReader, Progress,
@@ -87,7 +87,11 @@ async fn serve(
         tokio::select! {
             biased;
             _ = terminate.recv() => break,
-            Some(ready) = ready_rx.recv() => serve_inline(&ctx, &options, ready),
+            Some(ready) = ready_rx.recv() => {
+                if let Some(ready) = serve_inline(&ctx, &options, ready) {
+                    retry_when_freed(ready, &options, &idle, &ready_tx);
+                }
+            }
             accepted = &mut accept => {
                 accept.set(crate::admission::accept(&listeners, &slots, &idle));
                 match accepted {
@@ -173,16 +177,15 @@ async fn on_accept(
     }
     match reader.advance(&mut peer) {
         Progress::Ready(head) => {
-            serve_inline(
-                ctx,
-                options,
-                Ready {
-                    stream,
-                    peer,
-                    head,
-                    _admitted: admitted,
-                },
-            );
+            let ready = Ready {
+                stream,
+                peer,
+                head,
+                _admitted: admitted,
+            };
+            if let Some(ready) = serve_inline(ctx, options, ready) {
+                retry_when_freed(ready, options, idle, ready_tx);
+            }
         }
         Progress::Invalid(error) => {
             let answer = refuse_head(ctx.access_format.as_ref(), &peer, &error, &reader.buf);
@@ -236,17 +239,24 @@ async fn on_accept(
 /// in the connection's bounded buffer, and a task on the loop sends it
 /// (pulling more of an iterable response as it drains), while the loop
 /// goes back to accepting.
-fn serve_inline(ctx: &Arc<ExchangeContext>, options: &ClassOptions, ready: Ready) {
+///
+/// Gives the request back when the app's descriptor for the connection
+/// cannot be had because the process is out of descriptors.
+fn serve_inline(ctx: &Arc<ExchangeContext>, options: &ClassOptions, ready: Ready) -> Option<Ready> {
+    let app_side = match ready.stream.dup_std() {
+        Ok(app_side) => app_side,
+        Err(error) if out_of_descriptors(&error) => return Some(ready),
+        Err(error) => {
+            tracing::debug!("cannot take over the connection: {error}");
+            return None;
+        }
+    };
     let Ready {
         stream,
         peer,
         head,
         _admitted,
     } = ready;
-    let Some(app_side) = stream.dup_std() else {
-        tracing::debug!("cannot take over the connection");
-        return;
-    };
     // `--timeout` counts from here: the loop may have been idle since its
     // last beat, and it cannot beat again until the app returns.
     ctx.heartbeat.beat();
@@ -266,7 +276,7 @@ fn serve_inline(ctx: &Arc<ExchangeContext>, options: &ClassOptions, ready: Ready
     );
     if matches!(ending, Ending::Done(_)) && out.is_empty() {
         close(stream);
-        return;
+        return None;
     }
     let ctx = Arc::clone(ctx);
     let sending = Sending::start();
@@ -287,6 +297,37 @@ fn serve_inline(ctx: &Arc<ExchangeContext>, options: &ClassOptions, ready: Ready
             }
         }
         close(stream);
+    });
+    None
+}
+
+/// A request whose connection could not be handed to the app for want of
+/// a descriptor: frees one (closing the oldest idle connection, or waiting
+/// for one of ours to close) and queues the request again, until its
+/// `--header-timeout` has passed.
+fn retry_when_freed(
+    ready: Ready,
+    options: &Arc<ClassOptions>,
+    idle: &Arc<IdleSet>,
+    ready_tx: &mpsc::UnboundedSender<Ready>,
+) {
+    let idle = Arc::clone(idle);
+    let ready_tx = ready_tx.clone();
+    let deadline = Instant::now() + options.header_timeout;
+    tokio::spawn(async move {
+        loop {
+            idle.free_one().await;
+            match ready.stream.dup_std() {
+                // A descriptor is free again: serve it on the loop.
+                Ok(_probe) => break,
+                Err(error) if out_of_descriptors(&error) && Instant::now() < deadline => {}
+                Err(error) => {
+                    tracing::debug!("cannot take over the connection: {error}");
+                    return;
+                }
+            }
+        }
+        let _ = ready_tx.send(ready);
     });
 }
 
