@@ -268,11 +268,14 @@ mod tests {
         assert!(ops.enable_backlog_metric);
         assert_eq!(ops.log_format, LogFormat::Text);
         assert_eq!(ops.slow_request_log, 3);
+        assert_eq!(
+            load(&["--log-format", "JSON"]).unwrap().log_format,
+            LogFormat::Json
+        );
         for (args, named) in [
             (&["--metrics-bind", "fd://3"][..], "--metrics-bind"),
             (&["--statsd-host", "h:99999"], "--statsd-host"),
             (&["--log-format", "xml"], "--log-format"),
-            (&["--log-format", "json"], "json is not supported yet"),
             (
                 &["--control-socket-mode", "0o1777"],
                 "--control-socket-mode",

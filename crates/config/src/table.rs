@@ -14,7 +14,7 @@ use toml::Value as Toml;
 use crate::bind::Bind;
 use crate::cidr::AllowList;
 use crate::error::ParseError;
-use crate::operability::{statsd_prefix, LogFormat, StatsdAddr};
+use crate::operability::{statsd_prefix, StatsdAddr};
 use crate::settings::Settings;
 use crate::source::Source;
 use crate::types::{ProxyProtocol, SslVersion};
@@ -1455,10 +1455,6 @@ pub(crate) static SETTINGS: &[SettingDef] = &[
         help: "Error and access log lines: text (gunicorn's) or json (one ECS object per line).",
         apply: |s, v, _| {
             s.ops.log_format = parsed(v)?;
-            if s.ops.log_format == LogFormat::Json {
-                // Refused rather than silently writing text lines.
-                return Err(Invalid::new("json is not supported yet; only text"));
-            }
             Ok(())
         },
         show: |s| t_str(s.ops.log_format.as_str()),

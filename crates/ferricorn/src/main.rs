@@ -43,6 +43,7 @@ pub fn run(args: Vec<OsString>, exec_args: Vec<OsString>) -> i32 {
         &settings.errorlog,
         settings.accesslog.as_deref(),
         settings.loglevel,
+        settings.ops.log_format,
     ) {
         logging::init_fallback();
         tracing::error!("cannot open the log files: {error}");
