@@ -303,3 +303,45 @@ def test_slow_requests_are_logged_with_their_duration(spawn):
                                   r" 200 took (\d+\.\d+)s", start=mark)[0]
     assert 1.3 <= float(line.group(1)) < 5
     assert server.log(mark).count("Slow request") == 1
+
+
+def test_worker_timeout_names_the_request(spawn):
+    """sync, --timeout 2, a view sleeping 5 s: the CRITICAL line keeps
+    gunicorn's `WORKER TIMEOUT (pid:N)` and names the stuck request."""
+    server = spawn.start("wsgiapp:application", args=["--timeout", "2"])
+    (pid,) = server.booted_pids()
+    mark = server.mark()
+    client = threading.Thread(target=lambda: _ignore_errors(server.get, "/sleep?s=5",
+                                                            timeout=10))
+    client.start()
+    line = server.stderr.wait_for(
+        r"\[CRITICAL\] WORKER TIMEOUT \(pid:%d\) while serving "
+        r"\"GET /sleep\?s=5 HTTP/1\.1\" for (\d+\.\d)s$" % pid, timeout=10, start=mark)[0]
+    assert 2.0 <= float(line.group(1)) < 5.0
+    client.join(15)
+
+
+def test_worker_timeout_json_fields(spawn):
+    server = spawn.start("wsgiapp:application",
+                         args=["--timeout", "2", "--log-format", "json"])
+    (pid,) = server.booted_pids()
+    mark = server.mark()
+    client = threading.Thread(target=lambda: _ignore_errors(server.get, "/sleep?s=5",
+                                                            timeout=10))
+    client.start()
+    server.stderr.wait_for(r"WORKER TIMEOUT \(pid:%d\)" % pid, timeout=10, start=mark)
+    (record,) = [json.loads(l) for l in server.stderr.lines[mark:] if "WORKER TIMEOUT" in l]
+    assert record["log.level"] == "CRITICAL"
+    assert record["message"].startswith("WORKER TIMEOUT (pid:%d) while serving " % pid)
+    assert record["http.request.method"] == "GET"
+    assert record["url.original"] == "/sleep?s=5"
+    assert 2e9 <= record["event.duration"] < 5e9
+    client.join(15)
+
+
+def _ignore_errors(call, *args, **kwargs):
+    """The client of a killed worker gets a reset or a 5xx: not the point."""
+    try:
+        call(*args, **kwargs)
+    except OSError:
+        pass
