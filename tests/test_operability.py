@@ -248,16 +248,21 @@ def test_readyz_flips_during_shutdown_delay_while_serving(spawn):
 
 # -- StatsD -----------------------------------------------------------------
 
-def collect(sock, want, timeout=5.0):
-    """Datagrams until every regex in `want` matched one (or timeout)."""
+def collect(sock, want, timeout=5.0, datagrams=None):
+    """Metrics until every regex in `want` matched one (or timeout). A
+    datagram may carry several, newline-separated (as StatsD accepts);
+    the raw datagrams are appended to `datagrams` when given."""
     got = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         sock.settimeout(max(0.01, deadline - time.monotonic()))
         try:
-            got.append(sock.recv(65536).decode())
+            datagram = sock.recv(65536).decode()
         except socket.timeout:
             break
+        got.extend(datagram.split("\n"))
+        if datagrams is not None:
+            datagrams.append(datagram)
         if all(any(re.fullmatch(w, g) for g in got) for w in want):
             break
     return got
@@ -279,9 +284,18 @@ def test_statsd_sends_gunicorns_names_types_and_values(spawn):
             r"svc\.app\.gunicorn\.log\.exception:1\|c\|@1\.0" + tags]
     want += [r"svc\.app\.gunicorn\.request\.status\.%d:1\|c\|@1\.0" % c + tags
              for c in (200, 500, 404)]
-    got = collect(udp, want)
+    datagrams = []
+    got = collect(udp, want, datagrams=datagrams)
     for pattern in want:
         assert any(re.fullmatch(pattern, g) for g in got), (pattern, got)
+    # A request's three metrics travel as one datagram, in this order.
+    per_request = [d for d in datagrams if "gunicorn.requests:" in d]
+    assert len(per_request) == 4, datagrams
+    for datagram in per_request:
+        assert re.fullmatch(r"svc\.app\.gunicorn\.request\.duration:\d+\.\d+\|ms{t}\n"
+                            r"svc\.app\.gunicorn\.requests:1\|c\|@1\.0{t}\n"
+                            r"svc\.app\.gunicorn\.request\.status\.\d+:1\|c\|@1\.0{t}"
+                            .format(t=tags), datagram), datagram
     requests = [g for g in got if g.startswith("svc.app.gunicorn.requests:")]
     # The harness's readiness probe was one more request.
     assert requests == ["svc.app.gunicorn.requests:1|c|@1.0|#env:test"] * 4
