@@ -37,6 +37,8 @@ pub struct Operability {
     pub enable_backlog_metric: bool,
     /// Error and access log line format (`--log-format`).
     pub log_format: LogFormat,
+    /// gunicorn's syslog settings (`--log-syslog*`).
+    pub syslog: crate::Syslog,
     /// Log requests running longer than this many seconds; 0 disables
     /// (`--slow-request-log`).
     pub slow_request_log: u64,

@@ -25,11 +25,15 @@ use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use ferricorn_config::{LogFormat, LogLevel};
+use ferricorn_config::{LogFormat, LogLevel, Syslog};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Metadata, Subscriber};
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::prelude::*;
+
+mod syslog;
+
+use syslog::{Severity, SyslogSink};
 
 const ACCESS_TARGET: &str = "ferricorn.access";
 const WSGI_ERRORS_TARGET: &str = "wsgi.errors";
@@ -124,6 +128,7 @@ struct GunicornFormat {
     level: Level,
     critical_only: bool,
     json: bool,
+    syslog: Option<SyslogSink>,
 }
 
 /// Opens a log destination: `-` is stdout (access) or stderr (error).
@@ -139,13 +144,22 @@ fn open(target: &str, dash_is_stdout: bool) -> io::Result<Box<dyn Write + Send>>
     Ok(Box::new(file))
 }
 
+/// Where syslog lines go and the process name that prefixes them.
+pub struct SyslogSetup<'a> {
+    /// The `--log-syslog*` settings.
+    pub settings: &'a Syslog,
+    /// The process name (`--name`, else the app).
+    pub name: &'a str,
+}
+
 /// Installs the global subscriber. `accesslog` is `None` when access
-/// logging is off.
+/// logging is off; `syslog` is `None` without `--log-syslog`.
 pub fn init(
     errorlog: &str,
     accesslog: Option<&str>,
     level: LogLevel,
     format: LogFormat,
+    syslog: Option<SyslogSetup<'_>>,
 ) -> io::Result<()> {
     let (level, critical_only) = match level {
         LogLevel::Debug => (Level::DEBUG, false),
@@ -160,6 +174,9 @@ pub fn init(
         level,
         critical_only,
         json: format == LogFormat::Json,
+        syslog: syslog
+            .map(|setup| SyslogSink::open(setup.settings, setup.name))
+            .transpose()?,
     };
     tracing_subscriber::registry()
         .with(layer)
@@ -170,7 +187,7 @@ pub fn init(
 
 /// Installs a stderr logger for use before the configuration is known.
 pub fn init_fallback() {
-    let _ = init("-", None, LogLevel::Info, LogFormat::Text);
+    let _ = init("-", None, LogLevel::Info, LogFormat::Text, None);
 }
 
 struct Message(String);
@@ -264,7 +281,9 @@ fn write_line(sink: &Sink, line: &str) {
 impl GunicornFormat {
     fn wanted(&self, metadata: &Metadata<'_>) -> bool {
         match metadata.target() {
-            ACCESS_TARGET => self.access.is_some(),
+            ACCESS_TARGET => {
+                self.access.is_some() || self.syslog.as_ref().is_some_and(SyslogSink::takes_access)
+            }
             WSGI_ERRORS_TARGET | CRITICAL_TARGET => true,
             _ => !self.critical_only && *metadata.level() <= self.level,
         }
@@ -290,6 +309,9 @@ impl<S: Subscriber> Layer<S> for GunicornFormat {
         let mut text = message.0;
         match metadata.target() {
             ACCESS_TARGET => {
+                if let Some(syslog) = &self.syslog {
+                    syslog.access(&text);
+                }
                 if let Some(access) = &self.access {
                     text.push('\n');
                     write_line(access, &text);
@@ -307,6 +329,9 @@ impl<S: Subscriber> Layer<S> for GunicornFormat {
                     std::process::id()
                 );
                 write_line(&self.error, &line);
+                if let Some(syslog) = &self.syslog {
+                    syslog.error(severity(metadata), &text);
+                }
             }
         }
     }
@@ -320,6 +345,9 @@ impl GunicornFormat {
         let mut fields = Fields::default();
         event.record(&mut fields);
         if metadata.target() == ACCESS_TARGET {
+            if let Some(syslog) = &self.syslog {
+                syslog.access(&fields.message);
+            }
             if let Some(access) = &self.access {
                 fields.message.push('\n');
                 write_line(access, &fields.message);
@@ -333,8 +361,28 @@ impl GunicornFormat {
             ("ferricorn.error", level_name(metadata))
         };
         let mut line = json_record(&fields.message, level, logger, fields.extra);
+        if let Some(syslog) = self
+            .syslog
+            .as_ref()
+            .filter(|_| logger != WSGI_ERRORS_TARGET)
+        {
+            syslog.error(severity(metadata), &line);
+        }
         line.push('\n');
         write_line(&self.error, &line);
+    }
+}
+
+/// The syslog severity of an event's level.
+fn severity(metadata: &Metadata<'_>) -> Severity {
+    if metadata.target() == CRITICAL_TARGET {
+        return Severity::Critical;
+    }
+    match *metadata.level() {
+        Level::ERROR => Severity::Error,
+        Level::WARN => Severity::Warning,
+        Level::INFO => Severity::Info,
+        _ => Severity::Debug,
     }
 }
 
