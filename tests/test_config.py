@@ -94,10 +94,10 @@ def test_bad_bind_port_refused(ferricorn_bin):
 
 
 def test_unsupported_flag_refused(ferricorn_bin):
-    """--log-syslog-to: `error: --log-syslog-to is not supported yet`, exit 2."""
-    proc = run_ferricorn(ferricorn_bin, ["--log-syslog-to", "udp://localhost:514", "hello:app"])
+    """--protocol: `error: --protocol is not supported yet`, exit 2."""
+    proc = run_ferricorn(ferricorn_bin, ["--protocol", "uwsgi", "hello:app"])
     assert proc.returncode == 2
-    assert proc.stderr.strip() == "error: --log-syslog-to is not supported yet"
+    assert proc.stderr.strip() == "error: --protocol is not supported yet"
 
 
 @pytest.mark.parametrize("worker_class", ["gevent", "eventlet"])

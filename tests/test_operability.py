@@ -248,16 +248,21 @@ def test_readyz_flips_during_shutdown_delay_while_serving(spawn):
 
 # -- StatsD -----------------------------------------------------------------
 
-def collect(sock, want, timeout=5.0):
-    """Datagrams until every regex in `want` matched one (or timeout)."""
+def collect(sock, want, timeout=5.0, datagrams=None):
+    """Metrics until every regex in `want` matched one (or timeout). A
+    datagram may carry several, newline-separated (as StatsD accepts);
+    the raw datagrams are appended to `datagrams` when given."""
     got = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         sock.settimeout(max(0.01, deadline - time.monotonic()))
         try:
-            got.append(sock.recv(65536).decode())
+            datagram = sock.recv(65536).decode()
         except socket.timeout:
             break
+        got.extend(datagram.split("\n"))
+        if datagrams is not None:
+            datagrams.append(datagram)
         if all(any(re.fullmatch(w, g) for g in got) for w in want):
             break
     return got
@@ -279,9 +284,18 @@ def test_statsd_sends_gunicorns_names_types_and_values(spawn):
             r"svc\.app\.gunicorn\.log\.exception:1\|c\|@1\.0" + tags]
     want += [r"svc\.app\.gunicorn\.request\.status\.%d:1\|c\|@1\.0" % c + tags
              for c in (200, 500, 404)]
-    got = collect(udp, want)
+    datagrams = []
+    got = collect(udp, want, datagrams=datagrams)
     for pattern in want:
         assert any(re.fullmatch(pattern, g) for g in got), (pattern, got)
+    # A request's three metrics travel as one datagram, in this order.
+    per_request = [d for d in datagrams if "gunicorn.requests:" in d]
+    assert len(per_request) == 4, datagrams
+    for datagram in per_request:
+        assert re.fullmatch(r"svc\.app\.gunicorn\.request\.duration:\d+\.\d+\|ms{t}\n"
+                            r"svc\.app\.gunicorn\.requests:1\|c\|@1\.0{t}\n"
+                            r"svc\.app\.gunicorn\.request\.status\.\d+:1\|c\|@1\.0{t}"
+                            .format(t=tags), datagram), datagram
     requests = [g for g in got if g.startswith("svc.app.gunicorn.requests:")]
     # The harness's readiness probe was one more request.
     assert requests == ["svc.app.gunicorn.requests:1|c|@1.0|#env:test"] * 4
@@ -303,3 +317,45 @@ def test_slow_requests_are_logged_with_their_duration(spawn):
                                   r" 200 took (\d+\.\d+)s", start=mark)[0]
     assert 1.3 <= float(line.group(1)) < 5
     assert server.log(mark).count("Slow request") == 1
+
+
+def test_worker_timeout_names_the_request(spawn):
+    """sync, --timeout 2, a view sleeping 5 s: the CRITICAL line keeps
+    gunicorn's `WORKER TIMEOUT (pid:N)` and names the stuck request."""
+    server = spawn.start("wsgiapp:application", args=["--timeout", "2"])
+    (pid,) = server.booted_pids()
+    mark = server.mark()
+    client = threading.Thread(target=lambda: _ignore_errors(server.get, "/sleep?s=5",
+                                                            timeout=10))
+    client.start()
+    line = server.stderr.wait_for(
+        r"\[CRITICAL\] WORKER TIMEOUT \(pid:%d\) while serving "
+        r"\"GET /sleep\?s=5 HTTP/1\.1\" for (\d+\.\d)s$" % pid, timeout=10, start=mark)[0]
+    assert 2.0 <= float(line.group(1)) < 5.0
+    client.join(15)
+
+
+def test_worker_timeout_json_fields(spawn):
+    server = spawn.start("wsgiapp:application",
+                         args=["--timeout", "2", "--log-format", "json"])
+    (pid,) = server.booted_pids()
+    mark = server.mark()
+    client = threading.Thread(target=lambda: _ignore_errors(server.get, "/sleep?s=5",
+                                                            timeout=10))
+    client.start()
+    server.stderr.wait_for(r"WORKER TIMEOUT \(pid:%d\)" % pid, timeout=10, start=mark)
+    (record,) = [json.loads(l) for l in server.stderr.lines[mark:] if "WORKER TIMEOUT" in l]
+    assert record["log.level"] == "CRITICAL"
+    assert record["message"].startswith("WORKER TIMEOUT (pid:%d) while serving " % pid)
+    assert record["http.request.method"] == "GET"
+    assert record["url.original"] == "/sleep?s=5"
+    assert 2e9 <= record["event.duration"] < 5e9
+    client.join(15)
+
+
+def _ignore_errors(call, *args, **kwargs):
+    """The client of a killed worker gets a reset or a 5xx: not the point."""
+    try:
+        call(*args, **kwargs)
+    except OSError:
+        pass

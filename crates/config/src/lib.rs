@@ -35,6 +35,7 @@ mod operability;
 mod settings;
 mod shell;
 mod source;
+mod syslog;
 mod table;
 mod types;
 mod values;
@@ -57,6 +58,7 @@ pub use operability::{
 };
 pub use settings::Settings;
 pub use source::Source;
+pub use syslog::{Syslog, SyslogAddr};
 pub use types::{HeaderMap, LogLevel, ProxyProtocol, ReloadEngine, SslVersion, WorkerClass};
 
 /// Loads the settings.

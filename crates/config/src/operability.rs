@@ -37,6 +37,8 @@ pub struct Operability {
     pub enable_backlog_metric: bool,
     /// Error and access log line format (`--log-format`).
     pub log_format: LogFormat,
+    /// gunicorn's syslog settings (`--log-syslog*`).
+    pub syslog: crate::Syslog,
     /// Log requests running longer than this many seconds; 0 disables
     /// (`--slow-request-log`).
     pub slow_request_log: u64,
@@ -268,11 +270,14 @@ mod tests {
         assert!(ops.enable_backlog_metric);
         assert_eq!(ops.log_format, LogFormat::Text);
         assert_eq!(ops.slow_request_log, 3);
+        assert_eq!(
+            load(&["--log-format", "JSON"]).unwrap().log_format,
+            LogFormat::Json
+        );
         for (args, named) in [
             (&["--metrics-bind", "fd://3"][..], "--metrics-bind"),
             (&["--statsd-host", "h:99999"], "--statsd-host"),
             (&["--log-format", "xml"], "--log-format"),
-            (&["--log-format", "json"], "json is not supported yet"),
             (
                 &["--control-socket-mode", "0o1777"],
                 "--control-socket-mode",

@@ -14,9 +14,10 @@ use toml::Value as Toml;
 use crate::bind::Bind;
 use crate::cidr::AllowList;
 use crate::error::ParseError;
-use crate::operability::{statsd_prefix, LogFormat, StatsdAddr};
+use crate::operability::{statsd_prefix, StatsdAddr};
 use crate::settings::Settings;
 use crate::source::Source;
+use crate::syslog::SyslogAddr;
 use crate::types::{ProxyProtocol, SslVersion};
 use crate::values::{self, Invalid};
 
@@ -1494,13 +1495,78 @@ pub(crate) static SETTINGS: &[SettingDef] = &[
         help: "Error and access log lines: text (gunicorn's) or json (one ECS object per line).",
         apply: |s, v, _| {
             s.ops.log_format = parsed(v)?;
-            if s.ops.log_format == LogFormat::Json {
-                // Refused rather than silently writing text lines.
-                return Err(Invalid::new("json is not supported yet; only text"));
-            }
             Ok(())
         },
         show: |s| t_str(s.ops.log_format.as_str()),
+        ..BASE
+    },
+    SettingDef {
+        name: "syslog",
+        long: Some("log-syslog"),
+        cli: CliKind::Flag,
+        default: DefaultValue::Bool(false),
+        help: "Also send the error log and the access log to syslog (see --log-syslog-to).",
+        apply: |s, v, _| {
+            s.ops.syslog.enabled = values::boolean(v)?;
+            Ok(())
+        },
+        show: |s| t_bool(s.ops.syslog.enabled),
+        ..BASE
+    },
+    SettingDef {
+        name: "syslog_addr",
+        long: Some("log-syslog-to"),
+        metavar: "SYSLOG_ADDR",
+        default: DefaultValue::Str("udp://localhost:514"),
+        help: "Where syslog lines go: unix://PATH[#dgram|#stream], udp://HOST[:PORT] or tcp://HOST[:PORT].",
+        apply: |s, v, _| {
+            let text = values::string(v)?;
+            s.ops.syslog.addr = text
+                .parse::<SyslogAddr>()
+                .map_err(|e| Invalid::at(text.clone(), e.reason()))?;
+            Ok(())
+        },
+        show: |s| t_str(&s.ops.syslog.addr.to_string()),
+        ..BASE
+    },
+    SettingDef {
+        name: "syslog_prefix",
+        long: Some("log-syslog-prefix"),
+        metavar: "SYSLOG_PREFIX",
+        help: "Syslog program name gunicorn.<prefix>.<error|access> (default: the process name).",
+        apply: |s, v, _| {
+            s.ops.syslog.prefix = values::opt_string(v)?;
+            Ok(())
+        },
+        show: |s| s.ops.syslog.prefix.as_deref().and_then(t_str),
+        ..BASE
+    },
+    SettingDef {
+        name: "syslog_facility",
+        long: Some("log-syslog-facility"),
+        metavar: "SYSLOG_FACILITY",
+        default: DefaultValue::Str("user"),
+        help: "Syslog facility name (user, daemon, local0 to local7, ...).",
+        apply: |s, v, _| {
+            let text = values::string(v)?;
+            s.ops.syslog.facility = crate::syslog::facility_code(&text)
+                .map_err(|e| Invalid::at(text.clone(), e.reason()))?;
+            Ok(())
+        },
+        show: |s| t_str(crate::syslog::facility_name(s.ops.syslog.facility)),
+        ..BASE
+    },
+    SettingDef {
+        name: "disable_redirect_access_to_syslog",
+        long: Some("disable-redirect-access-to-syslog"),
+        cli: CliKind::Flag,
+        default: DefaultValue::Bool(false),
+        help: "With --log-syslog, keep access lines out of syslog.",
+        apply: |s, v, _| {
+            s.ops.syslog.disable_redirect_access = values::boolean(v)?;
+            Ok(())
+        },
+        show: |s| t_bool(s.ops.syslog.disable_redirect_access),
         ..BASE
     },
     SettingDef {
@@ -1722,6 +1788,11 @@ const PASTE_WHY: &str =
      give APP_MODULE a module that builds the app instead, e.g. \
      application = paste.deploy.loadapp('config:/path/to/app.ini')";
 
+const LOGCONFIG_WHY: &str =
+    "it configures Python's logging module (handlers, formatters, filters), and ferricorn's \
+     logs are not written by Python; use --log-format json for structured lines, --log-syslog \
+     for syslog, and --error-logfile, --access-logfile, --access-logformat and --log-level";
+
 /// Every other gunicorn setting.
 pub(crate) static UNSUPPORTED: &[Unsupported] = &[
     never(
@@ -1730,23 +1801,15 @@ pub(crate) static UNSUPPORTED: &[Unsupported] = &[
          to trace the app, call sys.settrace from a post_worker_init hook",
     ),
     file_only("tmp_upload_dir"),
-    flag(
-        "disable_redirect_access_to_syslog",
-        &["--disable-redirect-access-to-syslog"],
-    ),
     never(
         opt("logger_class", &["--logger-class"]),
         "it names a Python subclass of gunicorn.glogging.Logger, and ferricorn's logging is not \
          Python; use --error-logfile, --access-logfile, --access-logformat and --log-level \
          (gunicorn's line formats)",
     ),
-    opt("logconfig", &["--log-config"]),
-    file_only("logconfig_dict"),
-    opt("logconfig_json", &["--log-config-json"]),
-    opt("syslog_addr", &["--log-syslog-to"]),
-    flag("syslog", &["--log-syslog"]),
-    opt("syslog_prefix", &["--log-syslog-prefix"]),
-    opt("syslog_facility", &["--log-syslog-facility"]),
+    never(opt("logconfig", &["--log-config"]), LOGCONFIG_WHY),
+    never(file_only("logconfig_dict"), LOGCONFIG_WHY),
+    never(opt("logconfig_json", &["--log-config-json"]), LOGCONFIG_WHY),
     file_only("default_proc_name"),
     never(opt("paste", &["--paste", "--paster"]), PASTE_WHY),
     never(opt("raw_paste_global_conf", &["--paste-global"]), PASTE_WHY),

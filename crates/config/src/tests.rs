@@ -390,11 +390,11 @@ fn config_file_keys_and_errors() {
         message_in(dir.path(), &[], &[]),
         format!("error: unknown setting 'workerz' in {}", path.display())
     );
-    dir.write("ferricorn.toml", "syslog = true\n");
+    dir.write("ferricorn.toml", "protocol = \"uwsgi\"\n");
     assert_eq!(
         message_in(dir.path(), &[], &[]),
         format!(
-            "error: setting 'syslog' in {} is not supported yet",
+            "error: setting 'protocol' in {} is not supported yet",
             path.display()
         )
     );
@@ -514,18 +514,17 @@ accesslog = "-"
 #[test]
 fn unsupported_gunicorn_flags_are_refused() {
     let cases: &[(&[&str], &str)] = &[
-        (&["app:app", "--log-syslog-to", "h:1"], "--log-syslog-to"),
-        (&["--log-syslog-to"], "--log-syslog-to"),
-        (&["--log-syslog-to=udp://localhost:514"], "--log-syslog-to"),
-        (&["--log-config", "log.ini"], "--log-config"),
+        (&["app:app", "--protocol", "uwsgi"], "--protocol"),
+        (&["--protocol"], "--protocol"),
+        (&["--protocol=uwsgi"], "--protocol"),
         (&["--root-path", "/api"], "--root-path"),
         (
             &["--websocket-max-message-size", "10"],
             "--websocket-max-message-size",
         ),
         (
-            &["-w", "2", "--log-syslog", "--root-path", "/"],
-            "--log-syslog",
+            &["-w", "2", "--uwsgi-allow-from", "*", "--root-path", "/"],
+            "--uwsgi-allow-from",
         ),
     ];
     for (args, flag) in cases {
@@ -536,12 +535,12 @@ fn unsupported_gunicorn_flags_are_refused() {
         );
     }
     assert_eq!(
-        message(&[], &[("FERRICORN_CMD_ARGS", "--log-syslog-to h:1")]),
-        "error: --log-syslog-to is not supported yet"
+        message(&[], &[("FERRICORN_CMD_ARGS", "--protocol uwsgi")]),
+        "error: --protocol is not supported yet"
     );
     assert_eq!(
-        message(&[], &[("FERRICORN_SYSLOG", "true")]),
-        "error: setting 'syslog' (from env var FERRICORN_SYSLOG) is not supported yet"
+        message(&[], &[("FERRICORN_PROTOCOL", "uwsgi")]),
+        "error: setting 'protocol' (from env var FERRICORN_PROTOCOL) is not supported yet"
     );
 }
 
@@ -556,6 +555,16 @@ fn flags_that_cannot_work_say_why_and_what_instead() {
             &["--logger-class", "my.Logger"],
             "--logger-class",
             "--access-logformat",
+        ),
+        (
+            &["--log-config", "log.ini"],
+            "--log-config",
+            "--log-format json",
+        ),
+        (
+            &["--log-config-json", "log.json"],
+            "--log-config-json",
+            "--log-syslog",
         ),
     ];
     for (args, flag, instead) in cases {

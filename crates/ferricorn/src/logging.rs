@@ -2,7 +2,11 @@
 //!
 //! Error log lines look like gunicorn's, `[2026-11-23 16:33:58 +0000]
 //! [1234] [INFO] Booting worker with pid: 1234`, so existing greps and log
-//! parsers keep working. Events with target `ferricorn.access` are access
+//! parsers keep working. With `--log-format json` every line is instead one
+//! ECS object (`@timestamp`, `log.level`, `message`, ...): a Python
+//! traceback in a message moves to `error.stack_trace`, so collectors see
+//! one record, and an event's fields other than `message` become keys of
+//! their own (`url.original = %line` gives `"url.original":"..."`). Events with target `ferricorn.access` are access
 //! log lines and go, unformatted, to the access log; `wsgi.errors` text is
 //! written to the error log as the app wrote it. Every line is written
 //! synchronously with one `write` call: a background writer would lose
@@ -21,11 +25,15 @@ use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use ferricorn_config::LogLevel;
+use ferricorn_config::{LogFormat, LogLevel, Syslog};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Metadata, Subscriber};
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::prelude::*;
+
+mod syslog;
+
+use syslog::{Severity, SyslogSink};
 
 const ACCESS_TARGET: &str = "ferricorn.access";
 const WSGI_ERRORS_TARGET: &str = "wsgi.errors";
@@ -119,6 +127,8 @@ struct GunicornFormat {
     access: Option<Sink>,
     level: Level,
     critical_only: bool,
+    json: bool,
+    syslog: Option<SyslogSink>,
 }
 
 /// Opens a log destination: `-` is stdout (access) or stderr (error).
@@ -134,9 +144,23 @@ fn open(target: &str, dash_is_stdout: bool) -> io::Result<Box<dyn Write + Send>>
     Ok(Box::new(file))
 }
 
+/// Where syslog lines go and the process name that prefixes them.
+pub struct SyslogSetup<'a> {
+    /// The `--log-syslog*` settings.
+    pub settings: &'a Syslog,
+    /// The process name (`--name`, else the app).
+    pub name: &'a str,
+}
+
 /// Installs the global subscriber. `accesslog` is `None` when access
-/// logging is off.
-pub fn init(errorlog: &str, accesslog: Option<&str>, level: LogLevel) -> io::Result<()> {
+/// logging is off; `syslog` is `None` without `--log-syslog`.
+pub fn init(
+    errorlog: &str,
+    accesslog: Option<&str>,
+    level: LogLevel,
+    format: LogFormat,
+    syslog: Option<SyslogSetup<'_>>,
+) -> io::Result<()> {
     let (level, critical_only) = match level {
         LogLevel::Debug => (Level::DEBUG, false),
         LogLevel::Info => (Level::INFO, false),
@@ -149,6 +173,10 @@ pub fn init(errorlog: &str, accesslog: Option<&str>, level: LogLevel) -> io::Res
         access: accesslog.map(|a| Sink::open(a, true)).transpose()?,
         level,
         critical_only,
+        json: format == LogFormat::Json,
+        syslog: syslog
+            .map(|setup| SyslogSink::open(setup.settings, setup.name))
+            .transpose()?,
     };
     tracing_subscriber::registry()
         .with(layer)
@@ -159,10 +187,53 @@ pub fn init(errorlog: &str, accesslog: Option<&str>, level: LogLevel) -> io::Res
 
 /// Installs a stderr logger for use before the configuration is known.
 pub fn init_fallback() {
-    let _ = init("-", None, LogLevel::Info);
+    let _ = init("-", None, LogLevel::Info, LogFormat::Text, None);
 }
 
 struct Message(String);
+
+/// Every field of an event, for JSON lines: `message` and the rest as
+/// JSON members in the order they were recorded.
+#[derive(Default)]
+struct Fields {
+    message: String,
+    extra: Vec<(String, serde_json::Value)>,
+}
+
+impl Visit for Fields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.message.push_str(value);
+        } else {
+            self.extra.push((field.name().into(), value.into()));
+        }
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.extra.push((field.name().into(), value.into()));
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.extra.push((field.name().into(), value.into()));
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.extra.push((field.name().into(), value.into()));
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.extra.push((field.name().into(), value.into()));
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        let text = format!("{value:?}");
+        if field.name() == "message" {
+            self.message.push_str(&text);
+        } else {
+            self.extra.push((field.name().into(), text.into()));
+        }
+    }
+}
 
 impl Visit for Message {
     fn record_str(&mut self, field: &Field, value: &str) {
@@ -210,7 +281,9 @@ fn write_line(sink: &Sink, line: &str) {
 impl GunicornFormat {
     fn wanted(&self, metadata: &Metadata<'_>) -> bool {
         match metadata.target() {
-            ACCESS_TARGET => self.access.is_some(),
+            ACCESS_TARGET => {
+                self.access.is_some() || self.syslog.as_ref().is_some_and(SyslogSink::takes_access)
+            }
             WSGI_ERRORS_TARGET | CRITICAL_TARGET => true,
             // The protocol libraries warn about each misbehaving peer (an
             // HTTP/2 rapid reset, a bad handshake) at a rate the peer
@@ -246,11 +319,18 @@ impl<S: Subscriber> Layer<S> for GunicornFormat {
         if !self.wanted(metadata) {
             return;
         }
+        if self.json {
+            self.json_event(event);
+            return;
+        }
         let mut message = Message(String::new());
         event.record(&mut message);
         let mut text = message.0;
         match metadata.target() {
             ACCESS_TARGET => {
+                if let Some(syslog) = &self.syslog {
+                    syslog.access(&text);
+                }
                 if let Some(access) = &self.access {
                     text.push('\n');
                     write_line(access, &text);
@@ -260,26 +340,155 @@ impl<S: Subscriber> Layer<S> for GunicornFormat {
                 text.push('\n');
                 write_line(&self.error, &text);
             }
-            target => {
-                let level = if target == CRITICAL_TARGET {
-                    "CRITICAL"
-                } else {
-                    match *metadata.level() {
-                        Level::ERROR => "ERROR",
-                        Level::WARN => "WARNING",
-                        Level::INFO => "INFO",
-                        _ => "DEBUG",
-                    }
-                };
+            _ => {
+                let level = level_name(metadata);
                 let line = format!(
                     "[{}] [{}] [{level}] {text}\n",
                     timestamp(),
                     std::process::id()
                 );
                 write_line(&self.error, &line);
+                if let Some(syslog) = &self.syslog {
+                    syslog.error(severity(metadata), &text);
+                }
             }
         }
     }
+}
+
+impl GunicornFormat {
+    /// Writes `event` as one JSON line (`--log-format json`). Access
+    /// events arrive already rendered by the worker.
+    fn json_event(&self, event: &Event<'_>) {
+        let metadata = event.metadata();
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        if metadata.target() == ACCESS_TARGET {
+            if let Some(syslog) = &self.syslog {
+                syslog.access(&fields.message);
+            }
+            if let Some(access) = &self.access {
+                fields.message.push('\n');
+                write_line(access, &fields.message);
+            }
+            return;
+        }
+        let (logger, level) = if metadata.target() == WSGI_ERRORS_TARGET {
+            // What the app wrote, as it wrote it: gunicorn gives it no level.
+            (WSGI_ERRORS_TARGET, "ERROR")
+        } else {
+            ("ferricorn.error", level_name(metadata))
+        };
+        let mut line = json_record(&fields.message, level, logger, fields.extra);
+        if let Some(syslog) = self
+            .syslog
+            .as_ref()
+            .filter(|_| logger != WSGI_ERRORS_TARGET)
+        {
+            syslog.error(severity(metadata), &line);
+        }
+        line.push('\n');
+        write_line(&self.error, &line);
+    }
+}
+
+/// The syslog severity of an event's level.
+fn severity(metadata: &Metadata<'_>) -> Severity {
+    if metadata.target() == CRITICAL_TARGET {
+        return Severity::Critical;
+    }
+    match *metadata.level() {
+        Level::ERROR => Severity::Error,
+        Level::WARN => Severity::Warning,
+        Level::INFO => Severity::Info,
+        _ => Severity::Debug,
+    }
+}
+
+/// gunicorn's name for an event's level.
+fn level_name(metadata: &Metadata<'_>) -> &'static str {
+    if metadata.target() == CRITICAL_TARGET {
+        return "CRITICAL";
+    }
+    match *metadata.level() {
+        Level::ERROR => "ERROR",
+        Level::WARN => "WARNING",
+        Level::INFO => "INFO",
+        _ => "DEBUG",
+    }
+}
+
+/// The ECS release whose field reference the key names follow.
+const ECS_VERSION: &str = "8.11.0";
+
+const TRACEBACK_START: &str = "\nTraceback (most recent call last):";
+
+/// One JSON error-log record, keys in ECS order. A Python traceback after
+/// the first line of `text` becomes `error.stack_trace`, with
+/// `error.type` and `error.message` from its last line.
+fn json_record(
+    text: &str,
+    level: &str,
+    logger: &str,
+    extra: Vec<(String, serde_json::Value)>,
+) -> String {
+    let (message, stack) = match text.find(TRACEBACK_START) {
+        Some(at) => (&text[..at], Some(&text[at + 1..])),
+        None => (text, None),
+    };
+    // Built by hand: serde_json's map would sort the keys, and ECS wants
+    // `@timestamp`, `log.level`, `message` first.
+    let mut line = String::with_capacity(256);
+    let mut member = |key: &str, value: serde_json::Value| {
+        line.push(if line.is_empty() { '{' } else { ',' });
+        line.push_str(&serde_json::Value::from(key).to_string());
+        line.push(':');
+        line.push_str(&value.to_string());
+    };
+    member("@timestamp", rfc3339_now().into());
+    member("log.level", level.into());
+    member("message", message.into());
+    member("ecs.version", ECS_VERSION.into());
+    member("log.logger", logger.into());
+    member("process.pid", std::process::id().into());
+    if let Some(stack) = stack {
+        if let Some((kind, detail)) = exception_line(stack) {
+            member("error.type", kind.into());
+            if let Some(detail) = detail {
+                member("error.message", detail.into());
+            }
+        }
+        member("error.stack_trace", stack.into());
+    }
+    for (key, value) in extra {
+        member(&key, value);
+    }
+    line.push('}');
+    line
+}
+
+/// `("ValueError", Some("boom"))` from a traceback ending `ValueError: boom`.
+fn exception_line(stack: &str) -> Option<(&str, Option<&str>)> {
+    let last = stack.lines().rev().find(|line| !line.trim().is_empty())?;
+    let (kind, detail) = match last.split_once(": ") {
+        Some((kind, detail)) => (kind, Some(detail)),
+        None => (last.trim_end_matches(':'), None),
+    };
+    let is_name = !kind.is_empty()
+        && kind
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '_' || c == '.');
+    is_name.then_some((kind, detail))
+}
+
+/// `2026-11-23T16:33:58.123456Z`.
+fn rfc3339_now() -> String {
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
+    );
+    time::OffsetDateTime::now_utc()
+        .format(&format)
+        .unwrap_or_default()
 }
 
 /// `2026-11-23 16:33:58 +0000`, in UTC.
@@ -293,7 +502,47 @@ fn timestamp() -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::is_protocol_library;
+    use super::*;
+
+    #[test]
+    fn traceback_becomes_error_fields() {
+        let text = "Error handling request /x\nTraceback (most recent call last):\n  \
+                    File \"a.py\", line 1, in f\nValueError: bad \"v\"";
+        let line = json_record(text, "ERROR", "ferricorn.error", vec![]);
+        let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert!(line.starts_with("{\"@timestamp\":"), "{line}");
+        assert!(
+            line.contains(",\"log.level\":\"ERROR\",\"message\":\"Error handling request /x\",")
+        );
+        assert_eq!(value["error.type"], "ValueError");
+        assert_eq!(value["error.message"], "bad \"v\"");
+        assert_eq!(value["error.stack_trace"], text.split_once('\n').unwrap().1);
+        assert!(!line.contains('\n'));
+    }
+
+    #[test]
+    fn extra_fields_follow_and_plain_multiline_stays_in_message() {
+        let line = json_record(
+            "two\nlines",
+            "CRITICAL",
+            "ferricorn.error",
+            vec![("event.duration".into(), 5u64.into())],
+        );
+        let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(value["message"], "two\nlines");
+        assert_eq!(value["event.duration"], 5);
+        assert!(value.get("error.stack_trace").is_none());
+    }
+
+    #[test]
+    fn exception_line_needs_a_type_name() {
+        assert_eq!(
+            exception_line("x\nKeyError: 'k'"),
+            Some(("KeyError", Some("'k'")))
+        );
+        assert_eq!(exception_line("x\nmod.Stop"), Some(("mod.Stop", None)));
+        assert_eq!(exception_line("x\nnot a name: y"), None);
+    }
 
     #[test]
     fn protocol_library_targets_are_recognised_by_crate_name() {

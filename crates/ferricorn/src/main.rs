@@ -43,6 +43,11 @@ pub fn run(args: Vec<OsString>, exec_args: Vec<OsString>) -> i32 {
         &settings.errorlog,
         settings.accesslog.as_deref(),
         settings.loglevel,
+        settings.ops.log_format,
+        settings.ops.syslog.enabled.then(|| logging::SyslogSetup {
+            settings: &settings.ops.syslog,
+            name: proctitle::name(&settings),
+        }),
     ) {
         logging::init_fallback();
         tracing::error!("cannot open the log files: {error}");

@@ -659,7 +659,7 @@ impl<L: WorkerLauncher> Arbiter<L> {
             if record.aborted {
                 let _ = kill(pid, Signal::SIGKILL);
             } else {
-                tracing::error!(target: "ferricorn.critical", "WORKER TIMEOUT (pid:{pid})");
+                log_worker_timeout(pid, slot.oldest_request(now));
                 record.aborted = true;
                 let _ = kill(pid, Signal::SIGABRT);
             }
@@ -687,7 +687,11 @@ impl<L: WorkerLauncher> Arbiter<L> {
             if let Some((ran_ms, line)) = request_limit_ms
                 .and_then(|limit| slot.oldest_request(now).filter(|(ran, _)| *ran > limit))
             {
+                let (method, target) = request_line_parts(&line);
                 tracing::error!(
+                    http.request.method = method,
+                    url.original = target,
+                    event.duration = ran_ms.saturating_mul(1_000_000),
                     "Request timeout: \"{line}\" has run {}s in worker (pid:{pid}), over \
                      request_timeout {}s; replacing the worker",
                     ran_ms / 1000,
@@ -943,4 +947,34 @@ fn signal_name(signal: Signal) -> String {
         .as_str()
         .trim_start_matches("SIG")
         .to_ascii_lowercase()
+}
+
+/// Logs gunicorn's `WORKER TIMEOUT (pid:N)` (users grep for it) followed,
+/// when the worker was serving one, by the request it was stuck in and
+/// for how long: the line that says which view to look at.
+fn log_worker_timeout(pid: Pid, request: Option<(u64, String)>) {
+    match request {
+        Some((ran_ms, line)) => {
+            let (method, target) = request_line_parts(&line);
+            tracing::event!(
+                target: "ferricorn.critical",
+                tracing::Level::ERROR,
+                http.request.method = method,
+                url.original = target,
+                event.duration = ran_ms.saturating_mul(1_000_000),
+                "WORKER TIMEOUT (pid:{pid}) while serving \"{line}\" for {:.1}s",
+                ran_ms as f64 / 1000.0
+            );
+        }
+        None => tracing::error!(target: "ferricorn.critical", "WORKER TIMEOUT (pid:{pid})"),
+    }
+}
+
+/// The method and target of a (possibly truncated) request line.
+fn request_line_parts(line: &str) -> (&str, &str) {
+    let mut words = line.split(' ');
+    (
+        words.next().unwrap_or_default(),
+        words.next().unwrap_or_default(),
+    )
 }

@@ -15,6 +15,8 @@ use std::time::Duration;
 
 use ferricorn_python::environ::percent_decode;
 
+mod json;
+
 /// One piece of a compiled format.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Piece {
@@ -31,6 +33,7 @@ enum Piece {
 pub struct AccessFormat {
     pieces: Vec<Piece>,
     environ_keys: Vec<String>,
+    json: bool,
 }
 
 /// What one finished (or refused) request looks like to the access log.
@@ -132,7 +135,15 @@ impl AccessFormat {
         Self {
             pieces,
             environ_keys,
+            json: false,
         }
+    }
+
+    /// Makes [`AccessFormat::format`] write `--log-format json` lines: one
+    /// ECS object whose `message` is the line this format renders.
+    pub fn with_json(mut self, json: bool) -> Self {
+        self.json = json;
+        self
     }
 
     /// The environ keys (lower-cased) the format's `{name}e` atoms read;
@@ -141,8 +152,19 @@ impl AccessFormat {
         &self.environ_keys
     }
 
-    /// Formats one line for `record`.
+    /// Formats one access-log line for `record`: the text line, or with
+    /// [`AccessFormat::with_json`] the JSON object carrying it.
     pub fn format(&self, record: &AccessRecord<'_>) -> String {
+        let text = self.text(record);
+        if self.json {
+            json::render(record, &text)
+        } else {
+            text
+        }
+    }
+
+    /// The line `access_log_format` renders for `record`.
+    fn text(&self, record: &AccessRecord<'_>) -> String {
         let mut line = String::with_capacity(160);
         for piece in &self.pieces {
             match piece {
@@ -183,7 +205,7 @@ pub fn wire_body_bytes(method: &str, status: u16, handed: u64) -> u64 {
 }
 
 /// The last request header named `name`, as gunicorn's dict of atoms.
-fn request_header<'a>(record: &'a AccessRecord<'_>, name: &str) -> Option<&'a [u8]> {
+pub(crate) fn request_header<'a>(record: &'a AccessRecord<'_>, name: &str) -> Option<&'a [u8]> {
     record
         .request_headers
         .iter()
@@ -300,7 +322,7 @@ fn write_atom(line: &mut String, atom: char, r: &AccessRecord<'_>) {
 }
 
 /// The user name of a `Basic` `Authorization` header, as gunicorn's `u`.
-fn basic_auth_user(header: Option<&[u8]>) -> Option<String> {
+pub(crate) fn basic_auth_user(header: Option<&[u8]>) -> Option<String> {
     let header = std::str::from_utf8(header?).ok()?;
     let (scheme, encoded) = header.split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("basic") {

@@ -256,10 +256,13 @@ pub fn run(setup: WorkerSetup) -> i32 {
             header_map: settings.header_map,
             script_name: std::env::var("SCRIPT_NAME").unwrap_or_default(),
         },
-        access_format: settings
-            .accesslog
-            .as_ref()
-            .map(|_| access_log::AccessFormat::compile(&settings.access_log_format)),
+        // gunicorn logs requests to syslog even without an access log file.
+        access_format: (settings.accesslog.is_some()
+            || (settings.ops.syslog.enabled && !settings.ops.syslog.disable_redirect_access))
+            .then(|| {
+                access_log::AccessFormat::compile(&settings.access_log_format)
+                    .with_json(settings.ops.log_format == ferricorn_config::LogFormat::Json)
+            }),
         heartbeat,
         request_hooks: hooks.as_ref().and_then(hooks::WorkerHooks::request_hooks),
     };

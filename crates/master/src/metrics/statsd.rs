@@ -1,5 +1,8 @@
-//! StatsD with gunicorn's names and wire format, byte for byte: one
-//! metric per datagram, `|#tags` appended for DogStatsD. The socket is
+//! StatsD with gunicorn's names and wire format, byte for byte, `|#tags`
+//! appended for DogStatsD. One metric per datagram, except a request's
+//! three, which go as one newline-separated datagram (StatsD, DogStatsD
+//! and Telegraf split multi-metric packets): a `send(2)` per request rather
+//! than three, on the request path. The socket is
 //! created in the master before the first fork and shared by every
 //! process (datagrams are atomic), non-blocking: a full buffer or an absent
 //! collector drops the metric and never slows a request.
@@ -82,7 +85,22 @@ fn connect(addr: &StatsdAddr) -> io::Result<Socket> {
 
 impl Statsd {
     fn send(&self, name: &str, value: &str, kind: &str) {
-        let datagram = format!("{}{name}:{value}|{kind}{}", self.prefix, self.suffix);
+        let mut datagram = String::with_capacity(64);
+        self.push(&mut datagram, name, value, kind);
+        self.send_datagram(&datagram);
+    }
+
+    /// Appends one metric line (no newline) to `datagram`.
+    fn push(&self, datagram: &mut String, name: &str, value: &str, kind: &str) {
+        use std::fmt::Write as _;
+        let _ = write!(
+            datagram,
+            "{}{name}:{value}|{kind}{}",
+            self.prefix, self.suffix
+        );
+    }
+
+    fn send_datagram(&self, datagram: &str) {
         // Dropped on EAGAIN or a missing collector: metrics never block.
         let _ = match &self.socket {
             Socket::Udp(s) => s.send(datagram.as_bytes()),
@@ -92,7 +110,8 @@ impl Statsd {
 }
 
 /// A finished request: `gunicorn.request.duration` (ms),
-/// `gunicorn.requests` and `gunicorn.request.status.<code>`.
+/// `gunicorn.requests` and `gunicorn.request.status.<code>`, in one
+/// datagram.
 pub fn request(observation: &Observation) {
     let Some(statsd) = STATSD.get() else { return };
     // Microsecond resolution and a Python float's text, as gunicorn sends.
@@ -102,13 +121,18 @@ pub fn request(observation: &Observation) {
     } else {
         format!("{ms}")
     };
-    statsd.send("gunicorn.request.duration", &text, "ms");
-    statsd.send("gunicorn.requests", "1", "c|@1.0");
-    statsd.send(
+    let mut datagram = String::with_capacity(192);
+    statsd.push(&mut datagram, "gunicorn.request.duration", &text, "ms");
+    datagram.push('\n');
+    statsd.push(&mut datagram, "gunicorn.requests", "1", "c|@1.0");
+    datagram.push('\n');
+    statsd.push(
+        &mut datagram,
         &format!("gunicorn.request.status.{}", observation.status),
         "1",
         "c|@1.0",
     );
+    statsd.send_datagram(&datagram);
 }
 
 /// A log line: `gunicorn.log.<level>`.
