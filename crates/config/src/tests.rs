@@ -518,13 +518,12 @@ fn unsupported_gunicorn_flags_are_refused() {
         (&["--log-syslog-to"], "--log-syslog-to"),
         (&["--log-syslog-to=udp://localhost:514"], "--log-syslog-to"),
         (&["--log-config", "log.ini"], "--log-config"),
-        (&["--root-path", "/api"], "--root-path"),
         (
             &["--websocket-max-message-size", "10"],
             "--websocket-max-message-size",
         ),
         (
-            &["-w", "2", "--log-syslog", "--root-path", "/"],
+            &["-w", "2", "--log-syslog", "--log-config", "/"],
             "--log-syslog",
         ),
     ];
@@ -536,8 +535,8 @@ fn unsupported_gunicorn_flags_are_refused() {
         );
     }
     assert_eq!(
-        message(&[], &[("FERRICORN_CMD_ARGS", "--statsd-host h:1")]),
-        "error: --statsd-host is not supported yet"
+        message(&[], &[("FERRICORN_CMD_ARGS", "--log-syslog-to h:1")]),
+        "error: --log-syslog-to is not supported yet"
     );
     assert_eq!(
         message(&[], &[("FERRICORN_SYSLOG", "true")]),
