@@ -180,7 +180,10 @@ fn one_of(v: &Value, allowed: &[&str]) -> Result<String, Invalid> {
     if allowed.contains(&text.as_str()) {
         Ok(text)
     } else {
-        Err(Invalid::new(format!("expected one of: {}", allowed.join(", "))))
+        Err(Invalid::new(format!(
+            "expected one of: {}",
+            allowed.join(", ")
+        )))
     }
 }
 
