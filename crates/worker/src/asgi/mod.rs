@@ -77,6 +77,9 @@ pub fn run(
     } else {
         setup.startup_timeout.as_secs_f64()
     };
+    // The master's boot watchdog ends a startup longer than `--timeout`
+    // (the worker is not ready until it completes); the bound here is
+    // only a backstop.
     Python::attach(|py| runner.startup(py, timeout)).map_err(WorkerError::Boot)?;
 
     let graceful = options.graceful_timeout;
