@@ -57,11 +57,25 @@ pub(crate) async fn connection(
         };
         peer.secure = true;
         if stream.alpn_protocol() == Some(b"h2") {
-            tracing::debug!("HTTP/2 is not served to ASGI apps yet; closing {remote:?}");
+            super::h2::serve(Arc::clone(&shared), stream, peer).await;
             return;
         }
     }
     let mut reader = HeadReader::new(&options.parser, &options.proxy, 0);
+    if shared.tls.is_none() && options.h2c_prior_knowledge {
+        match sniff_preface(&mut stream, &mut reader.buf, options.header_timeout).await {
+            Some(true) => {
+                if remote.is_none_or(|a| options.h2c_allow.allows(a.ip())) {
+                    let buffered = std::mem::take(&mut reader.buf);
+                    let stream = AsyncStream::Rewound(buffered, Box::new(stream));
+                    super::h2::serve(Arc::clone(&shared), stream, peer).await;
+                }
+                return;
+            }
+            Some(false) => {}
+            None => return,
+        }
+    }
     let mut shutdown = shared.shutdown.clone();
     let mut first = true;
     loop {
@@ -99,6 +113,29 @@ pub(crate) async fn connection(
                 let _ = tokio::time::timeout(options.io_timeout, close).await;
                 return;
             }
+        }
+    }
+}
+
+/// Reads until the bytes either start the HTTP/2 preface (true) or cannot
+/// (false); `None` if the client went away first.
+async fn sniff_preface(
+    stream: &mut AsyncStream,
+    buf: &mut Vec<u8>,
+    limit: Duration,
+) -> Option<bool> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let n = buf.len().min(crate::h2::PREFACE.len());
+        if buf[..n] != crate::h2::PREFACE[..n] {
+            return Some(false);
+        }
+        if n == crate::h2::PREFACE.len() {
+            return Some(true);
+        }
+        match tokio::time::timeout_at(deadline, stream.read_buf(buf)).await {
+            Ok(Ok(read)) if read > 0 => {}
+            _ => return None,
         }
     }
 }
@@ -141,6 +178,17 @@ async fn exchange(
     keep_alive: bool,
 ) -> Option<Vec<u8>> {
     let ReadyHead { head, pending } = ready;
+    if head
+        .header("upgrade")
+        .is_some_and(|v| v.eq_ignore_ascii_case(b"websocket"))
+    {
+        // Said plainly rather than handing the app an http scope it would
+        // answer with a confusing 404.
+        let error =
+            HttpError::not_implemented("WebSocket is not supported by ferricorn's ASGI worker yet");
+        let _ = stream.write_all(&error.to_response()).await;
+        return None;
+    }
     let started = Instant::now();
     let started_unix = unix_now();
     let trusted = peer
