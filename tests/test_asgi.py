@@ -12,6 +12,7 @@ import os
 import resource
 import signal
 import socket
+import subprocess
 import time
 
 import httpx
@@ -351,19 +352,68 @@ def test_thousand_concurrent_sleeps_on_one_worker(spawn):
     raise_nofile(4096)
     server = start(spawn, "asgiraw:app", "--worker-connections", "1100")
 
-    async def one(port):
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(b"GET /sleep?2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        data = await reader.read()
-        writer.close()
-        return data
-
     async def main():
-        return await asyncio.gather(*(one(server.port) for _ in range(1000)))
+        # Connect first, so the clock measures the server serving 1,000
+        # requests at once, not this client's connection rate.
+        conns = [await asyncio.open_connection("127.0.0.1", server.port)
+                 for _ in range(1000)]
+        began = time.monotonic()
+        for _, writer in conns:
+            writer.write(b"GET /sleep?2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        replies = await asyncio.gather(*(reader.read() for reader, _ in conns))
+        elapsed = time.monotonic() - began
+        for _, writer in conns:
+            writer.close()
+        return replies, elapsed
 
-    began = time.monotonic()
-    replies = asyncio.run(main())
-    elapsed = time.monotonic() - began
+    replies, elapsed = asyncio.run(main())
     print("1000 x sleep(2) on -w 1: %.2f s" % elapsed)
     assert all(r.startswith(b"HTTP/1.1 200") and r.endswith(b"slept") for r in replies)
     assert elapsed < 2.5, elapsed
+
+
+# -- HTTP/2 and WebSocket --------------------------------------------------------
+
+def curl_h2(server, path, *args):
+    out = subprocess.run(["curl", "-sS", "--http2-prior-knowledge", "--max-time", "20",
+                          "-w", "\n%{http_version} %{http_code}", *args,
+                          "http://127.0.0.1:%d%s" % (server.port, path)],
+                         capture_output=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    body, _, tail = out.stdout.rpartition(b"\n")
+    version, code = tail.split()
+    return version.decode(), int(code), body
+
+
+def test_http2_prior_knowledge(spawn, tmp_path):
+    server = start(spawn, "asgiraw:app", "--http2-cleartext", "prior-knowledge",
+                   "--access-logfile", "-")
+    version, code, body = curl_h2(server, "/scope?h=2")
+    assert (version, code) == ("2", 200)
+    scope = json.loads(body)
+    assert scope["http_version"] == "2"
+    assert scope["headers"][0][0] == {"bytes": "host"}
+    assert not any(h[0]["bytes"].startswith(":") for h in scope["headers"])
+    payload = tmp_path / "payload"
+    payload.write_bytes(os.urandom(3 * 1024 * 1024))
+    version, code, body = curl_h2(server, "/echo", "--data-binary", "@%s" % payload)
+    assert (version, code) == ("2", 200)
+    assert body == payload.read_bytes()
+    assert curl_h2(server, "/raise-before")[1] == 500
+    server.stdout.wait_for(r'"GET /scope\?h=2 HTTP/2" 200')
+
+
+def test_fastapi_sse_over_http2(spawn):
+    server = start(spawn, "asgi_fastapi:app", "--http2-cleartext", "prior-knowledge")
+    version, code, body = curl_h2(server, "/sse")
+    assert (version, code) == ("2", 200)
+    assert body == b"data: event 0\n\ndata: event 1\n\ndata: event 2\n\n"
+
+
+def test_websocket_upgrade_is_refused_plainly(spawn):
+    server = start(spawn, "asgiraw:app")
+    reply = server.raw(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                       b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                       b"Sec-WebSocket-Version: 13\r\n\r\n")
+    assert reply.data.startswith(b"HTTP/1.1 501 ")
+    assert b"WebSocket is not supported" in reply.data

@@ -25,7 +25,6 @@ use tokio::time::Instant;
 
 use super::response::Response;
 use super::AsgiShared;
-use crate::access_log::{wire_body_bytes, AccessRecord};
 use crate::clock::unix_now;
 use crate::exchange::Peer;
 use crate::head::{read_head, refuse_head, timeout_error, HeadError, HeadReader, ReadyHead};
@@ -352,16 +351,18 @@ async fn exchange(
         }
     };
     shared.heartbeat.request_finished(token);
-    log_request(
-        shared,
+    super::Finished {
         peer,
-        &head,
-        &headers,
-        &response,
+        head: &head,
+        headers: &headers,
+        status: response.status,
+        response_headers: &response.headers,
+        body_bytes: response.body_bytes,
         scheme,
         started,
         started_unix,
-    );
+    }
+    .log(shared);
 
     let complete = matches!(ending, Ending::Complete) && response.keep_alive();
     if !complete || client_gone || body.decoder.error().is_some() {
@@ -390,45 +391,4 @@ async fn exchange(
         }
     }
     Some(body.raw)
-}
-
-#[allow(clippy::too_many_arguments)]
-fn log_request(
-    shared: &AsgiShared,
-    peer: &Peer,
-    head: &ferricorn_http::RequestHead,
-    headers: &[(String, Vec<u8>)],
-    response: &Response,
-    scheme: &str,
-    started: Instant,
-    started_unix: u64,
-) {
-    let elapsed: Duration = started.elapsed();
-    shared.heartbeat.request_done(&crate::RequestDone {
-        method: &head.method,
-        protocol: head.version.as_str(),
-        status: response.status,
-        secure: scheme == "https",
-        elapsed,
-        target: &head.target,
-    });
-    if let Some(format) = &shared.access_format {
-        let line = format.format(&AccessRecord {
-            remote: peer.remote,
-            method: &head.method,
-            target: &head.target,
-            path: &head.path,
-            query: &head.query,
-            script_name: "",
-            protocol: head.version.as_str(),
-            request_headers: headers,
-            status: response.status,
-            response_headers: &response.headers,
-            bytes_sent: wire_body_bytes(&head.method, response.status, response.body_bytes),
-            elapsed,
-            started_unix,
-            environ: &[],
-        });
-        tracing::info!(target: "ferricorn.access", "{line}");
-    }
 }

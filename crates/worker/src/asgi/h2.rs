@@ -91,6 +91,39 @@ async fn handle(
         Ok(scheme) => scheme,
         Err(error) => return Ok(refused(error)),
     };
+    let log = Access {
+        shared: Arc::clone(&shared),
+        peer,
+        head: ferricorn_http::RequestHead {
+            method: parts.method.as_str().to_string(),
+            target: parts
+                .uri
+                .path_and_query()
+                .map_or(b"/".to_vec(), |pq| pq.as_str().as_bytes().to_vec()),
+            path: parts.uri.path().as_bytes().to_vec(),
+            query: parts.uri.query().unwrap_or("").as_bytes().to_vec(),
+            version: ferricorn_http::Version { major: 2, minor: 0 },
+            headers: Vec::new(),
+            body: ferricorn_http::BodyKind::Empty,
+            keep_alive: true,
+            expect_continue: false,
+        },
+        headers: headers.clone(),
+        scheme,
+        started: tokio::time::Instant::now(),
+        started_unix: crate::clock::unix_now(),
+        status: 0,
+        response_headers: Vec::new(),
+        body_bytes: 0,
+        token: None,
+    };
+    let token = shared.heartbeat.request_started([
+        log.head.method.as_bytes(),
+        &log.head.target,
+        b"HTTP/2.0",
+    ]);
+    let mut log = log;
+    log.token = token;
     let id = shared.next_id();
     let (reply, mut replies, state) = Reply::new();
     let scope = ScopeData {
@@ -126,15 +159,30 @@ async fn handle(
             Some(FromApp::Abort) => {
                 let mut body = AppBody::fixed(Vec::new());
                 body.failed = true;
+                body.access = Some(log);
                 return Ok(Response::new(body));
             }
         }
     };
+    let mut log = log;
     let (Some((status, app_headers)), Some((data, more))) = (start, first) else {
-        let mut response = Response::new(AppBody::fixed(b"Internal Server Error\n".to_vec()));
+        let mut body = AppBody::fixed(b"Internal Server Error\n".to_vec());
+        log.status = 500;
+        body.access = Some(log);
+        let mut response = Response::new(body);
         *response.status_mut() = hyper::StatusCode::INTERNAL_SERVER_ERROR;
         return Ok(response);
     };
+    log.status = status;
+    log.response_headers = app_headers
+        .iter()
+        .map(|(n, v)| {
+            (
+                String::from_utf8_lossy(n).into_owned(),
+                String::from_utf8_lossy(v).into_owned(),
+            )
+        })
+        .collect();
     let body = AppBody {
         first: Some(Bytes::from(data)),
         more,
@@ -145,6 +193,7 @@ async fn handle(
             id,
         }),
         failed: false,
+        access: Some(log),
     };
     let mut response = Response::new(body);
     *response.status_mut() =
@@ -225,6 +274,23 @@ pub(crate) struct AppBody {
     more: bool,
     link: Option<Link>,
     failed: bool,
+    access: Option<Access>,
+}
+
+/// What the access log line of a stream needs, written when its body ends.
+struct Access {
+    shared: Arc<AsgiShared>,
+    peer: Peer,
+    head: ferricorn_http::RequestHead,
+    headers: Vec<(String, Vec<u8>)>,
+    scheme: &'static str,
+    started: tokio::time::Instant,
+    started_unix: u64,
+    status: u16,
+    response_headers: Vec<(String, String)>,
+    body_bytes: u64,
+    /// The heartbeat's `--request-timeout` token.
+    token: Option<usize>,
 }
 
 /// The app end of a streamed body.
@@ -256,6 +322,7 @@ impl AppBody {
             more: false,
             link: None,
             failed: false,
+            access: None,
         }
     }
 }
@@ -276,6 +343,9 @@ impl Body for AppBody {
             if let Some(link) = &self.link {
                 link.credit(data.len());
             }
+            if let Some(access) = self.access.as_mut() {
+                access.body_bytes += data.len() as u64;
+            }
             if !data.is_empty() {
                 return Poll::Ready(Some(Ok(Frame::data(data))));
             }
@@ -294,6 +364,9 @@ impl Body for AppBody {
                 Poll::Ready(Some(FromApp::Body { data, more })) => {
                     link.credit(data.len());
                     self.more = more;
+                    if let Some(access) = self.access.as_mut() {
+                        access.body_bytes += data.len() as u64;
+                    }
                     if !data.is_empty() {
                         return Poll::Ready(Some(Ok(Frame::data(Bytes::from(data)))));
                     }
@@ -311,6 +384,21 @@ impl Body for AppBody {
 
 impl Drop for AppBody {
     fn drop(&mut self) {
+        if let Some(access) = &self.access {
+            access.shared.heartbeat.request_finished(access.token);
+            super::Finished {
+                peer: &access.peer,
+                head: &access.head,
+                headers: &access.headers,
+                status: access.status,
+                response_headers: &access.response_headers,
+                body_bytes: access.body_bytes,
+                scheme: access.scheme,
+                started: access.started,
+                started_unix: access.started_unix,
+            }
+            .log(&access.shared);
+        }
         // Dropped before the end: the stream was reset or the client left.
         if let Some(link) = &self.link {
             if self.more && !link.state.closed.swap(true, Ordering::AcqRel) {

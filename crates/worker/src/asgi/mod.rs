@@ -47,6 +47,58 @@ impl AsgiShared {
     }
 }
 
+/// One finished ASGI request, as metrics and the access log see it.
+pub(crate) struct Finished<'a> {
+    pub(crate) peer: &'a crate::exchange::Peer,
+    pub(crate) head: &'a ferricorn_http::RequestHead,
+    pub(crate) headers: &'a [(String, Vec<u8>)],
+    pub(crate) status: u16,
+    pub(crate) response_headers: &'a [(String, String)],
+    pub(crate) body_bytes: u64,
+    pub(crate) scheme: &'a str,
+    pub(crate) started: tokio::time::Instant,
+    pub(crate) started_unix: u64,
+}
+
+impl Finished<'_> {
+    /// Reports the request to metrics and writes its access log line.
+    pub(crate) fn log(&self, shared: &AsgiShared) {
+        let head = self.head;
+        let elapsed = self.started.elapsed();
+        shared.heartbeat.request_done(&crate::RequestDone {
+            method: &head.method,
+            protocol: head.version.as_str(),
+            status: self.status,
+            secure: self.scheme == "https",
+            elapsed,
+            target: &head.target,
+        });
+        if let Some(format) = &shared.access_format {
+            let line = format.format(&crate::access_log::AccessRecord {
+                remote: self.peer.remote,
+                method: &head.method,
+                target: &head.target,
+                path: &head.path,
+                query: &head.query,
+                script_name: "",
+                protocol: head.version.as_str(),
+                request_headers: self.headers,
+                status: self.status,
+                response_headers: self.response_headers,
+                bytes_sent: crate::access_log::wire_body_bytes(
+                    &head.method,
+                    self.status,
+                    self.body_bytes,
+                ),
+                elapsed,
+                started_unix: self.started_unix,
+                environ: &[],
+            });
+            tracing::info!(target: "ferricorn.access", "{line}");
+        }
+    }
+}
+
 /// The app and everything the ASGI class needs besides the listeners.
 pub struct AsgiSetup {
     /// The ASGI callable.
