@@ -18,12 +18,15 @@ enum Framing {
     UntilClose,
 }
 
+/// Header fields as the app sent them (name, value).
+type Fields = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// One response's framing state.
 pub(crate) struct Response {
     version: Version,
     head_request: bool,
     keep_alive: bool,
-    pending: Option<(u16, Vec<(Vec<u8>, Vec<u8>)>)>,
+    pending: Option<(u16, Fields)>,
     framing: Framing,
     /// `Content-Length` bytes still owed.
     owed: u64,
@@ -56,7 +59,7 @@ impl Response {
     }
 
     /// Records `http.response.start`.
-    pub(crate) fn start(&mut self, status: u16, headers: Vec<(Vec<u8>, Vec<u8>)>) {
+    pub(crate) fn start(&mut self, status: u16, headers: Fields) {
         self.pending = Some((status, headers));
     }
 
