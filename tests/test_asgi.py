@@ -224,6 +224,17 @@ def test_disconnect_seen_by_waiting_receive(spawn, events):
     wait_for_event(events, "wait-disconnect: http.disconnect")
 
 
+def test_app_ignoring_disconnect_is_cancelled_after_grace(spawn, events):
+    server = start(spawn, "asgiraw:app", "--asgi-disconnect-grace-period", "1",
+                   env={"ASGI_EVENTS_FILE": str(events)})
+    with server.connection() as sock:
+        sock.sendall(b"GET /ignore-disconnect HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.2)  # the app is in its sleep; nothing to poll for
+        left = time.monotonic()
+    wait_for_event(events, "ignore-disconnect: cancelled")
+    assert time.monotonic() - left >= 0.9
+
+
 def test_send_after_client_left_raises_oserror(spawn, events):
     server = start(spawn, "asgiraw:app", env={"ASGI_EVENTS_FILE": str(events)})
     with server.connection() as sock:

@@ -113,6 +113,14 @@ async def app(scope, receive, send):
         await read_body(receive)
         message = await receive()
         note("wait-disconnect: %s" % message["type"])
+    elif path == "/ignore-disconnect":
+        # Never looks at receive(): only the grace period's cancel ends it.
+        await read_body(receive)
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            note("ignore-disconnect: cancelled")
+            raise
     elif path == "/sleep":
         await read_body(receive)
         await asyncio.sleep(float(scope["query_string"] or b"2"))
