@@ -17,6 +17,8 @@ import time
 
 import httpx
 import pytest
+import websockets
+from websockets.asyncio.client import connect as ws_connect
 
 from harness import (APPS_DIR, IO_TIMEOUT, Server, parse_response, read_head,
                      read_until_closed, run_ferricorn)
@@ -421,10 +423,107 @@ def test_fastapi_sse_over_http2(spawn):
     assert body == b"data: event 0\n\ndata: event 1\n\ndata: event 2\n\n"
 
 
-def test_websocket_upgrade_is_refused_plainly(spawn):
+def ws_url(server, path):
+    return "ws://127.0.0.1:%d%s" % (server.port, path)
+
+
+def ws_run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 20))
+
+
+def test_websocket_echo_subprotocol_and_headers(spawn, events):
+    server = start(spawn, "asgiraw:app", env={"ASGI_EVENTS_FILE": str(events)})
+
+    async def main():
+        async with ws_connect(ws_url(server, "/ws/echo"), subprotocols=["chat", "x"],
+                              max_size=None) as ws:
+            assert ws.subprotocol == "chat"
+            assert ws.response.headers["x-accepted"] == "yes"
+            await ws.send("hi")
+            assert await ws.recv() == "echo:hi"
+            await ws.send(b"\x00\x01\x02")
+            assert await ws.recv() == b"\x02\x01\x00"
+            big = "y" * (1024 * 1024)
+            await ws.send(big)
+            assert await ws.recv() == "echo:" + big
+    ws_run(main())
+    wait_for_event(events, "ws disconnect 1000")
+
+
+def test_websocket_scope(spawn):
+    server = start(spawn, "asgiraw:app", "--root-path", "/r")
+
+    async def main():
+        async with ws_connect(ws_url(server, "/ws/scope?a=1")) as ws:
+            return json.loads(await ws.recv())
+    scope = ws_run(main())
+    assert scope["type"] == "websocket"
+    assert scope["scheme"] == "ws"
+    assert scope["path"] == "/r/ws/scope" and scope["root_path"] == "/r"
+    assert scope["query_string"] == {"bytes": "a=1"}
+    assert scope["subprotocols"] == []
+    assert "method" not in scope
+    assert scope["extensions"] == {"websocket.http.response": {}}
+
+
+def test_websocket_message_too_big_closes_1009(spawn):
+    server = start(spawn, "asgiraw:app", "--websocket-max-message-size", "1000")
+
+    async def main():
+        async with ws_connect(ws_url(server, "/ws/echo")) as ws:
+            await ws.send("x" * 999)
+            assert await ws.recv() == "echo:" + "x" * 999
+            await ws.send("x" * 1001)
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await ws.recv()
+            return closed.value.rcvd.code
+    assert ws_run(main()) == 1009
+
+
+def test_websocket_close_codes(spawn):
     server = start(spawn, "asgiraw:app")
-    reply = server.raw(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
-                       b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                       b"Sec-WebSocket-Version: 13\r\n\r\n")
-    assert reply.data.startswith(b"HTTP/1.1 501 ")
-    assert b"WebSocket is not supported" in reply.data
+
+    async def closed_with(path):
+        async with ws_connect(ws_url(server, path)) as ws:
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await ws.recv()
+            return closed.value.rcvd.code, closed.value.rcvd.reason
+    assert ws_run(closed_with("/ws/close-custom")) == (4001, "custom")
+    assert ws_run(closed_with("/ws/raise-after"))[0] == 1011
+
+
+@pytest.mark.parametrize("path,status,body", [
+    ("/ws/deny", 401, b"no entry"),
+    ("/ws/refuse", 403, None),
+    ("/ws/raise-before", 500, None),
+])
+def test_websocket_refusals(spawn, path, status, body):
+    server = start(spawn, "asgiraw:app")
+
+    async def main():
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            async with ws_connect(ws_url(server, path)):
+                pass
+        return refused.value.response
+    response = ws_run(main())
+    assert response.status_code == status
+    if body is not None:
+        assert bytes(response.body) == body
+        assert response.headers["x-why"] == "token"
+
+
+def test_starlette_websocket(spawn):
+    server = start(spawn, "asgi_starlette:app")
+
+    async def main():
+        async with ws_connect(ws_url(server, "/shout")) as ws:
+            await ws.send("hello")
+            return await ws.recv()
+    assert ws_run(main()) == "HELLO"
+
+
+def test_websocket_bad_handshake_is_400(spawn):
+    server = start(spawn, "asgiraw:app")
+    reply = server.raw(b"GET /ws/echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                       b"Connection: Upgrade\r\nSec-WebSocket-Version: 8\r\n\r\n")
+    assert reply.data.startswith(b"HTTP/1.1 400 ")

@@ -153,3 +153,49 @@ async def app(scope, receive, send):
             note("after-complete raised: %s" % error)
     else:
         await respond(send, 404, b"not found")
+
+
+async def websocket(scope, receive, send):
+    """WebSocket paths: /ws/echo, /ws/close-custom, /ws/deny, /ws/refuse, /ws/raise."""
+    message = await receive()
+    assert message["type"] == "websocket.connect", message
+    path = scope["path"][len(scope["root_path"]):]
+    if path == "/ws/deny":
+        await send({"type": "websocket.http.response.start", "status": 401,
+                    "headers": [(b"x-why", b"token")]})
+        await send({"type": "websocket.http.response.body", "body": b"no entry"})
+        return
+    if path == "/ws/refuse":
+        await send({"type": "websocket.close"})
+        return
+    if path == "/ws/raise-before":
+        raise ValueError("boom before accept")
+    subprotocol = scope["subprotocols"][0] if scope["subprotocols"] else None
+    await send({"type": "websocket.accept", "subprotocol": subprotocol,
+                "headers": [(b"x-accepted", b"yes")]})
+    if path == "/ws/close-custom":
+        await send({"type": "websocket.close", "code": 4001, "reason": "custom"})
+        return
+    if path == "/ws/scope":
+        info = {k: v for k, v in scope.items() if k not in ("state",)}
+        await send({"type": "websocket.send", "text": json.dumps(jsonable(info))})
+    if path == "/ws/raise-after":
+        raise ValueError("boom after accept")
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            note("ws disconnect %s" % message["code"])
+            return
+        if message.get("text") is not None:
+            await send({"type": "websocket.send", "text": "echo:" + message["text"]})
+        else:
+            await send({"type": "websocket.send", "bytes": message["bytes"][::-1]})
+
+
+_http_app = app
+
+
+async def app(scope, receive, send):  # noqa: F811 (the http app above, plus websocket)
+    if scope["type"] == "websocket":
+        return await websocket(scope, receive, send)
+    return await _http_app(scope, receive, send)

@@ -38,6 +38,8 @@ pub struct Settings {
     pub asgi_disconnect_grace_period: u64,
     /// The ASGI `root_path` (`--root-path`), prefixed into `path`.
     pub root_path: String,
+    /// Largest WebSocket message (`--websocket-max-message-size`; 0: none).
+    pub websocket_max_message_size: u64,
     /// Threads per worker (`--threads`), at least 1.
     pub threads: u32,
     /// Maximum simultaneous clients per worker (`--worker-connections`).
@@ -202,6 +204,7 @@ impl Settings {
             asgi_lifespan: String::new(),
             asgi_disconnect_grace_period: 0,
             root_path: String::new(),
+            websocket_max_message_size: 0,
             threads: 0,
             worker_connections: 0,
             timeout: 0,

@@ -444,6 +444,19 @@ pub(crate) static SETTINGS: &[SettingDef] = &[
         ..BASE
     },
     SettingDef {
+        name: "websocket_max_message_size",
+        long: Some("websocket-max-message-size"),
+        metavar: "INT",
+        default: DefaultValue::Int(16_777_216),
+        help: "Largest WebSocket message an ASGI app receives, in bytes (0: no limit); larger ones close the connection with 1009.",
+        apply: |s, v, _| {
+            s.websocket_max_message_size = values::integer(v, 0, u64::MAX)?;
+            Ok(())
+        },
+        show: |s| t_int(s.websocket_max_message_size),
+        ..BASE
+    },
+    SettingDef {
         name: "root_path",
         long: Some("root-path"),
         metavar: "STRING",
@@ -1792,7 +1805,6 @@ pub(crate) static UNSUPPORTED: &[Unsupported] = &[
     never(opt("raw_paste_global_conf", &["--paste-global"]), PASTE_WHY),
     opt("protocol", &["--protocol"]),
     opt("uwsgi_allow_ips", &["--uwsgi-allow-from"]),
-    opt("websocket_max_message_size", &["--websocket-max-message-size"]),
     opt("dirty_apps", &["--dirty-app"]),
     opt("dirty_workers", &["--dirty-workers"]),
     opt("dirty_timeout", &["--dirty-timeout"]),

@@ -518,10 +518,7 @@ fn unsupported_gunicorn_flags_are_refused() {
         (&["--log-syslog-to"], "--log-syslog-to"),
         (&["--log-syslog-to=udp://localhost:514"], "--log-syslog-to"),
         (&["--log-config", "log.ini"], "--log-config"),
-        (
-            &["--websocket-max-message-size", "10"],
-            "--websocket-max-message-size",
-        ),
+        (&["--dirty-workers", "10"], "--dirty-workers"),
         (
             &["-w", "2", "--log-syslog", "--log-config", "/"],
             "--log-syslog",

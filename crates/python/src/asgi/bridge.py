@@ -160,6 +160,120 @@ class Cycle:
             )
 
 
+class WsCycle:
+    """One WebSocket: the handshake decided by the app, then messages."""
+
+    __slots__ = ("reply", "inbox", "waiter", "state", "writer", "task", "closed")
+
+    # state: "connecting" (before accept), "denying" (denial response
+    # started), "open", "closed" (either side closed)
+    def __init__(self, reply):
+        self.reply = reply
+        self.inbox = [{"type": "websocket.connect"}]
+        self.waiter = None
+        self.state = "connecting"
+        self.writer = None
+        self.task = None
+        self.closed = None
+
+    @property
+    def started(self):
+        return self.state != "connecting"
+
+    @property
+    def disconnected(self):
+        return self.closed is not None
+
+    def _deliver(self, message):
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            self.waiter = None
+            waiter.set_result(message)
+        else:
+            self.inbox.append(message)
+
+    def on_message(self, text, data):
+        message = {"type": "websocket.receive"}
+        if text is not None:
+            message["text"] = text
+        else:
+            message["bytes"] = data
+        self._deliver(message)
+
+    def on_closed(self, code, reason):
+        self.state = "closed"
+        self.closed = {"type": "websocket.disconnect", "code": code, "reason": reason}
+        self._deliver(self.closed)
+        writer = self.writer
+        if writer is not None and not writer.done():
+            writer.set_exception(ClientDisconnected("websocket closed"))
+        self.writer = None
+
+    def on_writable(self):
+        writer = self.writer
+        if writer is not None and not writer.done():
+            writer.set_result(None)
+        self.writer = None
+
+    async def receive(self):
+        if self.inbox:
+            return self.inbox.pop(0)
+        if self.closed is not None:
+            return self.closed
+        self.waiter = waiter = asyncio.get_running_loop().create_future()
+        try:
+            return await waiter
+        finally:
+            if self.waiter is waiter:
+                self.waiter = None
+
+    async def send(self, message):
+        kind = message["type"]
+        if self.state == "closed" or self.reply.closed:
+            raise ClientDisconnected("websocket closed")
+        if self.state == "connecting":
+            if kind == "websocket.accept":
+                headers = [(bytes(n), bytes(v)) for n, v in message.get("headers", ())]
+                self.state = "open"
+                self.reply.ws_accept(message.get("subprotocol"), headers)
+            elif kind == "websocket.close":
+                self.state = "closed"
+                self.reply.ws_close(int(message.get("code", 1000)), message.get("reason") or "")
+            elif kind == "websocket.http.response.start":
+                headers = [(bytes(n), bytes(v)) for n, v in message.get("headers", ())]
+                self.state = "denying"
+                self.reply.start(int(message["status"]), headers)
+            else:
+                raise RuntimeError(
+                    "Expected ASGI message 'websocket.accept', 'websocket.close' or "
+                    "'websocket.http.response.start', but got '%s'." % kind)
+        elif self.state == "denying":
+            if kind != "websocket.http.response.body":
+                raise RuntimeError(
+                    "Expected ASGI message 'websocket.http.response.body', but got '%s'." % kind)
+            more = bool(message.get("more_body", False))
+            if not more:
+                self.state = "closed"
+            self.reply.body(bytes(message.get("body", b"")), more)
+        else:
+            if kind == "websocket.send":
+                text, data = message.get("text"), message.get("bytes")
+                if (text is None) == (data is None):
+                    raise ValueError("websocket.send needs exactly one of 'text' and 'bytes'")
+                if data is not None:
+                    data = bytes(data)
+                if self.reply.ws_send(text, data) and not self.reply.writable():
+                    self.writer = writer = asyncio.get_running_loop().create_future()
+                    await writer
+            elif kind == "websocket.close":
+                self.state = "closed"
+                self.reply.ws_close(int(message.get("code", 1000)), message.get("reason") or "")
+            else:
+                raise RuntimeError(
+                    "Expected ASGI message 'websocket.send' or 'websocket.close', "
+                    "but got '%s'." % kind)
+
+
 class Server:
     """Dispatches the I/O thread's events to per-request cycles."""
 
@@ -194,11 +308,18 @@ class Server:
                     asyncio.get_running_loop().call_later(self.grace, task.cancel)
             elif kind == 3:
                 cycle.on_writable()
+            elif kind == 5:
+                cycle.on_message(event[2], event[3])
+            elif kind == 6:
+                cycle.on_closed(event[2], event[3])
+                task = cycle.task
+                if task is not None and not task.done():
+                    asyncio.get_running_loop().call_later(self.grace, task.cancel)
 
     def start(self, rid, scope, reply):
         if self.state is not None:
             scope["state"] = self.state.copy()
-        cycle = Cycle(reply)
+        cycle = WsCycle(reply) if scope["type"] == "websocket" else Cycle(reply)
         self.cycles[rid] = cycle
         cycle.task = asyncio.get_running_loop().create_task(self.run(rid, cycle, scope))
 
@@ -221,6 +342,13 @@ class Server:
         else:
             if result is not None:
                 self.log(40, "ASGI callable should return None, but returned '%r'." % (result,))
+            if isinstance(cycle, WsCycle):
+                if cycle.state == "connecting":
+                    # Returned without accepting: refused (403), as gunicorn.
+                    cycle.reply.ws_close(1000, "")
+                elif cycle.state == "open":
+                    cycle.reply.ws_close(1000, "")
+                return
             if not cycle.started:
                 if not cycle.disconnected:
                     self.log(40, "ASGI callable returned without starting response.")

@@ -58,6 +58,25 @@ pub enum ToLoop {
         /// The request.
         id: u64,
     },
+    /// A whole WebSocket message from the client.
+    WsMessage {
+        /// The connection.
+        id: u64,
+        /// A text message.
+        text: Option<String>,
+        /// A binary message.
+        bytes: Option<Vec<u8>>,
+    },
+    /// The WebSocket closed (the client's close code, 1005 if it sent none,
+    /// 1006 if the connection just ended).
+    WsClosed {
+        /// The connection.
+        id: u64,
+        /// The close code.
+        code: u16,
+        /// The close reason.
+        reason: String,
+    },
     /// The worker is stopping: no more requests will come.
     Stop,
 }
@@ -134,6 +153,27 @@ pub enum FromApp {
     },
     /// The first `receive()`: the app wants the body (`100 Continue`).
     WantBody,
+    /// `websocket.accept`.
+    WsAccept {
+        /// The chosen subprotocol.
+        subprotocol: Option<String>,
+        /// Extra handshake response headers.
+        headers: Vec<(Vec<u8>, Vec<u8>)>,
+    },
+    /// `websocket.send`.
+    WsSend {
+        /// A text message.
+        text: Option<String>,
+        /// A binary message.
+        bytes: Option<Vec<u8>>,
+    },
+    /// `websocket.close` (before accept: a 403).
+    WsClose {
+        /// The close code.
+        code: u16,
+        /// The close reason.
+        reason: String,
+    },
     /// The app failed before starting a response: answer 500.
     Error,
     /// The app failed or returned mid-response: close the connection.
@@ -235,6 +275,37 @@ impl Reply {
         self.post(FromApp::WantBody)
     }
 
+    /// `websocket.accept`.
+    #[pyo3(signature = (subprotocol, headers))]
+    fn ws_accept(
+        &self,
+        subprotocol: Option<String>,
+        headers: Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> PyResult<()> {
+        self.post(FromApp::WsAccept {
+            subprotocol,
+            headers,
+        })
+    }
+
+    /// `websocket.send`; True when the app must wait for write credit.
+    #[pyo3(signature = (text, bytes))]
+    fn ws_send(&self, text: Option<String>, bytes: Option<Vec<u8>>) -> PyResult<bool> {
+        let len = text.as_ref().map_or(0, String::len) + bytes.as_ref().map_or(0, Vec::len);
+        let queued = self.shared.unwritten.fetch_add(len, Ordering::AcqRel) + len;
+        let wait = queued > WRITE_CREDIT;
+        if wait {
+            self.shared.wants_writable.store(true, Ordering::Release);
+        }
+        self.post(FromApp::WsSend { text, bytes })?;
+        Ok(wait)
+    }
+
+    /// `websocket.close`.
+    fn ws_close(&self, code: u16, reason: String) -> PyResult<()> {
+        self.post(FromApp::WsClose { code, reason })
+    }
+
     /// The app failed before starting: the client gets a 500.
     fn error(&self) {
         let _ = self.tx.send(FromApp::Error);
@@ -270,7 +341,8 @@ impl Inbox {
 
     /// Everything queued since the last call, as tuples:
     /// `(0, id, scope, reply)`, `(1, id, body, more)`, `(2, id)` disconnect,
-    /// `(3, id)` writable, `(4,)` stop.
+    /// `(3, id)` writable, `(4,)` stop, `(5, id, text, bytes)` a WebSocket
+    /// message, `(6, id, code, reason)` the WebSocket closed.
     fn drain<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let events = self.queue.take();
         let out = PyList::empty(py);
@@ -310,6 +382,26 @@ impl Inbox {
                     [
                         3u8.into_pyobject(py)?.into_any(),
                         id.into_pyobject(py)?.into_any(),
+                    ],
+                )?,
+                ToLoop::WsMessage { id, text, bytes } => PyTuple::new(
+                    py,
+                    [
+                        5u8.into_pyobject(py)?.into_any(),
+                        id.into_pyobject(py)?.into_any(),
+                        text.into_pyobject(py)?.into_any(),
+                        bytes
+                            .map(|b| PyBytes::new(py, &b).into_any())
+                            .unwrap_or_else(|| py.None().into_bound(py)),
+                    ],
+                )?,
+                ToLoop::WsClosed { id, code, reason } => PyTuple::new(
+                    py,
+                    [
+                        6u8.into_pyobject(py)?.into_any(),
+                        id.into_pyobject(py)?.into_any(),
+                        code.into_pyobject(py)?.into_any(),
+                        reason.into_pyobject(py)?.into_any(),
                     ],
                 )?,
                 ToLoop::Stop => PyTuple::new(py, [4u8.into_pyobject(py)?.into_any()])?,

@@ -29,6 +29,8 @@ pub struct ScopeData {
     pub client: Option<(String, u16)>,
     /// The server's address.
     pub server: Option<(String, u16)>,
+    /// For a WebSocket scope: the subprotocols the client offered.
+    pub websocket: Option<Vec<String>>,
 }
 
 impl ScopeData {
@@ -39,11 +41,21 @@ impl ScopeData {
         let asgi = PyDict::new(py);
         asgi.set_item("version", "3.0")?;
         asgi.set_item("spec_version", SPEC_VERSION)?;
-        scope.set_item("type", "http")?;
+        match &self.websocket {
+            Some(subprotocols) => {
+                scope.set_item("type", "websocket")?;
+                scope.set_item("subprotocols", subprotocols.clone())?;
+                let scheme = if self.scheme == "https" { "wss" } else { "ws" };
+                scope.set_item("scheme", scheme)?;
+            }
+            None => {
+                scope.set_item("type", "http")?;
+                scope.set_item("method", &self.method)?;
+                scope.set_item("scheme", self.scheme)?;
+            }
+        }
         scope.set_item("asgi", asgi)?;
         scope.set_item("http_version", self.http_version)?;
-        scope.set_item("method", &self.method)?;
-        scope.set_item("scheme", self.scheme)?;
         let decoded = percent_decode(&self.raw_path);
         let mut path = String::with_capacity(root_path.len() + decoded.len());
         path.push_str(root_path);
@@ -67,7 +79,11 @@ impl ScopeData {
         scope.set_item("headers", headers)?;
         scope.set_item("client", self.client.clone())?;
         scope.set_item("server", self.server.clone())?;
-        scope.set_item("extensions", PyDict::new(py))?;
+        let extensions = PyDict::new(py);
+        if self.websocket.is_some() {
+            extensions.set_item("websocket.http.response", PyDict::new(py))?;
+        }
+        scope.set_item("extensions", extensions)?;
         Ok(scope)
     }
 }
@@ -89,6 +105,7 @@ mod tests {
                 headers: vec![("X-Thing".into(), b"v".to_vec())],
                 client: Some(("127.0.0.1".into(), 5000)),
                 server: None,
+                websocket: None,
             };
             let scope = data.to_dict(py, "/mnt").unwrap();
             let get = |k: &str| scope.get_item(k).unwrap().unwrap();

@@ -177,17 +177,6 @@ async fn exchange(
     keep_alive: bool,
 ) -> Option<Vec<u8>> {
     let ReadyHead { head, pending } = ready;
-    if head
-        .header("upgrade")
-        .is_some_and(|v| v.eq_ignore_ascii_case(b"websocket"))
-    {
-        // Said plainly rather than handing the app an http scope it would
-        // answer with a confusing 404.
-        let error =
-            HttpError::not_implemented("WebSocket is not supported by ferricorn's ASGI worker yet");
-        let _ = stream.write_all(&error.to_response()).await;
-        return None;
-    }
     let started = Instant::now();
     let started_unix = unix_now();
     let trusted = peer
@@ -207,6 +196,28 @@ async fn exchange(
             return None;
         }
     };
+    if super::ws::is_upgrade(&head) {
+        let upgrade = super::ws::Upgrade {
+            head: &head,
+            headers: headers.clone(),
+            scheme,
+            leftover: pending,
+        };
+        let (status, bytes) = super::ws::serve(shared, stream, peer, upgrade).await;
+        super::Finished {
+            peer,
+            head: &head,
+            headers: &headers,
+            status,
+            response_headers: &[],
+            body_bytes: bytes,
+            scheme,
+            started,
+            started_unix,
+        }
+        .log(shared);
+        return None;
+    }
     let id = shared.next_id();
     let (reply, mut replies, state) = Reply::new();
     let scope = ScopeData {
@@ -222,6 +233,7 @@ async fn exchange(
         headers: headers.clone(),
         client: peer.remote.map(|a| (a.ip().to_string(), a.port())),
         server: peer.local.map(|a| (a.ip().to_string(), a.port())),
+        websocket: None,
     };
     let token = shared.heartbeat.request_started([
         head.method.as_bytes(),
@@ -332,7 +344,12 @@ async fn exchange(
                         }
                         break Ending::Close;
                     }
-                    FromApp::Abort => break Ending::Close,
+                    // WebSocket messages never come on an http scope (the
+                    // bridge refuses them there).
+                    FromApp::Abort
+                    | FromApp::WsAccept { .. }
+                    | FromApp::WsSend { .. }
+                    | FromApp::WsClose { .. } => break Ending::Close,
                 }
             }
             read = stream.read_buf(&mut body.raw), if read_body || watch_eof => match read {

@@ -135,6 +135,7 @@ async fn handle(
         headers,
         client: peer.remote.map(|a| (a.ip().to_string(), a.port())),
         server: peer.local.map(|a| (a.ip().to_string(), a.port())),
+        websocket: None,
     };
     shared.queue.push(ToLoop::Request {
         id,
@@ -156,7 +157,12 @@ async fn handle(
             Some(FromApp::Body { data, more }) => break Some((data, more)),
             Some(FromApp::WantBody) => {}
             Some(FromApp::Error) | None => break None,
-            Some(FromApp::Abort) => {
+            Some(
+                FromApp::Abort
+                | FromApp::WsAccept { .. }
+                | FromApp::WsSend { .. }
+                | FromApp::WsClose { .. },
+            ) => {
                 let mut body = AppBody::fixed(Vec::new());
                 body.failed = true;
                 body.access = Some(log);
@@ -372,7 +378,16 @@ impl Body for AppBody {
                     }
                 }
                 Poll::Ready(Some(FromApp::Start { .. } | FromApp::WantBody)) => {}
-                Poll::Ready(Some(FromApp::Error | FromApp::Abort) | None) => {
+                Poll::Ready(
+                    Some(
+                        FromApp::Error
+                        | FromApp::Abort
+                        | FromApp::WsAccept { .. }
+                        | FromApp::WsSend { .. }
+                        | FromApp::WsClose { .. },
+                    )
+                    | None,
+                ) => {
                     self.failed = true;
                     return Poll::Ready(Some(Err(aborted())));
                 }

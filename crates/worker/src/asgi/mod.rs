@@ -11,6 +11,7 @@
 mod conn;
 mod h2;
 mod response;
+mod ws;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,6 +37,8 @@ pub(crate) struct AsgiShared {
     pub(crate) options: ClassOptions,
     pub(crate) shutdown: watch::Receiver<bool>,
     pub(crate) tls: Option<tokio_rustls::TlsAcceptor>,
+    /// `--websocket-max-message-size` (0: no limit).
+    pub(crate) ws_max_message_size: u64,
     next_id: std::sync::atomic::AtomicU64,
 }
 
@@ -113,6 +116,8 @@ pub struct AsgiSetup {
     pub heartbeat: Arc<dyn Heartbeat>,
     /// Bound on the lifespan startup (`--timeout`; 0: none).
     pub startup_timeout: Duration,
+    /// `--websocket-max-message-size` (0: no limit).
+    pub ws_max_message_size: u64,
 }
 
 /// Runs an ASGI worker until `TERM`.
@@ -146,6 +151,7 @@ pub fn run(
         options,
         shutdown,
         tls,
+        ws_max_message_size: setup.ws_max_message_size,
         next_id: std::sync::atomic::AtomicU64::new(0),
     });
     let io = std::thread::Builder::new()
