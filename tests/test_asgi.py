@@ -10,7 +10,6 @@ import http.client
 import json
 import os
 import resource
-import signal
 import socket
 import subprocess
 import time
@@ -20,13 +19,14 @@ import pytest
 import websockets
 from websockets.asyncio.client import connect as ws_connect
 
-from harness import (APPS_DIR, IO_TIMEOUT, Server, parse_response, read_head,
-                     read_until_closed, run_ferricorn)
+from test_worker_classes import TlsServer
+from harness import (IO_TIMEOUT, Server, parse_response, read_head,
+                     run_ferricorn)
 
 
-def start(spawn, app, *args, env=None, workers=1):
-    server = Server(spawn.binary, app, args=["-w", str(workers), "-k", "async", *args],
-                    workers=workers, env=env)
+def start(spawn, app, *args, env=None, workers=1, server_cls=Server):
+    server = server_cls(spawn.binary, app, args=["-w", str(workers), "-k", "async", *args],
+                        workers=workers, env=env)
     spawn.servers.append(server)
     return server.start()
 
@@ -527,3 +527,21 @@ def test_websocket_bad_handshake_is_400(spawn):
     reply = server.raw(b"GET /ws/echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
                        b"Connection: Upgrade\r\nSec-WebSocket-Version: 8\r\n\r\n")
     assert reply.data.startswith(b"HTTP/1.1 400 ")
+
+
+def test_tls_http11_and_h2_by_alpn(spawn, tmp_path):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                    str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=localhost"],
+                   check=True, capture_output=True, timeout=60)
+    server = start(spawn, "asgiraw:app", "--certfile", str(cert), "--keyfile", str(key),
+                   "--http-protocols", "h1,h2", server_cls=TlsServer)
+    for flag, version in (("--http1.1", "1.1"), ("--http2", "2")):
+        out = subprocess.run(["curl", "-sSk", flag, "--max-time", "20", "-w", "\n%{http_version}",
+                              "https://127.0.0.1:%d/scope" % server.port],
+                             capture_output=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        body, _, got = out.stdout.rpartition(b"\n")
+        assert got.decode() == version
+        scope = json.loads(body)
+        assert (scope["scheme"], scope["http_version"]) == ("https", version)
