@@ -317,7 +317,10 @@ async fn exchange(
                                 gone(&state, &mut client_gone);
                             }
                         }
-                        let left = state.unwritten.fetch_sub(data.len(), Ordering::AcqRel) - data.len();
+                        let left = state
+                            .unwritten
+                            .fetch_sub(data.len(), Ordering::AcqRel)
+                            .saturating_sub(data.len());
                         if left <= WRITE_CREDIT && state.wants_writable.swap(false, Ordering::AcqRel) {
                             shared.queue.push(ToLoop::Writable { id });
                         }
