@@ -18,19 +18,14 @@ class ClientDisconnected(OSError):
     """Raised by ``send()`` once the client has gone (ASGI spec 2.4)."""
 
 
-def is_asgi(app):
-    """uvicorn's ``interface=auto`` test."""
-    if inspect.isclass(app):
-        return hasattr(app, "__await__")
-    if inspect.iscoroutinefunction(app):
-        return True
-    call = getattr(app, "__call__", None)
-    return inspect.iscoroutinefunction(call)
-
-
 def single_callable(app):
     """ASGI 3 as is; a legacy double callable (ASGI 2) wrapped."""
-    if is_asgi(app):
+    if inspect.isclass(app):
+        is_asgi3 = hasattr(app, "__await__")
+    else:
+        is_asgi3 = inspect.iscoroutinefunction(app) or inspect.iscoroutinefunction(
+            getattr(app, "__call__", None))
+    if is_asgi3:
         return app
 
     async def asgi2(scope, receive, send):

@@ -33,10 +33,55 @@ fn bridge(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
     )
 }
 
+/// `CO_COROUTINE` in a code object's `co_flags` (`async def`).
+const CO_COROUTINE: u32 = 0x80;
+
 /// Whether `app` is an ASGI 3 application: a coroutine function, or an
-/// object whose `__call__` is one (uvicorn's `interface=auto` test).
-pub fn is_asgi(py: Python<'_>, app: &Bound<'_, PyAny>) -> PyResult<bool> {
-    bridge(py)?.call_method1("is_asgi", (app,))?.extract()
+/// object whose `__call__` is one (uvicorn's `interface=auto` test); a
+/// class only if it is awaitable.
+///
+/// Done with attribute lookups only, importing nothing: a WSGI worker that
+/// dropped privileges (`--user`) may no longer be able to read the stdlib.
+pub fn is_asgi(_py: Python<'_>, app: &Bound<'_, PyAny>) -> PyResult<bool> {
+    if app.is_instance_of::<pyo3::types::PyType>() {
+        return app.hasattr("__await__");
+    }
+    if is_coroutine_function(app)? {
+        return Ok(true);
+    }
+    match app.getattr_opt("__call__")? {
+        Some(call) => is_coroutine_function(&call),
+        None => Ok(false),
+    }
+}
+
+/// `inspect.iscoroutinefunction` without importing `inspect`: bound
+/// methods and `functools.partial` are unwrapped, then the code flags (or
+/// 3.12's `inspect.markcoroutinefunction` marker) decide.
+fn is_coroutine_function(obj: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let mut current = obj.clone();
+    for _ in 0..32 {
+        if let Some(func) = current.getattr_opt("__func__")? {
+            current = func;
+            continue;
+        }
+        let is_partial = current.get_type().name()?.to_str()? == "partial";
+        if is_partial {
+            if let Some(func) = current.getattr_opt("func")? {
+                current = func;
+                continue;
+            }
+        }
+        break;
+    }
+    if current.hasattr("_is_coroutine_marker")? {
+        return Ok(true);
+    }
+    let Some(code) = current.getattr_opt("__code__")? else {
+        return Ok(false);
+    };
+    let flags: u32 = code.getattr("co_flags")?.extract()?;
+    Ok(flags & CO_COROUTINE != 0)
 }
 
 /// How the worker's ASGI loop runs.
@@ -122,5 +167,43 @@ impl AsgiRunner {
         if let Err(error) = self.runner.bind(py).call_method1("shutdown", (timeout,)) {
             tracing::error!("Exception in ASGI shutdown:\n{}", format_error(py, &error));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detection_follows_uvicorns_rule() {
+        Python::initialize();
+        Python::attach(|py| {
+            let code = pyo3::ffi::c_str!(
+                "import functools\n\
+                 async def coro(scope, receive, send): pass\n\
+                 def wsgi(environ, start_response): pass\n\
+                 class Asgi3:\n    async def __call__(self, scope, receive, send): pass\n\
+                 class Asgi2:\n    def __init__(self, scope): pass\n    async def __call__(self, receive, send): pass\n\
+                 instance = Asgi3()\n\
+                 partial = functools.partial(coro)\n"
+            );
+            let module = PyModule::from_code(
+                py,
+                code,
+                pyo3::ffi::c_str!("detect.py"),
+                pyo3::ffi::c_str!("detect"),
+            )
+            .unwrap();
+            let check = |name: &str| is_asgi(py, &module.getattr(name).unwrap()).unwrap();
+            assert!(check("coro"));
+            assert!(check("instance"));
+            assert!(check("partial"));
+            assert!(!check("wsgi"));
+            assert!(
+                !check("Asgi2"),
+                "a double callable is ASGI 2, not auto-detected"
+            );
+            assert!(!check("Asgi3"), "a class is only ASGI 3 when awaitable");
+        });
     }
 }
