@@ -10,6 +10,7 @@ import http.client
 import json
 import os
 import resource
+import signal
 import socket
 import subprocess
 import time
@@ -510,6 +511,23 @@ def test_websocket_refusals(spawn, path, status, body):
     if body is not None:
         assert bytes(response.body) == body
         assert response.headers["x-why"] == "token"
+
+
+def test_graceful_stop_closes_websockets_with_1012(spawn, events):
+    server = start(spawn, "asgiraw:app", env={"ASGI_EVENTS_FILE": str(events)})
+
+    async def main():
+        async with ws_connect(ws_url(server, "/ws/echo")) as ws:
+            await ws.send("up")
+            assert await ws.recv() == "echo:up"
+            server.signal(signal.SIGTERM)
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await ws.recv()
+            return closed.value.rcvd.code
+    assert ws_run(main()) == 1012
+    assert server.wait() == 0
+    text = events.read_text()
+    assert "ws disconnect 1012" in text and text.endswith("shutdown\n"), text
 
 
 def test_starlette_websocket(spawn):

@@ -204,6 +204,8 @@ pub(crate) async fn serve(
     let mut ws = WebSocket::from_raw_socket(mem, Role::Server, Some(config));
     let mut buf = Vec::with_capacity(READ_CHUNK);
     let mut closing: Option<Instant> = None;
+    let mut shutdown = shared.shutdown.clone();
+    let mut stopping = *shutdown.borrow();
     loop {
         // Everything complete in what was read goes to the app.
         let ended = loop {
@@ -302,6 +304,15 @@ pub(crate) async fn serve(
                     return (101, 0);
                 }
             },
+            // A graceful stop closes open WebSockets with 1012 (as uvicorn),
+            // and the app hears of it as its disconnect.
+            _ = shutdown.changed(), if !stopping && closing.is_none() => {
+                stopping = true;
+                let _ = ws.close(Some(CloseFrame { code: CloseCode::Restart, reason: "server shutting down".into() }));
+                let _ = ws.flush();
+                closing = Some(Instant::now() + CLOSE_TIMEOUT);
+                closed(shared, &state, id, 1012, "server shutting down");
+            }
             _ = tokio::time::sleep_until(close_at), if closing.is_some() => {
                 closed(shared, &state, id, 1006, "");
                 return (101, 0);
