@@ -103,6 +103,15 @@ def test_bad_interface_value_is_refused(ferricorn_bin):
     assert "interface" in proc.stderr and "auto, wsgi, asgi" in proc.stderr
 
 
+@pytest.mark.parametrize("choice,module", [("auto", "uvloop"), ("asyncio", "asyncio"),
+                                           ("uvloop", "uvloop")])
+def test_asgi_loop_choice(spawn, choice, module):
+    server = start(spawn, "asgiraw:app", "--asgi-loop", choice)
+    status, _, body = server.get("/loop")
+    assert status == 200
+    assert body.decode().split(".")[0] == module
+
+
 # -- scope -------------------------------------------------------------------
 
 def test_scope_contents(spawn):

@@ -121,6 +121,9 @@ async def app(scope, receive, send):
         except asyncio.CancelledError:
             note("ignore-disconnect: cancelled")
             raise
+    elif path == "/loop":
+        await read_body(receive)
+        await respond(send, 200, type(asyncio.get_running_loop()).__module__.encode())
     elif path == "/sleep":
         await read_body(receive)
         await asyncio.sleep(float(scope["query_string"] or b"2"))
