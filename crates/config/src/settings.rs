@@ -25,6 +25,21 @@ pub struct Settings {
     /// Worker type (`-k/--worker-class`). As in gunicorn, `sync` with more
     /// than one thread resolves to `gthread`.
     pub worker_class: WorkerClass,
+    /// `-k asgi` or `-k uvicorn.workers.UvicornWorker` was given: async
+    /// with the ASGI interface unless `--interface` says otherwise.
+    pub worker_class_asgi: bool,
+    /// The app interface (`--interface`): `auto`, `wsgi` or `asgi`.
+    pub interface: String,
+    /// The asyncio loop of ASGI workers (`--asgi-loop`): `auto`, `asyncio`, `uvloop`.
+    pub asgi_loop: String,
+    /// ASGI lifespan protocol (`--asgi-lifespan`): `auto`, `on`, `off`.
+    pub asgi_lifespan: String,
+    /// Seconds an ASGI app may run after its client left (`--asgi-disconnect-grace-period`).
+    pub asgi_disconnect_grace_period: u64,
+    /// The ASGI `root_path` (`--root-path`), prefixed into `path`.
+    pub root_path: String,
+    /// Largest WebSocket message (`--websocket-max-message-size`; 0: none).
+    pub websocket_max_message_size: u64,
     /// Threads per worker (`--threads`), at least 1.
     pub threads: u32,
     /// Maximum simultaneous clients per worker (`--worker-connections`).
@@ -189,6 +204,13 @@ impl Settings {
             backlog: 0,
             workers: 0,
             worker_class: WorkerClass::Sync,
+            worker_class_asgi: false,
+            interface: String::new(),
+            asgi_loop: String::new(),
+            asgi_lifespan: String::new(),
+            asgi_disconnect_grace_period: 0,
+            root_path: String::new(),
+            websocket_max_message_size: 0,
             threads: 0,
             worker_connections: 0,
             timeout: 0,

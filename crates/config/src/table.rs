@@ -175,6 +175,19 @@ fn parsed<T: std::str::FromStr<Err = ParseError>>(v: &Value) -> Result<T, Invali
         .map_err(|e: ParseError| Invalid::new(e.reason()))
 }
 
+/// A string that must be one of `allowed`.
+fn one_of(v: &Value, allowed: &[&str]) -> Result<String, Invalid> {
+    let text = values::string(v)?;
+    if allowed.contains(&text.as_str()) {
+        Ok(text)
+    } else {
+        Err(Invalid::new(format!(
+            "expected one of: {}",
+            allowed.join(", ")
+        )))
+    }
+}
+
 fn allow_list(v: &Value) -> Result<AllowList, Invalid> {
     let entries = values::comma_list(v)?;
     AllowList::from_entries(entries.iter().map(String::as_str))
@@ -370,12 +383,91 @@ pub(crate) static SETTINGS: &[SettingDef] = &[
         long: Some("worker-class"),
         metavar: "STRING",
         default: DefaultValue::Str("sync"),
-        help: "The type of workers to use: sync, gthread or async.",
+        help: "The type of workers to use: sync, gthread or async (asgi: async serving ASGI).",
         apply: |s, v, _| {
             s.worker_class = parsed(v)?;
+            s.worker_class_asgi = crate::types::names_asgi_worker(&values::string(v)?);
             Ok(())
         },
         show: |s| t_str(s.worker_class.as_str()),
+        ..BASE
+    },
+    SettingDef {
+        name: "interface",
+        long: Some("interface"),
+        metavar: "STRING",
+        default: DefaultValue::Str("auto"),
+        help: "The app interface: auto (ASGI when the app is a coroutine function), wsgi or asgi.",
+        apply: |s, v, _| {
+            s.interface = one_of(v, &["auto", "wsgi", "asgi"])?;
+            Ok(())
+        },
+        show: |s| t_str(&s.interface),
+        ..BASE
+    },
+    SettingDef {
+        name: "asgi_loop",
+        long: Some("asgi-loop"),
+        metavar: "STRING",
+        default: DefaultValue::Str("auto"),
+        help: "The event loop of ASGI workers: auto (uvloop when importable), asyncio or uvloop.",
+        apply: |s, v, _| {
+            s.asgi_loop = one_of(v, &["auto", "asyncio", "uvloop"])?;
+            Ok(())
+        },
+        show: |s| t_str(&s.asgi_loop),
+        ..BASE
+    },
+    SettingDef {
+        name: "asgi_lifespan",
+        long: Some("asgi-lifespan"),
+        metavar: "STRING",
+        default: DefaultValue::Str("auto"),
+        help: "ASGI lifespan events: auto (if the app supports them), on or off.",
+        apply: |s, v, _| {
+            s.asgi_lifespan = one_of(v, &["auto", "on", "off"])?;
+            Ok(())
+        },
+        show: |s| t_str(&s.asgi_lifespan),
+        ..BASE
+    },
+    SettingDef {
+        name: "asgi_disconnect_grace_period",
+        long: Some("asgi-disconnect-grace-period"),
+        metavar: "INT",
+        default: DefaultValue::Int(3),
+        help: "Seconds an ASGI app may keep running after its client disconnected before it is cancelled.",
+        apply: |s, v, _| {
+            s.asgi_disconnect_grace_period = values::integer(v, 0, u64::MAX)?;
+            Ok(())
+        },
+        show: |s| t_int(s.asgi_disconnect_grace_period),
+        ..BASE
+    },
+    SettingDef {
+        name: "websocket_max_message_size",
+        long: Some("websocket-max-message-size"),
+        metavar: "INT",
+        default: DefaultValue::Int(16_777_216),
+        help: "Largest WebSocket message an ASGI app receives, in bytes (0: no limit); larger ones close the connection with 1009.",
+        apply: |s, v, _| {
+            s.websocket_max_message_size = values::integer(v, 0, u64::MAX)?;
+            Ok(())
+        },
+        show: |s| t_int(s.websocket_max_message_size),
+        ..BASE
+    },
+    SettingDef {
+        name: "root_path",
+        long: Some("root-path"),
+        metavar: "STRING",
+        default: DefaultValue::Str(""),
+        help: "The ASGI root_path (the app's mount point behind a proxy); prefixed into path as uvicorn does.",
+        apply: |s, v, _| {
+            s.root_path = values::string(v)?;
+            Ok(())
+        },
+        show: |s| t_str(&s.root_path),
         ..BASE
     },
     SettingDef {
@@ -1815,14 +1907,6 @@ pub(crate) static UNSUPPORTED: &[Unsupported] = &[
     never(opt("raw_paste_global_conf", &["--paste-global"]), PASTE_WHY),
     opt("protocol", &["--protocol"]),
     opt("uwsgi_allow_ips", &["--uwsgi-allow-from"]),
-    opt("asgi_loop", &["--asgi-loop"]),
-    opt("asgi_lifespan", &["--asgi-lifespan"]),
-    opt(
-        "asgi_disconnect_grace_period",
-        &["--asgi-disconnect-grace-period"],
-    ),
-    opt("websocket_max_message_size", &["--websocket-max-message-size"]),
-    opt("root_path", &["--root-path"]),
     opt("dirty_apps", &["--dirty-app"]),
     opt("dirty_workers", &["--dirty-workers"]),
     opt("dirty_timeout", &["--dirty-timeout"]),

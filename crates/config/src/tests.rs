@@ -517,13 +517,10 @@ fn unsupported_gunicorn_flags_are_refused() {
         (&["app:app", "--protocol", "uwsgi"], "--protocol"),
         (&["--protocol"], "--protocol"),
         (&["--protocol=uwsgi"], "--protocol"),
-        (&["--root-path", "/api"], "--root-path"),
+        (&["--log-config", "log.ini"], "--log-config"),
+        (&["--dirty-workers", "10"], "--dirty-workers"),
         (
-            &["--websocket-max-message-size", "10"],
-            "--websocket-max-message-size",
-        ),
-        (
-            &["-w", "2", "--uwsgi-allow-from", "*", "--root-path", "/"],
+            &["-w", "2", "--uwsgi-allow-from", "*", "--log-config", "/"],
             "--uwsgi-allow-from",
         ),
     ];

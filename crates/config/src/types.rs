@@ -25,15 +25,26 @@ const FOREIGN_WORKERS: &[&str] = &[
     "eventlet",
     "gevent",
     "tornado",
-    "asgi",
     "gaiohttp",
     "gunicorn.workers.geventlet.",
     "gunicorn.workers.ggevent.",
     "gunicorn.workers.gtornado.",
-    "gunicorn.workers.gasgi.",
     "gunicorn.workers._gaiohttp.",
     "uvicorn",
 ];
+
+/// gunicorn's and uvicorn's names of an ASGI worker, which ferricorn serves
+/// with its async class and the ASGI interface.
+const ASGI_WORKERS: &[&str] = &[
+    "asgi",
+    "gunicorn.workers.gasgi.asgiworker",
+    "uvicorn.workers.uvicornworker",
+];
+
+/// Whether `text` (a `-k` value) is one of the ASGI worker spellings.
+pub fn names_asgi_worker(text: &str) -> bool {
+    ASGI_WORKERS.contains(&text.trim().to_ascii_lowercase().as_str())
+}
 
 impl WorkerClass {
     /// The name used on the command line and in config files.
@@ -63,6 +74,7 @@ impl FromStr for WorkerClass {
             "sync" => Ok(WorkerClass::Sync),
             "gthread" => Ok(WorkerClass::Gthread),
             "async" => Ok(WorkerClass::Async),
+            _ if names_asgi_worker(&lower) => Ok(WorkerClass::Async),
             _ if FOREIGN_WORKERS.iter().any(|f| lower.starts_with(f)) => {
                 Err(ParseError::new(format!(
                     "this gunicorn worker class is not supported by ferricorn; expected one of: {WORKER_CLASSES}"
@@ -192,12 +204,20 @@ mod tests {
             "gunicorn.workers.gthread.ThreadWorker".parse(),
             Ok(WorkerClass::Gthread)
         );
+        for asgi in [
+            "asgi",
+            "uvicorn.workers.UvicornWorker",
+            "gunicorn.workers.gasgi.ASGIWorker",
+        ] {
+            assert_eq!(asgi.parse(), Ok(WorkerClass::Async), "{asgi}");
+            assert!(names_asgi_worker(asgi), "{asgi}");
+        }
+        assert!(!names_asgi_worker("async"));
         for foreign in [
             "gevent",
             "eventlet",
             "tornado",
-            "asgi",
-            "uvicorn.workers.UvicornWorker",
+            "uvicorn.workers.UvicornH11Worker",
             "gunicorn.workers.ggevent.GeventWorker",
         ] {
             let err = foreign

@@ -8,6 +8,7 @@
 //! leaves through the [`wsgi::ResponseSink`] the worker provides.
 
 pub mod app;
+pub mod asgi;
 pub mod environ;
 pub mod fork;
 pub mod hooks;

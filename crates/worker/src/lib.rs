@@ -11,6 +11,7 @@
 
 pub mod access_log;
 mod admission;
+mod asgi;
 mod body;
 mod body_guard;
 mod channel_io;
@@ -106,6 +107,9 @@ pub enum WorkerError {
     /// The event loop could not be set up.
     #[error("cannot start the event loop: {0}")]
     Runtime(std::io::Error),
+    /// The worker could not boot (an ASGI lifespan startup failed).
+    #[error("{0}")]
+    Boot(String),
 }
 
 /// Settings of a worker class, derived once from the configuration.
@@ -224,16 +228,35 @@ pub fn run(setup: WorkerSetup) -> i32 {
         return APP_LOAD_ERROR;
     };
     let multiprocess = settings.workers > 1;
-    let app = Python::attach(|py| {
+    let loaded = Python::attach(|py| {
         let callable = match preloaded {
             Some(app) => app,
             None => ferricorn_python::app::load(py, spec).map_err(|error| error.to_string())?,
         };
+        let asgi = match settings.interface.as_str() {
+            "asgi" => true,
+            "wsgi" => false,
+            _ => {
+                settings.worker_class_asgi
+                    || ferricorn_python::asgi::is_asgi(py, callable.bind(py))
+                        .map_err(|error| ferricorn_python::app::format_error(py, &error))?
+            }
+        };
+        if asgi && settings.worker_class != WorkerClass::Async {
+            return Err(format!(
+                "{spec} is an ASGI application, which the {} worker class cannot serve; use -k async",
+                settings.worker_class
+            ));
+        }
+        if asgi {
+            return Ok(App::Asgi(callable));
+        }
         let multithread = settings.worker_class != WorkerClass::Sync;
         WsgiApp::new(py, callable, multithread, multiprocess)
+            .map(App::Wsgi)
             .map_err(|error| ferricorn_python::app::format_error(py, &error))
     });
-    let app = match app {
+    let app = match loaded {
         Ok(app) => app,
         Err(message) => {
             tracing::error!("Exception in worker process:\n{message}");
@@ -247,22 +270,46 @@ pub fn run(setup: WorkerSetup) -> i32 {
     if settings.reload {
         reload_report::report(&settings.chdir);
     }
+    let policy = policy::RequestPolicy {
+        forwarded_allow_ips: settings.forwarded_allow_ips.clone(),
+        secure_scheme_headers: settings.secure_scheme_headers.clone(),
+        forwarder_headers: settings.forwarder_headers.clone(),
+        header_map: settings.header_map,
+        script_name: std::env::var("SCRIPT_NAME").unwrap_or_default(),
+    };
+    // gunicorn logs requests to syslog even without an access log file.
+    let access_format = (settings.accesslog.is_some()
+        || (settings.ops.syslog.enabled && !settings.ops.syslog.disable_redirect_access))
+        .then(|| {
+            access_log::AccessFormat::compile(&settings.access_log_format)
+                .with_json(settings.ops.log_format == ferricorn_config::LogFormat::Json)
+        });
+    let app = match app {
+        App::Wsgi(app) => app,
+        App::Asgi(app) => {
+            let setup = asgi::AsgiSetup {
+                app,
+                options: ferricorn_python::asgi::AsgiOptions {
+                    loop_kind: settings.asgi_loop.clone(),
+                    lifespan: settings.asgi_lifespan.clone(),
+                    disconnect_grace: settings.asgi_disconnect_grace_period as f64,
+                    root_path: settings.root_path.clone(),
+                },
+                policy,
+                access_format,
+                heartbeat,
+                startup_timeout: Duration::from_secs(settings.timeout),
+                ws_max_message_size: settings.websocket_max_message_size,
+            };
+            let options = ClassOptions::from_settings(&settings, tls);
+            let result = asgi::run(setup, listeners, options);
+            return finish(hooks.as_deref(), result, pid);
+        }
+    };
     let ctx = exchange::ExchangeContext {
         app,
-        policy: policy::RequestPolicy {
-            forwarded_allow_ips: settings.forwarded_allow_ips.clone(),
-            secure_scheme_headers: settings.secure_scheme_headers.clone(),
-            forwarder_headers: settings.forwarder_headers.clone(),
-            header_map: settings.header_map,
-            script_name: std::env::var("SCRIPT_NAME").unwrap_or_default(),
-        },
-        // gunicorn logs requests to syslog even without an access log file.
-        access_format: (settings.accesslog.is_some()
-            || (settings.ops.syslog.enabled && !settings.ops.syslog.disable_redirect_access))
-            .then(|| {
-                access_log::AccessFormat::compile(&settings.access_log_format)
-                    .with_json(settings.ops.log_format == ferricorn_config::LogFormat::Json)
-            }),
+        policy,
+        access_format,
         heartbeat,
         request_hooks: hooks.as_ref().and_then(hooks::WorkerHooks::request_hooks),
     };
@@ -298,7 +345,18 @@ pub fn run(setup: WorkerSetup) -> i32 {
             threaded::run(ctx, listeners, options, shape)
         }
     };
-    if let Some(hooks) = &hooks {
+    finish(hooks.as_deref(), result, pid)
+}
+
+/// The loaded application, by interface.
+enum App {
+    Wsgi(WsgiApp),
+    Asgi(Py<PyAny>),
+}
+
+/// Runs `worker_exit` and turns the serving result into the exit code.
+fn finish(hooks: Option<&hooks::WorkerHooks>, result: Result<(), WorkerError>, pid: u32) -> i32 {
+    if let Some(hooks) = hooks {
         hooks.run("worker_exit");
     }
     match result {

@@ -1,0 +1,413 @@
+//! The two directions between the tokio I/O thread and the asyncio loop
+//! thread, with as few wakeups as possible.
+//!
+//! tokio → loop: one [`LoopQueue`] per worker. Events are plain Rust data
+//! (the I/O thread never takes the GIL); the loop is woken through an
+//! `eventfd` registered with `loop.add_reader`, written only when the
+//! queue goes from empty to non-empty, so under load one wakeup carries
+//! many events.
+//!
+//! loop → tokio: one unbounded channel of [`FromApp`] per request, with a
+//! byte credit ([`ReplyShared`]): `send()` only suspends the app while more
+//! than [`WRITE_CREDIT`] bytes wait for the client.
+
+use std::collections::VecDeque;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList, PyTuple};
+use tokio::sync::{mpsc, Notify};
+
+use super::scope::ScopeData;
+
+/// Response bytes allowed to wait for a slow client before `send()` waits.
+pub const WRITE_CREDIT: usize = 64 * 1024;
+/// Request body bytes read ahead of the app before the socket is left alone.
+pub const READ_AHEAD: usize = 256 * 1024;
+
+/// What the I/O thread tells the loop.
+pub enum ToLoop {
+    /// A request head arrived; the app should be called.
+    Request {
+        /// The connection-unique request id.
+        id: u64,
+        /// Everything the scope is built from.
+        scope: Box<ScopeData>,
+        /// Where the app's response goes.
+        reply: Reply,
+    },
+    /// A piece of request body (`more`: not the last).
+    Body {
+        /// The request.
+        id: u64,
+        /// Decoded body bytes.
+        data: Vec<u8>,
+        /// More body follows.
+        more: bool,
+    },
+    /// The client went away.
+    Disconnect {
+        /// The request.
+        id: u64,
+    },
+    /// The client caught up: a `send()` waiting for write credit may go on.
+    Writable {
+        /// The request.
+        id: u64,
+    },
+    /// A whole WebSocket message from the client.
+    WsMessage {
+        /// The connection.
+        id: u64,
+        /// A text message.
+        text: Option<String>,
+        /// A binary message.
+        bytes: Option<Vec<u8>>,
+    },
+    /// The WebSocket closed (the client's close code, 1005 if it sent none,
+    /// 1006 if the connection just ended).
+    WsClosed {
+        /// The connection.
+        id: u64,
+        /// The close code.
+        code: u16,
+        /// The close reason.
+        reason: String,
+    },
+    /// The worker is stopping: no more requests will come.
+    Stop,
+}
+
+/// The tokio → loop queue and its wakeup descriptor.
+pub struct LoopQueue {
+    queue: Mutex<VecDeque<ToLoop>>,
+    wake: OwnedFd,
+}
+
+impl LoopQueue {
+    /// A queue with a fresh non-blocking `eventfd`.
+    pub fn new() -> std::io::Result<Arc<Self>> {
+        // SAFETY: eventfd has no memory-safety preconditions; the result is
+        // checked before it is owned.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a new descriptor nothing else owns.
+        let wake = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Arc::new(Self {
+            queue: Mutex::new(VecDeque::new()),
+            wake,
+        }))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, VecDeque<ToLoop>> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues `event`; wakes the loop only if the queue was empty (a
+    /// non-empty queue already has a wakeup pending).
+    pub fn push(&self, event: ToLoop) {
+        let was_empty = {
+            let mut queue = self.lock();
+            let was_empty = queue.is_empty();
+            queue.push_back(event);
+            was_empty
+        };
+        if was_empty {
+            let one = 1u64.to_ne_bytes();
+            // SAFETY: writes 8 bytes from a live buffer to our own eventfd.
+            // EAGAIN (counter saturated) means a wakeup is pending anyway.
+            unsafe { libc::write(self.wake.as_raw_fd(), one.as_ptr().cast(), one.len()) };
+        }
+    }
+
+    fn take(&self) -> VecDeque<ToLoop> {
+        let mut buf = [0u8; 8];
+        // SAFETY: reads at most 8 bytes into a live buffer from our eventfd;
+        // EAGAIN just means no wakeup was pending.
+        unsafe { libc::read(self.wake.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        std::mem::take(&mut *self.lock())
+    }
+}
+
+/// What the app sends, as the I/O thread writes it.
+#[derive(Debug)]
+pub enum FromApp {
+    /// `http.response.start`.
+    Start {
+        /// Status code.
+        status: u16,
+        /// Headers, names as the app gave them.
+        headers: Vec<(Vec<u8>, Vec<u8>)>,
+    },
+    /// `http.response.body`.
+    Body {
+        /// Bytes.
+        data: Vec<u8>,
+        /// Not the last piece.
+        more: bool,
+    },
+    /// The first `receive()`: the app wants the body (`100 Continue`).
+    WantBody,
+    /// `websocket.accept`.
+    WsAccept {
+        /// The chosen subprotocol.
+        subprotocol: Option<String>,
+        /// Extra handshake response headers.
+        headers: Vec<(Vec<u8>, Vec<u8>)>,
+    },
+    /// `websocket.send`.
+    WsSend {
+        /// A text message.
+        text: Option<String>,
+        /// A binary message.
+        bytes: Option<Vec<u8>>,
+    },
+    /// `websocket.close` (before accept: a 403).
+    WsClose {
+        /// The close code.
+        code: u16,
+        /// The close reason.
+        reason: String,
+    },
+    /// The app failed before starting a response: answer 500.
+    Error,
+    /// The app failed or returned mid-response: close the connection.
+    Abort,
+}
+
+/// State both threads see for one request.
+#[derive(Default)]
+pub struct ReplyShared {
+    /// Response bytes queued and not yet written.
+    pub unwritten: AtomicUsize,
+    /// Set by a `send()` that ran out of credit; the I/O thread answers
+    /// with [`ToLoop::Writable`] once below the credit again.
+    pub wants_writable: AtomicBool,
+    /// Body bytes handed to the loop and not yet `receive()`d.
+    pub unread: AtomicUsize,
+    /// Wakes the I/O thread when `unread` drops (read-ahead resumes).
+    pub read_credit: Notify,
+    /// The client is gone: `send()` raises.
+    pub closed: AtomicBool,
+}
+
+/// The app's handle on one request's response (`send()`'s Rust half).
+#[pyclass(module = "ferricorn", name = "AsgiReply")]
+pub struct Reply {
+    tx: mpsc::UnboundedSender<FromApp>,
+    shared: Arc<ReplyShared>,
+}
+
+impl Reply {
+    /// A reply and the receiving end the I/O thread keeps.
+    pub fn new() -> (Self, mpsc::UnboundedReceiver<FromApp>, Arc<ReplyShared>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(ReplyShared::default());
+        let reply = Reply {
+            tx,
+            shared: Arc::clone(&shared),
+        };
+        (reply, rx, shared)
+    }
+
+    fn post(&self, message: FromApp) -> PyResult<()> {
+        self.tx
+            .send(message)
+            .map_err(|_| PyRuntimeError::new_err("the connection is gone"))
+    }
+}
+
+#[pymethods]
+impl Reply {
+    /// Whether the client is gone.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.shared.closed.load(Ordering::Acquire)
+    }
+
+    /// Queues the response head.
+    fn start(&self, status: u16, headers: Vec<(Vec<u8>, Vec<u8>)>) -> PyResult<()> {
+        self.post(FromApp::Start { status, headers })
+    }
+
+    /// Queues body bytes; returns True when the app must wait for
+    /// [`ToLoop::Writable`] before sending more.
+    fn body(&self, data: &Bound<'_, PyBytes>, more: bool) -> PyResult<bool> {
+        let data = data.as_bytes().to_vec();
+        let len = data.len();
+        let queued = self.shared.unwritten.fetch_add(len, Ordering::AcqRel) + len;
+        let wait = more && queued > WRITE_CREDIT;
+        if wait {
+            self.shared.wants_writable.store(true, Ordering::Release);
+        }
+        self.post(FromApp::Body { data, more })?;
+        Ok(wait)
+    }
+
+    /// Whether a `send()` that ran out of credit may go on already (the
+    /// I/O thread caught up between `body()` and the wait).
+    fn writable(&self) -> bool {
+        let ok = self.shared.unwritten.load(Ordering::Acquire) <= WRITE_CREDIT;
+        if ok {
+            self.shared.wants_writable.store(false, Ordering::Release);
+        }
+        ok
+    }
+
+    /// The app took `n` body bytes: the I/O thread may read ahead more.
+    fn consumed(&self, n: usize) {
+        let _ = self
+            .shared
+            .unread
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
+                Some(u.saturating_sub(n))
+            });
+        self.shared.read_credit.notify_one();
+    }
+
+    /// The app called `receive()` for the first time.
+    fn want_body(&self) -> PyResult<()> {
+        self.post(FromApp::WantBody)
+    }
+
+    /// `websocket.accept`.
+    #[pyo3(signature = (subprotocol, headers))]
+    fn ws_accept(
+        &self,
+        subprotocol: Option<String>,
+        headers: Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> PyResult<()> {
+        self.post(FromApp::WsAccept {
+            subprotocol,
+            headers,
+        })
+    }
+
+    /// `websocket.send`; True when the app must wait for write credit.
+    #[pyo3(signature = (text, bytes))]
+    fn ws_send(&self, text: Option<String>, bytes: Option<Vec<u8>>) -> PyResult<bool> {
+        let len = text.as_ref().map_or(0, String::len) + bytes.as_ref().map_or(0, Vec::len);
+        let queued = self.shared.unwritten.fetch_add(len, Ordering::AcqRel) + len;
+        let wait = queued > WRITE_CREDIT;
+        if wait {
+            self.shared.wants_writable.store(true, Ordering::Release);
+        }
+        self.post(FromApp::WsSend { text, bytes })?;
+        Ok(wait)
+    }
+
+    /// `websocket.close`.
+    fn ws_close(&self, code: u16, reason: String) -> PyResult<()> {
+        self.post(FromApp::WsClose { code, reason })
+    }
+
+    /// The app failed before starting: the client gets a 500.
+    fn error(&self) {
+        let _ = self.tx.send(FromApp::Error);
+    }
+
+    /// The app failed or stopped mid-response: the connection closes.
+    fn abort(&self) {
+        let _ = self.tx.send(FromApp::Abort);
+    }
+}
+
+/// The loop's end of the [`LoopQueue`]: its descriptor for `add_reader`
+/// and the call that turns queued events into Python tuples.
+#[pyclass(module = "ferricorn", name = "AsgiInbox")]
+pub struct Inbox {
+    queue: Arc<LoopQueue>,
+    root_path: String,
+}
+
+impl Inbox {
+    /// The loop's end of `queue`; `root_path` goes into every scope.
+    pub fn new(queue: Arc<LoopQueue>, root_path: String) -> Self {
+        Self { queue, root_path }
+    }
+}
+
+#[pymethods]
+impl Inbox {
+    /// The descriptor the loop watches.
+    fn fileno(&self) -> i32 {
+        self.queue.wake.as_raw_fd()
+    }
+
+    /// Everything queued since the last call, as tuples:
+    /// `(0, id, scope, reply)`, `(1, id, body, more)`, `(2, id)` disconnect,
+    /// `(3, id)` writable, `(4,)` stop, `(5, id, text, bytes)` a WebSocket
+    /// message, `(6, id, code, reason)` the WebSocket closed.
+    fn drain<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let events = self.queue.take();
+        let out = PyList::empty(py);
+        for event in events {
+            let item = match event {
+                ToLoop::Request { id, scope, reply } => {
+                    let scope = scope.to_dict(py, &self.root_path)?;
+                    let reply = Bound::new(py, reply)?;
+                    PyTuple::new(
+                        py,
+                        [
+                            0u8.into_pyobject(py)?.into_any(),
+                            id.into_pyobject(py)?.into_any(),
+                            scope.into_any(),
+                            reply.into_any(),
+                        ],
+                    )?
+                }
+                ToLoop::Body { id, data, more } => PyTuple::new(
+                    py,
+                    [
+                        1u8.into_pyobject(py)?.into_any(),
+                        id.into_pyobject(py)?.into_any(),
+                        PyBytes::new(py, &data).into_any(),
+                        pyo3::types::PyBool::new(py, more).to_owned().into_any(),
+                    ],
+                )?,
+                ToLoop::Disconnect { id } => PyTuple::new(
+                    py,
+                    [
+                        2u8.into_pyobject(py)?.into_any(),
+                        id.into_pyobject(py)?.into_any(),
+                    ],
+                )?,
+                ToLoop::Writable { id } => PyTuple::new(
+                    py,
+                    [
+                        3u8.into_pyobject(py)?.into_any(),
+                        id.into_pyobject(py)?.into_any(),
+                    ],
+                )?,
+                ToLoop::WsMessage { id, text, bytes } => PyTuple::new(
+                    py,
+                    [
+                        5u8.into_pyobject(py)?.into_any(),
+                        id.into_pyobject(py)?.into_any(),
+                        text.into_pyobject(py)?.into_any(),
+                        bytes
+                            .map(|b| PyBytes::new(py, &b).into_any())
+                            .unwrap_or_else(|| py.None().into_bound(py)),
+                    ],
+                )?,
+                ToLoop::WsClosed { id, code, reason } => PyTuple::new(
+                    py,
+                    [
+                        6u8.into_pyobject(py)?.into_any(),
+                        id.into_pyobject(py)?.into_any(),
+                        code.into_pyobject(py)?.into_any(),
+                        reason.into_pyobject(py)?.into_any(),
+                    ],
+                )?,
+                ToLoop::Stop => PyTuple::new(py, [4u8.into_pyobject(py)?.into_any()])?,
+            };
+            out.append(item)?;
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,124 @@
+//! The ASGI `http` connection scope, built on the loop thread from plain
+//! data the I/O thread collected.
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+
+use crate::environ::percent_decode;
+
+/// The `spec_version` advertised: 2.4, `send()` after a disconnect raises.
+pub const SPEC_VERSION: &str = "2.4";
+
+/// Everything an `http` scope is made of, without Python objects (built
+/// on the I/O thread, which never takes the GIL).
+#[derive(Debug, Clone)]
+pub struct ScopeData {
+    /// `"1.0"`, `"1.1"` or `"2"`.
+    pub http_version: &'static str,
+    /// The method, as parsed.
+    pub method: String,
+    /// `http` or `https`.
+    pub scheme: &'static str,
+    /// The path as sent, still percent-encoded, without the query.
+    pub raw_path: Vec<u8>,
+    /// The query string, still percent-encoded.
+    pub query: Vec<u8>,
+    /// Header fields in order (names lower-cased here).
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// The client's address.
+    pub client: Option<(String, u16)>,
+    /// The server's address.
+    pub server: Option<(String, u16)>,
+    /// For a WebSocket scope: the subprotocols the client offered.
+    pub websocket: Option<Vec<String>>,
+}
+
+impl ScopeData {
+    /// The scope dict; `root_path` is also prefixed into `path` and
+    /// `raw_path`, as uvicorn does (the spec's reading).
+    pub fn to_dict<'py>(&self, py: Python<'py>, root_path: &str) -> PyResult<Bound<'py, PyDict>> {
+        let scope = PyDict::new(py);
+        let asgi = PyDict::new(py);
+        asgi.set_item("version", "3.0")?;
+        asgi.set_item("spec_version", SPEC_VERSION)?;
+        match &self.websocket {
+            Some(subprotocols) => {
+                scope.set_item("type", "websocket")?;
+                scope.set_item("subprotocols", subprotocols.clone())?;
+                let scheme = if self.scheme == "https" { "wss" } else { "ws" };
+                scope.set_item("scheme", scheme)?;
+            }
+            None => {
+                scope.set_item("type", "http")?;
+                scope.set_item("method", &self.method)?;
+                scope.set_item("scheme", self.scheme)?;
+            }
+        }
+        scope.set_item("asgi", asgi)?;
+        scope.set_item("http_version", self.http_version)?;
+        let decoded = percent_decode(&self.raw_path);
+        let mut path = String::with_capacity(root_path.len() + decoded.len());
+        path.push_str(root_path);
+        path.push_str(&String::from_utf8_lossy(&decoded));
+        scope.set_item("path", path)?;
+        let mut raw = Vec::with_capacity(root_path.len() + self.raw_path.len());
+        raw.extend_from_slice(root_path.as_bytes());
+        raw.extend_from_slice(&self.raw_path);
+        scope.set_item("raw_path", PyBytes::new(py, &raw))?;
+        scope.set_item("query_string", PyBytes::new(py, &self.query))?;
+        scope.set_item("root_path", root_path)?;
+        let headers = PyList::empty(py);
+        for (name, value) in &self.headers {
+            let name = name.to_ascii_lowercase();
+            let pair = PyTuple::new(
+                py,
+                [PyBytes::new(py, name.as_bytes()), PyBytes::new(py, value)],
+            )?;
+            headers.append(pair)?;
+        }
+        scope.set_item("headers", headers)?;
+        scope.set_item("client", self.client.clone())?;
+        scope.set_item("server", self.server.clone())?;
+        let extensions = PyDict::new(py);
+        if self.websocket.is_some() {
+            extensions.set_item("websocket.http.response", PyDict::new(py))?;
+        }
+        scope.set_item("extensions", extensions)?;
+        Ok(scope)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_path_is_prefixed_and_path_decoded() {
+        Python::initialize();
+        Python::attach(|py| {
+            let data = ScopeData {
+                http_version: "1.1",
+                method: "GET".into(),
+                scheme: "http",
+                raw_path: b"/a%20b/%C3%A9".to_vec(),
+                query: b"x=%20".to_vec(),
+                headers: vec![("X-Thing".into(), b"v".to_vec())],
+                client: Some(("127.0.0.1".into(), 5000)),
+                server: None,
+                websocket: None,
+            };
+            let scope = data.to_dict(py, "/mnt").unwrap();
+            let get = |k: &str| scope.get_item(k).unwrap().unwrap();
+            assert_eq!(get("path").extract::<String>().unwrap(), "/mnt/a b/\u{e9}");
+            assert_eq!(
+                get("raw_path").extract::<Vec<u8>>().unwrap(),
+                b"/mnt/a%20b/%C3%A9"
+            );
+            assert_eq!(get("query_string").extract::<Vec<u8>>().unwrap(), b"x=%20");
+            let headers: Vec<(Vec<u8>, Vec<u8>)> = get("headers").extract().unwrap();
+            assert_eq!(headers, vec![(b"x-thing".to_vec(), b"v".to_vec())]);
+            let client: (String, u16) = get("client").extract().unwrap();
+            assert_eq!(client.1, 5000);
+        });
+    }
+}

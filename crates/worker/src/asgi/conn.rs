@@ -1,0 +1,413 @@
+//! One HTTP/1.x connection of an ASGI worker, on the I/O thread.
+//!
+//! This is its own loop rather than `threaded.rs`'s relay: the app runs on
+//! the asyncio loop and talks in ASGI messages, not in framed bytes from a
+//! blocking thread, and the relay's body/response paths are being rewritten
+//! separately. It reuses the head reader, the HTTP codec's body decoder and
+//! the request policy.
+//!
+//! While the app runs, the socket is read for the body (at most
+//! [`READ_AHEAD`] bytes ahead of the app) and, once the body is in, for EOF,
+//! which is the app's `http.disconnect`; bytes of a pipelined next request
+//! are kept for it, up to a bound.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferricorn_http::{BodyDecoder, HttpError, Version};
+use ferricorn_python::asgi::events::{
+    FromApp, Reply, ReplyShared, ToLoop, READ_AHEAD, WRITE_CREDIT,
+};
+use ferricorn_python::asgi::scope::ScopeData;
+use tokio::time::Instant;
+
+use super::response::Response;
+use super::AsgiShared;
+use crate::clock::unix_now;
+use crate::exchange::Peer;
+use crate::head::{read_head, refuse_head, timeout_error, HeadError, HeadReader, ReadyHead};
+use crate::io::{Accepted, AsyncStream};
+
+/// Largest piece read from the socket at once.
+const READ_CHUNK: usize = 64 * 1024;
+/// Pipelined bytes kept while a response is in progress.
+const PIPELINE_LIMIT: usize = 64 * 1024;
+
+/// One connection, request after request.
+pub(crate) async fn connection(
+    shared: Arc<AsgiShared>,
+    conn: Accepted,
+    _admitted: crate::admission::Admitted,
+) {
+    let remote = conn.remote;
+    let (mut stream, mut peer) = conn.into_parts();
+    let options = &shared.options;
+    if let Some(acceptor) = &shared.tls {
+        let handshake = tokio::time::timeout(options.header_timeout, acceptor.accept(stream));
+        stream = match handshake.await {
+            Ok(Ok(tls)) => AsyncStream::Tls(Box::new(tls)),
+            Ok(Err(error)) => {
+                tracing::debug!("TLS handshake with {remote:?} failed: {error}");
+                return;
+            }
+            Err(_) => return,
+        };
+        peer.secure = true;
+        if stream.alpn_protocol() == Some(b"h2") {
+            super::h2::serve(Arc::clone(&shared), stream, peer).await;
+            return;
+        }
+    }
+    let mut reader = HeadReader::new(&options.parser, &options.proxy, 0);
+    if shared.tls.is_none() && options.h2c_prior_knowledge {
+        match sniff_preface(&mut stream, &mut reader.buf, options.header_timeout).await {
+            Some(true) => {
+                if remote.is_none_or(|a| options.h2c_allow.allows(a.ip())) {
+                    let buffered = std::mem::take(&mut reader.buf);
+                    let stream = AsyncStream::Rewound(buffered, Box::new(stream));
+                    super::h2::serve(Arc::clone(&shared), stream, peer).await;
+                }
+                return;
+            }
+            Some(false) => {}
+            None => return,
+        }
+    }
+    let mut shutdown = shared.shutdown.clone();
+    let mut first = true;
+    loop {
+        if !first && reader.buf.is_empty() {
+            let idle = tokio::time::timeout(options.keepalive, stream.read_buf(&mut reader.buf));
+            tokio::select! {
+                read = idle => match read {
+                    Ok(Ok(n)) if n > 0 => {}
+                    _ => return,
+                },
+                _ = shutdown.changed() => return,
+            }
+        }
+        first = false;
+        let deadline = Instant::now() + options.header_timeout;
+        let ready = match read_head(&mut stream, &mut reader, &mut peer, deadline).await {
+            Ok(ready) => ready,
+            Err(HeadError::Invalid(error)) => {
+                let answer = refuse_head(shared.access_format.as_ref(), &peer, &error, &reader.buf);
+                let _ = stream.write_all(&answer).await;
+                return;
+            }
+            Err(HeadError::Timeout) => {
+                let error = timeout_error(options.header_timeout);
+                let _ = stream.write_all(&error.to_response()).await;
+                return;
+            }
+            Err(HeadError::Closed) => return,
+        };
+        let keep_alive = !options.keepalive.is_zero() && !*shutdown.borrow();
+        match exchange(&shared, &mut stream, &peer, ready, keep_alive).await {
+            Some(leftover) if keep_alive => reader.buf = leftover,
+            _ => {
+                let close = tokio::io::AsyncWriteExt::shutdown(&mut stream);
+                let _ = tokio::time::timeout(options.io_timeout, close).await;
+                return;
+            }
+        }
+    }
+}
+
+/// Reads until the bytes either start the HTTP/2 preface (true) or cannot
+/// (false); `None` if the client went away first.
+async fn sniff_preface(
+    stream: &mut AsyncStream,
+    buf: &mut Vec<u8>,
+    limit: Duration,
+) -> Option<bool> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let n = buf.len().min(crate::h2::PREFACE.len());
+        if buf[..n] != crate::h2::PREFACE[..n] {
+            return Some(false);
+        }
+        if n == crate::h2::PREFACE.len() {
+            return Some(true);
+        }
+        match tokio::time::timeout_at(deadline, stream.read_buf(buf)).await {
+            Ok(Ok(read)) if read > 0 => {}
+            _ => return None,
+        }
+    }
+}
+
+/// The request body as it comes off the socket.
+struct Body {
+    decoder: BodyDecoder,
+    /// Raw bytes: undecoded body, then whatever follows it.
+    raw: Vec<u8>,
+}
+
+impl Body {
+    /// Decodes what is buffered; the body bytes found, or the framing error.
+    fn decode(&mut self) -> Result<Vec<u8>, HttpError> {
+        if self.raw.is_empty() || self.decoder.is_done() {
+            return Ok(Vec::new());
+        }
+        let decoded = self.decoder.decode_in_place(&mut self.raw)?;
+        let rest = self.raw.split_off(decoded.consumed);
+        self.raw.truncate(decoded.body);
+        Ok(std::mem::replace(&mut self.raw, rest))
+    }
+}
+
+/// How the app's side of an exchange ended.
+enum Ending {
+    /// The response is complete.
+    Complete,
+    /// The connection must close (app failure, short body, client gone).
+    Close,
+}
+
+/// Runs one request through the app. Returns the bytes read past the
+/// body when the connection can carry another request.
+async fn exchange(
+    shared: &AsgiShared,
+    stream: &mut AsyncStream,
+    peer: &Peer,
+    ready: ReadyHead,
+    keep_alive: bool,
+) -> Option<Vec<u8>> {
+    let ReadyHead { head, pending } = ready;
+    let started = Instant::now();
+    let started_unix = unix_now();
+    let trusted = peer
+        .transport_remote
+        .is_none_or(|addr| shared.policy.forwarded_allow_ips.allows(addr.ip()));
+    let headers = match shared.policy.filter_headers(head.headers.clone(), trusted) {
+        Ok(headers) => headers,
+        Err(error) => {
+            let _ = stream.write_all(&error.to_response()).await;
+            return None;
+        }
+    };
+    let scheme = match shared.policy.url_scheme(&headers, trusted, peer.secure) {
+        Ok(scheme) => scheme,
+        Err(error) => {
+            let _ = stream.write_all(&error.to_response()).await;
+            return None;
+        }
+    };
+    if super::ws::is_upgrade(&head) {
+        let upgrade = super::ws::Upgrade {
+            head: &head,
+            headers: headers.clone(),
+            scheme,
+            leftover: pending,
+        };
+        let (status, bytes) = super::ws::serve(shared, stream, peer, upgrade).await;
+        super::Finished {
+            peer,
+            head: &head,
+            headers: &headers,
+            status,
+            response_headers: &[],
+            body_bytes: bytes,
+            scheme,
+            started,
+            started_unix,
+        }
+        .log(shared);
+        return None;
+    }
+    let id = shared.next_id();
+    let (reply, mut replies, state) = Reply::new();
+    let scope = ScopeData {
+        http_version: if head.version == Version::HTTP_10 {
+            "1.0"
+        } else {
+            "1.1"
+        },
+        method: head.method.clone(),
+        scheme,
+        raw_path: head.path.clone(),
+        query: head.query.clone(),
+        headers: headers.clone(),
+        client: peer.remote.map(|a| (a.ip().to_string(), a.port())),
+        server: peer.local.map(|a| (a.ip().to_string(), a.port())),
+        websocket: None,
+    };
+    let token = shared.heartbeat.request_started([
+        head.method.as_bytes(),
+        &head.target,
+        head.version.as_str().as_bytes(),
+    ]);
+    shared.queue.push(ToLoop::Request {
+        id,
+        scope: Box::new(scope),
+        reply,
+    });
+
+    let mut body = Body {
+        decoder: BodyDecoder::new(&head.body),
+        raw: pending,
+    };
+    let mut body_sent = false;
+    let mut want_body = !head.expect_continue;
+    let mut client_gone = false;
+    let mut response = Response::new(
+        head.version,
+        head.method == "HEAD",
+        keep_alive && head.keep_alive,
+    );
+    let mut out = Vec::with_capacity(4096);
+    let io_timeout = shared.options.io_timeout;
+
+    let gone = |state: &ReplyShared, client_gone: &mut bool| {
+        if !*client_gone {
+            *client_gone = true;
+            state.closed.store(true, Ordering::Release);
+            shared.queue.push(ToLoop::Disconnect { id });
+        }
+    };
+
+    let ending = loop {
+        // Hand over what is buffered, within the read-ahead credit.
+        if want_body
+            && !body_sent
+            && !client_gone
+            && state.unread.load(Ordering::Acquire) < READ_AHEAD
+        {
+            match body.decode() {
+                Ok(data) => {
+                    let done = body.decoder.is_done();
+                    if !data.is_empty() || done {
+                        state.unread.fetch_add(data.len(), Ordering::AcqRel);
+                        shared.queue.push(ToLoop::Body {
+                            id,
+                            data,
+                            more: !done,
+                        });
+                        body_sent = done;
+                        continue;
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!("Invalid request body: {}", error.detail);
+                    gone(&state, &mut client_gone);
+                }
+            }
+        }
+        let credit = state.unread.load(Ordering::Acquire) < READ_AHEAD;
+        let read_body = want_body && !body_sent && !client_gone && credit;
+        let watch_eof = body_sent && !client_gone && body.raw.len() < PIPELINE_LIMIT;
+        let wait_credit = want_body && !body_sent && !client_gone && !credit;
+        if read_body || watch_eof {
+            body.raw.reserve(READ_CHUNK);
+        }
+        tokio::select! {
+            message = replies.recv() => {
+                let Some(message) = message else { break Ending::Close };
+                match message {
+                    FromApp::Start { status, headers } => response.start(status, headers),
+                    FromApp::Body { data, more } => {
+                        out.clear();
+                        response.body(&data, more, &mut out);
+                        if !client_gone && !out.is_empty() {
+                            let write = tokio::time::timeout(io_timeout, stream.write_all(&out)).await;
+                            if !matches!(write, Ok(Ok(()))) {
+                                gone(&state, &mut client_gone);
+                            }
+                        }
+                        let left = state
+                            .unwritten
+                            .fetch_sub(data.len(), Ordering::AcqRel)
+                            .saturating_sub(data.len());
+                        if left <= WRITE_CREDIT && state.wants_writable.swap(false, Ordering::AcqRel) {
+                            shared.queue.push(ToLoop::Writable { id });
+                        }
+                        if !more {
+                            break if client_gone { Ending::Close } else { Ending::Complete };
+                        }
+                    }
+                    FromApp::WantBody => {
+                        if !want_body {
+                            want_body = true;
+                            if !body.decoder.is_done() && !client_gone {
+                                let cont = stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await;
+                                if cont.is_err() {
+                                    gone(&state, &mut client_gone);
+                                }
+                            }
+                        }
+                    }
+                    FromApp::Error => {
+                        if !response.head_written && !client_gone {
+                            let error = HttpError::new(500, "the application failed; see the error log");
+                            let _ = stream.write_all(&error.to_response()).await;
+                            response.status = 500;
+                        }
+                        break Ending::Close;
+                    }
+                    // WebSocket messages never come on an http scope (the
+                    // bridge refuses them there).
+                    FromApp::Abort
+                    | FromApp::WsAccept { .. }
+                    | FromApp::WsSend { .. }
+                    | FromApp::WsClose { .. } => break Ending::Close,
+                }
+            }
+            read = stream.read_buf(&mut body.raw), if read_body || watch_eof => match read {
+                Ok(n) if n > 0 => {}
+                Ok(_) => {
+                    if read_body {
+                        if let Err(error) = body.decoder.end_of_input() {
+                            tracing::debug!("request body cut short: {}", error.detail);
+                        }
+                    }
+                    gone(&state, &mut client_gone);
+                }
+                Err(_) => gone(&state, &mut client_gone),
+            },
+            _ = state.read_credit.notified(), if wait_credit => {}
+        }
+    };
+    shared.heartbeat.request_finished(token);
+    super::Finished {
+        peer,
+        head: &head,
+        headers: &headers,
+        status: response.status,
+        response_headers: &response.headers,
+        body_bytes: response.body_bytes,
+        scheme,
+        started,
+        started_unix,
+    }
+    .log(shared);
+
+    let complete = matches!(ending, Ending::Complete) && response.keep_alive();
+    if !complete || client_gone || body.decoder.error().is_some() {
+        return None;
+    }
+    if !body.decoder.is_done() {
+        if !want_body {
+            // The client may still wait for a 100 Continue that never came.
+            return None;
+        }
+        let mut drained = 0u64;
+        while !body.decoder.is_done() {
+            let data = body.decode().ok()?;
+            drained += data.len() as u64;
+            if drained > crate::body::DRAIN_LIMIT {
+                return None;
+            }
+            if body.decoder.is_done() {
+                break;
+            }
+            body.raw.reserve(READ_CHUNK);
+            match tokio::time::timeout(io_timeout, stream.read_buf(&mut body.raw)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return None,
+            }
+        }
+    }
+    Some(body.raw)
+}

@@ -1,0 +1,424 @@
+//! HTTP/2 for ASGI apps through hyper (TLS with ALPN `h2`, or h2c by prior
+//! knowledge): one scope per stream, fed by the same queue and reply
+//! channel as HTTP/1.x. Request bodies are pulled from hyper only within
+//! the read-ahead credit, so HTTP/2 flow control holds the client back;
+//! response DATA is pulled by hyper as the stream window allows, which is
+//! the app's write credit.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use ferricorn_python::asgi::events::{
+    FromApp, Reply, ReplyShared, ToLoop, READ_AHEAD, WRITE_CREDIT,
+};
+use ferricorn_python::asgi::scope::ScopeData;
+use http_body_util::BodyExt;
+use hyper::body::{Body, Frame, Incoming};
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::sync::mpsc;
+
+use super::AsgiShared;
+use crate::exchange::Peer;
+use crate::io::AsyncStream;
+
+/// Serves an HTTP/2 connection until it ends or the worker stops.
+pub(crate) async fn serve(shared: Arc<AsgiShared>, stream: AsyncStream, peer: Peer) {
+    let limits = &shared.options.http2;
+    let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    builder
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .initial_stream_window_size(limits.initial_window_size)
+        .max_frame_size(limits.max_frame_size)
+        .max_header_list_size(limits.max_header_list_size);
+    let service_shared = Arc::clone(&shared);
+    let service = hyper::service::service_fn(move |request| {
+        handle(Arc::clone(&service_shared), peer, request)
+    });
+    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    let mut shutdown = shared.shutdown.clone();
+    tokio::select! {
+        result = connection.as_mut() => {
+            if let Err(error) = result {
+                tracing::debug!("HTTP/2 connection ended: {error}");
+            }
+            return;
+        }
+        _ = shutdown.changed() => connection.as_mut().graceful_shutdown(),
+    }
+    let _ = connection.await;
+}
+
+async fn handle(
+    shared: Arc<AsgiShared>,
+    peer: Peer,
+    request: Request<Incoming>,
+) -> Result<Response<AppBody>, Infallible> {
+    let (parts, incoming) = request.into_parts();
+    // `:authority` becomes `host`, at the front (the ASGI spec's rule).
+    let mut headers: Vec<(String, Vec<u8>)> = Vec::with_capacity(parts.headers.len() + 1);
+    if !parts.headers.contains_key(hyper::header::HOST) {
+        if let Some(authority) = parts.uri.authority() {
+            headers.push(("host".into(), authority.as_str().as_bytes().to_vec()));
+        }
+    }
+    for (name, value) in &parts.headers {
+        headers.push((name.as_str().to_string(), value.as_bytes().to_vec()));
+    }
+    let trusted = peer
+        .transport_remote
+        .is_none_or(|addr| shared.policy.forwarded_allow_ips.allows(addr.ip()));
+    let refused = |error: ferricorn_http::HttpError| {
+        let mut response = Response::new(AppBody::fixed(error.detail.into_bytes()));
+        *response.status_mut() =
+            hyper::StatusCode::from_u16(error.status).unwrap_or(hyper::StatusCode::BAD_REQUEST);
+        response
+    };
+    let head_headers = headers
+        .into_iter()
+        .map(|(name, value)| ferricorn_http::Header { name, value })
+        .collect();
+    let headers = match shared.policy.filter_headers(head_headers, trusted) {
+        Ok(headers) => headers,
+        Err(error) => return Ok(refused(error)),
+    };
+    let scheme = match shared.policy.url_scheme(&headers, trusted, peer.secure) {
+        Ok(scheme) => scheme,
+        Err(error) => return Ok(refused(error)),
+    };
+    let log = Access {
+        shared: Arc::clone(&shared),
+        peer,
+        head: ferricorn_http::RequestHead {
+            method: parts.method.as_str().to_string(),
+            target: parts
+                .uri
+                .path_and_query()
+                .map_or(b"/".to_vec(), |pq| pq.as_str().as_bytes().to_vec()),
+            path: parts.uri.path().as_bytes().to_vec(),
+            query: parts.uri.query().unwrap_or("").as_bytes().to_vec(),
+            version: ferricorn_http::Version { major: 2, minor: 0 },
+            headers: Vec::new(),
+            body: ferricorn_http::BodyKind::Empty,
+            keep_alive: true,
+            expect_continue: false,
+        },
+        headers: headers.clone(),
+        scheme,
+        started: tokio::time::Instant::now(),
+        started_unix: crate::clock::unix_now(),
+        status: 0,
+        response_headers: Vec::new(),
+        body_bytes: 0,
+        token: None,
+    };
+    let token = shared.heartbeat.request_started([
+        log.head.method.as_bytes(),
+        &log.head.target,
+        b"HTTP/2.0",
+    ]);
+    let mut log = log;
+    log.token = token;
+    let id = shared.next_id();
+    let (reply, mut replies, state) = Reply::new();
+    let scope = ScopeData {
+        http_version: "2",
+        method: parts.method.as_str().to_string(),
+        scheme,
+        raw_path: parts.uri.path().as_bytes().to_vec(),
+        query: parts.uri.query().unwrap_or("").as_bytes().to_vec(),
+        headers,
+        client: peer.remote.map(|a| (a.ip().to_string(), a.port())),
+        server: peer.local.map(|a| (a.ip().to_string(), a.port())),
+        websocket: None,
+    };
+    shared.queue.push(ToLoop::Request {
+        id,
+        scope: Box::new(scope),
+        reply,
+    });
+    tokio::spawn(pump_body(
+        Arc::clone(&shared),
+        id,
+        incoming,
+        Arc::clone(&state),
+    ));
+
+    // Wait for the head (held until the first body, as on HTTP/1.1).
+    let mut start = None;
+    let first = loop {
+        match replies.recv().await {
+            Some(FromApp::Start { status, headers }) => start = Some((status, headers)),
+            Some(FromApp::Body { data, more }) => break Some((data, more)),
+            Some(FromApp::WantBody) => {}
+            Some(FromApp::Error) | None => break None,
+            Some(
+                FromApp::Abort
+                | FromApp::WsAccept { .. }
+                | FromApp::WsSend { .. }
+                | FromApp::WsClose { .. },
+            ) => {
+                let mut body = AppBody::fixed(Vec::new());
+                body.failed = true;
+                body.access = Some(log);
+                return Ok(Response::new(body));
+            }
+        }
+    };
+    let mut log = log;
+    let (Some((status, app_headers)), Some((data, more))) = (start, first) else {
+        let mut body = AppBody::fixed(b"Internal Server Error\n".to_vec());
+        log.status = 500;
+        body.access = Some(log);
+        let mut response = Response::new(body);
+        *response.status_mut() = hyper::StatusCode::INTERNAL_SERVER_ERROR;
+        return Ok(response);
+    };
+    log.status = status;
+    log.response_headers = app_headers
+        .iter()
+        .map(|(n, v)| {
+            (
+                String::from_utf8_lossy(n).into_owned(),
+                String::from_utf8_lossy(v).into_owned(),
+            )
+        })
+        .collect();
+    let body = AppBody {
+        first: Some(Bytes::from(data)),
+        more,
+        link: Some(Link {
+            replies,
+            state,
+            shared: Arc::clone(&shared),
+            id,
+        }),
+        failed: false,
+        access: Some(log),
+    };
+    let mut response = Response::new(body);
+    *response.status_mut() =
+        hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    let map = response.headers_mut();
+    for (name, value) in app_headers {
+        let Ok(name) = hyper::header::HeaderName::from_bytes(&name) else {
+            continue;
+        };
+        if name == hyper::header::TRANSFER_ENCODING || name == hyper::header::CONNECTION {
+            continue;
+        }
+        if let Ok(value) = hyper::header::HeaderValue::from_bytes(&value) {
+            map.append(name, value);
+        }
+    }
+    map.entry(hyper::header::SERVER)
+        .or_insert(hyper::header::HeaderValue::from_static("ferricorn"));
+    Ok(response)
+}
+
+/// Hands the stream's DATA to the loop within the read-ahead credit.
+async fn pump_body(
+    shared: Arc<AsgiShared>,
+    id: u64,
+    mut incoming: Incoming,
+    state: Arc<ReplyShared>,
+) {
+    if incoming.is_end_stream() {
+        shared.queue.push(ToLoop::Body {
+            id,
+            data: Vec::new(),
+            more: false,
+        });
+        return;
+    }
+    loop {
+        while state.unread.load(Ordering::Acquire) >= READ_AHEAD {
+            state.read_credit.notified().await;
+        }
+        match incoming.frame().await {
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    state.unread.fetch_add(data.len(), Ordering::AcqRel);
+                    let more = !incoming.is_end_stream();
+                    shared.queue.push(ToLoop::Body {
+                        id,
+                        data: data.to_vec(),
+                        more,
+                    });
+                    if !more {
+                        return;
+                    }
+                }
+            }
+            None => {
+                shared.queue.push(ToLoop::Body {
+                    id,
+                    data: Vec::new(),
+                    more: false,
+                });
+                return;
+            }
+            Some(Err(error)) => {
+                tracing::debug!("HTTP/2 request body failed: {error}");
+                if !state.closed.swap(true, Ordering::AcqRel) {
+                    shared.queue.push(ToLoop::Disconnect { id });
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// A response body pulled from the app's reply channel.
+pub(crate) struct AppBody {
+    first: Option<Bytes>,
+    more: bool,
+    link: Option<Link>,
+    failed: bool,
+    access: Option<Access>,
+}
+
+/// What the access log line of a stream needs, written when its body ends.
+struct Access {
+    shared: Arc<AsgiShared>,
+    peer: Peer,
+    head: ferricorn_http::RequestHead,
+    headers: Vec<(String, Vec<u8>)>,
+    scheme: &'static str,
+    started: tokio::time::Instant,
+    started_unix: u64,
+    status: u16,
+    response_headers: Vec<(String, String)>,
+    body_bytes: u64,
+    /// The heartbeat's `--request-timeout` token.
+    token: Option<usize>,
+}
+
+/// The app end of a streamed body.
+struct Link {
+    replies: mpsc::UnboundedReceiver<FromApp>,
+    state: Arc<ReplyShared>,
+    shared: Arc<AsgiShared>,
+    id: u64,
+}
+
+impl Link {
+    /// `n` more bytes went to hyper: the app may go on once below credit.
+    fn credit(&self, n: usize) {
+        let left = self
+            .state
+            .unwritten
+            .fetch_sub(n, Ordering::AcqRel)
+            .saturating_sub(n);
+        if left <= WRITE_CREDIT && self.state.wants_writable.swap(false, Ordering::AcqRel) {
+            self.shared.queue.push(ToLoop::Writable { id: self.id });
+        }
+    }
+}
+
+impl AppBody {
+    fn fixed(data: Vec<u8>) -> Self {
+        Self {
+            first: Some(Bytes::from(data)),
+            more: false,
+            link: None,
+            failed: false,
+            access: None,
+        }
+    }
+}
+
+fn aborted() -> std::io::Error {
+    std::io::Error::other("the application failed mid-response")
+}
+
+impl Body for AppBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        if let Some(data) = self.first.take() {
+            if let Some(link) = &self.link {
+                link.credit(data.len());
+            }
+            if let Some(access) = self.access.as_mut() {
+                access.body_bytes += data.len() as u64;
+            }
+            if !data.is_empty() {
+                return Poll::Ready(Some(Ok(Frame::data(data))));
+            }
+        }
+        if self.failed {
+            return Poll::Ready(Some(Err(aborted())));
+        }
+        loop {
+            if !self.more {
+                return Poll::Ready(None);
+            }
+            let Some(link) = self.link.as_mut() else {
+                return Poll::Ready(None);
+            };
+            match link.replies.poll_recv(cx) {
+                Poll::Ready(Some(FromApp::Body { data, more })) => {
+                    link.credit(data.len());
+                    self.more = more;
+                    if let Some(access) = self.access.as_mut() {
+                        access.body_bytes += data.len() as u64;
+                    }
+                    if !data.is_empty() {
+                        return Poll::Ready(Some(Ok(Frame::data(Bytes::from(data)))));
+                    }
+                }
+                Poll::Ready(Some(FromApp::Start { .. } | FromApp::WantBody)) => {}
+                Poll::Ready(
+                    Some(
+                        FromApp::Error
+                        | FromApp::Abort
+                        | FromApp::WsAccept { .. }
+                        | FromApp::WsSend { .. }
+                        | FromApp::WsClose { .. },
+                    )
+                    | None,
+                ) => {
+                    self.failed = true;
+                    return Poll::Ready(Some(Err(aborted())));
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+impl Drop for AppBody {
+    fn drop(&mut self) {
+        if let Some(access) = &self.access {
+            access.shared.heartbeat.request_finished(access.token);
+            super::Finished {
+                peer: &access.peer,
+                head: &access.head,
+                headers: &access.headers,
+                status: access.status,
+                response_headers: &access.response_headers,
+                body_bytes: access.body_bytes,
+                scheme: access.scheme,
+                started: access.started,
+                started_unix: access.started_unix,
+            }
+            .log(&access.shared);
+        }
+        // Dropped before the end: the stream was reset or the client left.
+        if let Some(link) = &self.link {
+            if self.more && !link.state.closed.swap(true, Ordering::AcqRel) {
+                link.shared.queue.push(ToLoop::Disconnect { id: link.id });
+            }
+        }
+    }
+}

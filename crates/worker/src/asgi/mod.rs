@@ -1,0 +1,244 @@
+//! The `async` class serving an ASGI app: the asyncio loop on the main
+//! thread, the tokio I/O loop on a thread beside it.
+//!
+//! Order of a worker's life: the lifespan startup runs on the loop before
+//! any listener is served (a failure or a startup longer than `--timeout`
+//! is a boot failure, exit 3); then the I/O thread accepts and reports
+//! ready; on `TERM` it stops accepting, lets open requests finish within
+//! `--graceful-timeout`, and tells the loop to stop; then the lifespan
+//! shutdown runs in what is left of the graceful time.
+
+mod conn;
+mod h2;
+mod response;
+mod ws;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ferricorn_python::asgi::events::{LoopQueue, ToLoop};
+use ferricorn_python::asgi::{AsgiOptions, AsgiRunner};
+use pyo3::{Py, PyAny, Python};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{watch, Semaphore};
+
+use crate::access_log::AccessFormat;
+use crate::admission::{AcceptErrors, IdleSet};
+use crate::io::AsyncListener;
+use crate::policy::RequestPolicy;
+use crate::stream::Listener;
+use crate::{ClassOptions, Heartbeat, WorkerError};
+
+/// What every ASGI connection task shares.
+pub(crate) struct AsgiShared {
+    pub(crate) queue: Arc<LoopQueue>,
+    pub(crate) policy: RequestPolicy,
+    pub(crate) access_format: Option<AccessFormat>,
+    pub(crate) heartbeat: Arc<dyn Heartbeat>,
+    pub(crate) options: ClassOptions,
+    pub(crate) shutdown: watch::Receiver<bool>,
+    pub(crate) tls: Option<tokio_rustls::TlsAcceptor>,
+    /// `--websocket-max-message-size` (0: no limit).
+    pub(crate) ws_max_message_size: u64,
+    next_id: std::sync::atomic::AtomicU64,
+}
+
+impl AsgiShared {
+    /// A worker-unique request id.
+    pub(crate) fn next_id(&self) -> u64 {
+        self.next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// One finished ASGI request, as metrics and the access log see it.
+pub(crate) struct Finished<'a> {
+    pub(crate) peer: &'a crate::exchange::Peer,
+    pub(crate) head: &'a ferricorn_http::RequestHead,
+    pub(crate) headers: &'a [(String, Vec<u8>)],
+    pub(crate) status: u16,
+    pub(crate) response_headers: &'a [(String, String)],
+    pub(crate) body_bytes: u64,
+    pub(crate) scheme: &'a str,
+    pub(crate) started: tokio::time::Instant,
+    pub(crate) started_unix: u64,
+}
+
+impl Finished<'_> {
+    /// Reports the request to metrics and writes its access log line.
+    pub(crate) fn log(&self, shared: &AsgiShared) {
+        let head = self.head;
+        let elapsed = self.started.elapsed();
+        shared.heartbeat.request_done(&crate::RequestDone {
+            method: &head.method,
+            protocol: head.version.as_str(),
+            status: self.status,
+            secure: self.scheme == "https",
+            elapsed,
+            target: &head.target,
+        });
+        if let Some(format) = &shared.access_format {
+            let line = format.format(&crate::access_log::AccessRecord {
+                remote: self.peer.remote,
+                method: &head.method,
+                target: &head.target,
+                path: &head.path,
+                query: &head.query,
+                script_name: "",
+                protocol: head.version.as_str(),
+                request_headers: self.headers,
+                status: self.status,
+                response_headers: self.response_headers,
+                bytes_sent: crate::access_log::wire_body_bytes(
+                    &head.method,
+                    self.status,
+                    self.body_bytes,
+                ),
+                elapsed,
+                started_unix: self.started_unix,
+                environ: &[],
+            });
+            tracing::info!(target: "ferricorn.access", "{line}");
+        }
+    }
+}
+
+/// The app and everything the ASGI class needs besides the listeners.
+pub struct AsgiSetup {
+    /// The ASGI callable.
+    pub app: Py<PyAny>,
+    /// Loop, lifespan, grace period, root path.
+    pub options: AsgiOptions,
+    /// Header and trust rules.
+    pub policy: RequestPolicy,
+    /// The compiled access log format.
+    pub access_format: Option<AccessFormat>,
+    /// The scoreboard slot.
+    pub heartbeat: Arc<dyn Heartbeat>,
+    /// Bound on the lifespan startup (`--timeout`; 0: none).
+    pub startup_timeout: Duration,
+    /// `--websocket-max-message-size` (0: no limit).
+    pub ws_max_message_size: u64,
+}
+
+/// Runs an ASGI worker until `TERM`.
+pub fn run(
+    setup: AsgiSetup,
+    listeners: Vec<Listener>,
+    options: ClassOptions,
+) -> Result<(), WorkerError> {
+    let queue = LoopQueue::new().map_err(WorkerError::Runtime)?;
+    let runner =
+        Python::attach(|py| AsgiRunner::new(py, setup.app, Arc::clone(&queue), &setup.options))
+            .map_err(WorkerError::Boot)?;
+    let timeout = if setup.startup_timeout.is_zero() {
+        f64::MAX
+    } else {
+        setup.startup_timeout.as_secs_f64()
+    };
+    // The master's boot watchdog ends a startup longer than `--timeout`
+    // (the worker is not ready until it completes); the bound here is
+    // only a backstop.
+    Python::attach(|py| runner.startup(py, timeout)).map_err(WorkerError::Boot)?;
+
+    let graceful = options.graceful_timeout;
+    let tls = options.tls.clone().map(tokio_rustls::TlsAcceptor::from);
+    let (shutdown_tx, shutdown) = watch::channel(false);
+    let shared = Arc::new(AsgiShared {
+        queue: Arc::clone(&queue),
+        policy: setup.policy,
+        access_format: setup.access_format,
+        heartbeat: setup.heartbeat,
+        options,
+        shutdown,
+        tls,
+        ws_max_message_size: setup.ws_max_message_size,
+        next_id: std::sync::atomic::AtomicU64::new(0),
+    });
+    let io = std::thread::Builder::new()
+        .name("ferricorn-io".into())
+        .spawn(move || {
+            let result = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(WorkerError::Runtime)
+                .and_then(|runtime| runtime.block_on(serve(shared, listeners, shutdown_tx)));
+            // Whatever happened, the loop must stop waiting for requests.
+            queue.push(ToLoop::Stop);
+            result
+        })
+        .map_err(WorkerError::Runtime)?;
+
+    let served = Python::attach(|py| runner.serve(py));
+    let stopped = Instant::now();
+    if let Err(message) = &served {
+        tracing::error!("Exception in the ASGI loop:\n{message}");
+        // Stop the I/O thread the way the master would.
+        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGTERM);
+    }
+    let result = io
+        .join()
+        .unwrap_or_else(|_| Err(WorkerError::Boot("the I/O thread panicked".into())));
+    let left = graceful
+        .saturating_sub(stopped.elapsed())
+        .max(Duration::from_secs(1));
+    Python::attach(|py| runner.shutdown(py, left.as_secs_f64()));
+    result
+}
+
+async fn serve(
+    shared: Arc<AsgiShared>,
+    listeners: Vec<Listener>,
+    shutdown_tx: watch::Sender<bool>,
+) -> Result<(), WorkerError> {
+    let listeners = listeners
+        .into_iter()
+        .map(AsyncListener::register)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(WorkerError::Runtime)?;
+    let mut terminate = signal(SignalKind::terminate()).map_err(WorkerError::Runtime)?;
+    let max_connections = shared.options.max_connections.max(1);
+    let slots = Arc::new(Semaphore::new(max_connections));
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    // ASGI connections do not register as idle yet, so the set only
+    // serves the out-of-descriptors back-off.
+    let idle = Arc::new(IdleSet::default());
+    let mut errors = AcceptErrors::default();
+    shared.heartbeat.ready();
+    {
+        // Kept across turns of the loop: a connection accepted while waiting
+        // for a slot must not be dropped when another branch wins.
+        let accept = crate::admission::accept(&listeners, &slots, &idle);
+        tokio::pin!(accept);
+        loop {
+            tokio::select! {
+                biased;
+                _ = terminate.recv() => break,
+                accepted = &mut accept => {
+                    accept.set(crate::admission::accept(&listeners, &slots, &idle));
+                    match accepted {
+                        Ok((accepted, admitted)) => {
+                            tokio::spawn(conn::connection(Arc::clone(&shared), accepted, admitted));
+                        }
+                        Err(error) => errors.recover(error, &idle).await,
+                    }
+                },
+                _ = tick.tick() => {}
+            }
+            shared.heartbeat.beat();
+        }
+    }
+    drop(listeners);
+    let _ = shutdown_tx.send(true);
+    let all = u32::try_from(max_connections).unwrap_or(u32::MAX);
+    let drained = async {
+        loop {
+            tokio::select! {
+                _ = slots.acquire_many(all) => break,
+                _ = tick.tick() => shared.heartbeat.beat(),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(shared.options.graceful_timeout, drained).await;
+    Ok(())
+}

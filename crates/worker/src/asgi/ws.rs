@@ -1,0 +1,333 @@
+//! WebSocket (RFC 6455 over HTTP/1.1) for ASGI apps, on the I/O thread.
+//!
+//! tungstenite's protocol layer does the framing, sans-I/O: it reads from
+//! and writes to an in-memory buffer ([`Mem`]) that this task fills from
+//! and drains to the socket. tungstenite reassembles fragments, answers
+//! pings, runs the close handshake and enforces the message size limit
+//! (`--websocket-max-message-size`, close 1009).
+//!
+//! The handshake waits for the app: `websocket.accept` sends the 101 (with
+//! its subprotocol and headers), `websocket.close` before accept a 403, and
+//! `websocket.http.response.*` (the denial extension) a full response.
+
+use std::io::{self, Read, Write};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use ferricorn_http::{HttpError, RequestHead};
+use ferricorn_python::asgi::events::{FromApp, Reply, ReplyShared, ToLoop, WRITE_CREDIT};
+use ferricorn_python::asgi::scope::ScopeData;
+use tokio::time::Instant;
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::frame::CloseFrame;
+use tungstenite::protocol::{Role, WebSocketConfig};
+use tungstenite::{Error as WsError, Message, WebSocket};
+
+use super::response::Response;
+use super::AsgiShared;
+use crate::exchange::Peer;
+use crate::io::AsyncStream;
+
+/// How long the close handshake may take once the app closed.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest piece read from the socket at once.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Whether `head` asks for a WebSocket (`Upgrade: websocket`).
+pub(crate) fn is_upgrade(head: &RequestHead) -> bool {
+    head.header("upgrade")
+        .is_some_and(|v| v.eq_ignore_ascii_case(b"websocket"))
+}
+
+/// tungstenite's view of the socket: bytes already read, bytes to write.
+#[derive(Default)]
+struct Mem {
+    input: Vec<u8>,
+    pos: usize,
+    output: Vec<u8>,
+}
+
+impl Read for Mem {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.pos == self.input.len() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let n = buf.len().min(self.input.len() - self.pos);
+        buf[..n].copy_from_slice(&self.input[self.pos..self.pos + n]);
+        self.pos += n;
+        if self.pos == self.input.len() {
+            self.input.clear();
+            self.pos = 0;
+        }
+        Ok(n)
+    }
+}
+
+impl Write for Mem {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.output.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// What a WebSocket exchange needs from the HTTP request.
+pub(crate) struct Upgrade<'a> {
+    pub(crate) head: &'a RequestHead,
+    pub(crate) headers: Vec<(String, Vec<u8>)>,
+    pub(crate) scheme: &'static str,
+    pub(crate) leftover: Vec<u8>,
+}
+
+/// Serves one WebSocket connection to its end; returns the status for the
+/// access log (101, or the refusal's).
+pub(crate) async fn serve(
+    shared: &AsgiShared,
+    stream: &mut AsyncStream,
+    peer: &Peer,
+    upgrade: Upgrade<'_>,
+) -> (u16, u64) {
+    let head = upgrade.head;
+    let key = head.header("sec-websocket-key").map(<[u8]>::to_vec);
+    let version_ok = head.header("sec-websocket-version") == Some(b"13".as_slice());
+    let (Some(key), true, "GET") = (key, version_ok, head.method.as_str()) else {
+        let error = HttpError::bad_request("invalid WebSocket handshake");
+        let _ = stream.write_all(&error.to_response()).await;
+        return (400, 0);
+    };
+    let subprotocols = upgrade
+        .headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("sec-websocket-protocol"))
+        .flat_map(|(_, v)| {
+            String::from_utf8_lossy(v)
+                .split(',')
+                .map(|p| p.trim().to_string())
+                .filter(|p| !p.is_empty())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let id = shared.next_id();
+    let (reply, mut replies, state) = Reply::new();
+    let scope = ScopeData {
+        http_version: "1.1",
+        method: head.method.clone(),
+        scheme: upgrade.scheme,
+        raw_path: head.path.clone(),
+        query: head.query.clone(),
+        headers: upgrade.headers,
+        client: peer.remote.map(|a| (a.ip().to_string(), a.port())),
+        server: peer.local.map(|a| (a.ip().to_string(), a.port())),
+        websocket: Some(subprotocols),
+    };
+    shared.queue.push(ToLoop::Request {
+        id,
+        scope: Box::new(scope),
+        reply,
+    });
+
+    // The handshake: the app decides.
+    let mut denial = Response::new(head.version, false, false);
+    let mut out = Vec::new();
+    loop {
+        match replies.recv().await {
+            Some(FromApp::WsAccept {
+                subprotocol,
+                headers,
+            }) => {
+                let mut answer = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ".to_vec();
+                answer
+                    .extend_from_slice(tungstenite::handshake::derive_accept_key(&key).as_bytes());
+                answer.extend_from_slice(b"\r\n");
+                if let Some(protocol) = subprotocol {
+                    answer.extend_from_slice(b"Sec-WebSocket-Protocol: ");
+                    answer.extend_from_slice(protocol.as_bytes());
+                    answer.extend_from_slice(b"\r\n");
+                }
+                for (name, value) in headers {
+                    answer.extend_from_slice(&name);
+                    answer.extend_from_slice(b": ");
+                    answer.extend_from_slice(&value);
+                    answer.extend_from_slice(b"\r\n");
+                }
+                answer.extend_from_slice(b"\r\n");
+                if stream.write_all(&answer).await.is_err() {
+                    closed(shared, &state, id, 1006, "");
+                    return (101, 0);
+                }
+                break;
+            }
+            Some(FromApp::WsClose { .. }) => {
+                let error = HttpError::new(403, "the application refused the WebSocket");
+                let _ = stream.write_all(&error.to_response()).await;
+                closed(shared, &state, id, 1000, "");
+                return (403, 0);
+            }
+            Some(FromApp::Start { status, headers }) => denial.start(status, headers),
+            Some(FromApp::Body { data, more }) => {
+                out.clear();
+                denial.body(&data, more, &mut out);
+                let _ = stream.write_all(&out).await;
+                state.unwritten.fetch_sub(data.len(), Ordering::AcqRel);
+                if !more {
+                    closed(shared, &state, id, 1000, "");
+                    return (denial.status, denial.body_bytes);
+                }
+            }
+            Some(FromApp::WantBody) => {}
+            Some(FromApp::Error) | None => {
+                if !denial.head_written {
+                    let error = HttpError::new(500, "the application failed; see the error log");
+                    let _ = stream.write_all(&error.to_response()).await;
+                }
+                closed(shared, &state, id, 1006, "");
+                return (500, 0);
+            }
+            Some(FromApp::Abort | FromApp::WsSend { .. }) => {
+                closed(shared, &state, id, 1006, "");
+                return (denial.status, denial.body_bytes);
+            }
+        }
+    }
+
+    let max = usize::try_from(shared.ws_max_message_size).unwrap_or(usize::MAX);
+    let config = WebSocketConfig::default()
+        .max_message_size((max > 0).then_some(max))
+        .max_frame_size((max > 0).then_some(max));
+    let mem = Mem {
+        input: upgrade.leftover,
+        ..Mem::default()
+    };
+    let mut ws = WebSocket::from_raw_socket(mem, Role::Server, Some(config));
+    let mut buf = Vec::with_capacity(READ_CHUNK);
+    let mut closing: Option<Instant> = None;
+    let mut shutdown = shared.shutdown.clone();
+    let mut stopping = *shutdown.borrow();
+    loop {
+        // Everything complete in what was read goes to the app.
+        let ended = loop {
+            match ws.read() {
+                Ok(Message::Text(text)) => shared.queue.push(ToLoop::WsMessage {
+                    id,
+                    text: Some(text.as_str().to_string()),
+                    bytes: None,
+                }),
+                Ok(Message::Binary(data)) => shared.queue.push(ToLoop::WsMessage {
+                    id,
+                    text: None,
+                    bytes: Some(data.to_vec()),
+                }),
+                Ok(Message::Close(frame)) => {
+                    let (code, reason) = frame.map_or((1005, String::new()), |f| {
+                        (u16::from(f.code), f.reason.as_str().to_string())
+                    });
+                    // tungstenite queued the reply to the client's close.
+                    let _ = ws.flush();
+                    break Some((code, reason));
+                }
+                Ok(_) => {}
+                Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => break None,
+                Err(WsError::Capacity(_)) => {
+                    let _ = ws.close(Some(CloseFrame {
+                        code: CloseCode::Size,
+                        reason: "message too big".into(),
+                    }));
+                    let _ = ws.flush();
+                    break Some((1009, "message too big".into()));
+                }
+                Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => {
+                    break Some((1000, String::new()))
+                }
+                Err(error) => {
+                    tracing::debug!("WebSocket protocol error: {error}");
+                    let _ = ws.close(Some(CloseFrame {
+                        code: CloseCode::Protocol,
+                        reason: "protocol error".into(),
+                    }));
+                    let _ = ws.flush();
+                    break Some((1002, "protocol error".into()));
+                }
+            }
+        };
+        let pending = std::mem::take(&mut ws.get_mut().output);
+        if !pending.is_empty() && stream.write_all(&pending).await.is_err() {
+            closed(shared, &state, id, 1006, "");
+            return (101, 0);
+        }
+        if let Some((code, reason)) = ended {
+            closed(shared, &state, id, code, &reason);
+            return (101, 0);
+        }
+        let close_at = closing.unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400));
+        buf.reserve(READ_CHUNK);
+        tokio::select! {
+            message = replies.recv(), if closing.is_none() => {
+                let outgoing = match message {
+                    Some(FromApp::WsSend { text, bytes }) => {
+                        let len = text.as_ref().map_or(0, String::len) + bytes.as_ref().map_or(0, Vec::len);
+                        let sent = match (text, bytes) {
+                            (Some(text), _) => ws.send(Message::Text(text.into())),
+                            (None, Some(bytes)) => ws.send(Message::Binary(bytes.into())),
+                            (None, None) => Ok(()),
+                        };
+                        let left = state.unwritten.fetch_sub(len, Ordering::AcqRel).saturating_sub(len);
+                        if left <= WRITE_CREDIT && state.wants_writable.swap(false, Ordering::AcqRel) {
+                            shared.queue.push(ToLoop::Writable { id });
+                        }
+                        sent.is_ok()
+                    }
+                    Some(FromApp::WsClose { code, reason }) => {
+                        let _ = ws.close(Some(CloseFrame { code: CloseCode::from(code), reason: reason.into() }));
+                        closing = Some(Instant::now() + CLOSE_TIMEOUT);
+                        true
+                    }
+                    // The app ended (or failed) without closing: 1011.
+                    Some(FromApp::Error | FromApp::Abort) | None => {
+                        let _ = ws.close(Some(CloseFrame { code: CloseCode::Error, reason: "".into() }));
+                        closing = Some(Instant::now() + CLOSE_TIMEOUT);
+                        true
+                    }
+                    Some(_) => true,
+                };
+                let _ = ws.flush();
+                if !outgoing {
+                    closing = Some(Instant::now() + CLOSE_TIMEOUT);
+                }
+            }
+            read = stream.read_buf(&mut buf) => match read {
+                Ok(n) if n > 0 => ws.get_mut().input.append(&mut buf),
+                _ => {
+                    closed(shared, &state, id, 1006, "");
+                    return (101, 0);
+                }
+            },
+            // A graceful stop closes open WebSockets with 1012 (as uvicorn),
+            // and the app hears of it as its disconnect.
+            _ = shutdown.changed(), if !stopping && closing.is_none() => {
+                stopping = true;
+                let _ = ws.close(Some(CloseFrame { code: CloseCode::Restart, reason: "server shutting down".into() }));
+                let _ = ws.flush();
+                closing = Some(Instant::now() + CLOSE_TIMEOUT);
+                closed(shared, &state, id, 1012, "server shutting down");
+            }
+            _ = tokio::time::sleep_until(close_at), if closing.is_some() => {
+                closed(shared, &state, id, 1006, "");
+                return (101, 0);
+            }
+        }
+    }
+}
+
+/// The WebSocket is over: `send()` raises and the app gets its disconnect.
+fn closed(shared: &AsgiShared, state: &ReplyShared, id: u64, code: u16, reason: &str) {
+    if !state.closed.swap(true, Ordering::AcqRel) {
+        shared.queue.push(ToLoop::WsClosed {
+            id,
+            code,
+            reason: reason.to_string(),
+        });
+    }
+}
