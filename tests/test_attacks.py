@@ -57,6 +57,10 @@ def p99(latencies):
 
 
 def assert_fast(latencies):
+    # Shown with `pytest -s`: the figures the table reports.
+    print("[%s] %d probes answered, p99 %.1f ms" % (
+        os.environ.get("PYTEST_CURRENT_TEST", "?").split(" ")[0], len(latencies),
+        p99(latencies) * 1000))
     assert p99(latencies) < P99_LIMIT, "p99 %.0f ms; latencies (ms): %s" % (
         p99(latencies) * 1000, [round(x * 1000) for x in sorted(latencies)])
 
