@@ -517,10 +517,9 @@ fn unsupported_gunicorn_flags_are_refused() {
         (&["app:app", "--protocol", "uwsgi"], "--protocol"),
         (&["--protocol"], "--protocol"),
         (&["--protocol=uwsgi"], "--protocol"),
-        (&["--log-config", "log.ini"], "--log-config"),
         (&["--dirty-workers", "10"], "--dirty-workers"),
         (
-            &["-w", "2", "--uwsgi-allow-from", "*", "--log-config", "/"],
+            &["-w", "2", "--uwsgi-allow-from", "*", "--protocol", "uwsgi"],
             "--uwsgi-allow-from",
         ),
     ];
