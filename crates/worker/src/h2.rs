@@ -334,3 +334,26 @@ impl Body for OutBody {
         }
     }
 }
+
+/// Reads until the bytes either start the HTTP/2 preface (true) or cannot
+/// (false); `None` if the client went away first.
+pub(crate) async fn sniff_preface(
+    stream: &mut AsyncStream,
+    buf: &mut Vec<u8>,
+    limit: std::time::Duration,
+) -> Option<bool> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let n = buf.len().min(PREFACE.len());
+        if buf[..n] != PREFACE[..n] {
+            return Some(false);
+        }
+        if n == PREFACE.len() {
+            return Some(true);
+        }
+        match tokio::time::timeout_at(deadline, stream.read_buf(buf)).await {
+            Ok(Ok(read)) if read > 0 => {}
+            _ => return None,
+        }
+    }
+}

@@ -265,7 +265,7 @@ async fn connection(shared: Arc<Shared>, conn: Accepted, _admitted: Admitted) {
             return;
         }
     } else if options.h2c_prior_knowledge {
-        match sniff_preface(&mut stream, &mut reader.buf, options.header_timeout).await {
+        match crate::h2::sniff_preface(&mut stream, &mut reader.buf, options.header_timeout).await {
             Some(true) => {
                 let trusted = remote.is_none_or(|a| options.h2c_allow.allows(a.ip()));
                 if trusted {
@@ -346,29 +346,6 @@ async fn connection(shared: Arc<Shared>, conn: Accepted, _admitted: Admitted) {
                 let _ = tokio::time::timeout(options.io_timeout, shutdown).await;
                 return;
             }
-        }
-    }
-}
-
-/// Reads until the bytes either start the HTTP/2 preface (true) or cannot
-/// (false); `None` if the client went away first.
-async fn sniff_preface(
-    stream: &mut AsyncStream,
-    buf: &mut Vec<u8>,
-    limit: Duration,
-) -> Option<bool> {
-    let deadline = Instant::now() + limit;
-    loop {
-        let n = buf.len().min(crate::h2::PREFACE.len());
-        if buf[..n] != crate::h2::PREFACE[..n] {
-            return Some(false);
-        }
-        if n == crate::h2::PREFACE.len() {
-            return Some(true);
-        }
-        match tokio::time::timeout_at(deadline, stream.read_buf(buf)).await {
-            Ok(Ok(read)) if read > 0 => {}
-            _ => return None,
         }
     }
 }

@@ -13,7 +13,6 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
 use ferricorn_http::{BodyDecoder, HttpError, Version};
 use ferricorn_python::asgi::events::{
@@ -61,7 +60,7 @@ pub(crate) async fn connection(
     }
     let mut reader = HeadReader::new(&options.parser, &options.proxy, 0);
     if shared.tls.is_none() && options.h2c_prior_knowledge {
-        match sniff_preface(&mut stream, &mut reader.buf, options.header_timeout).await {
+        match crate::h2::sniff_preface(&mut stream, &mut reader.buf, options.header_timeout).await {
             Some(true) => {
                 if remote.is_none_or(|a| options.h2c_allow.allows(a.ip())) {
                     let buffered = std::mem::take(&mut reader.buf);
@@ -111,29 +110,6 @@ pub(crate) async fn connection(
                 let _ = tokio::time::timeout(options.io_timeout, close).await;
                 return;
             }
-        }
-    }
-}
-
-/// Reads until the bytes either start the HTTP/2 preface (true) or cannot
-/// (false); `None` if the client went away first.
-async fn sniff_preface(
-    stream: &mut AsyncStream,
-    buf: &mut Vec<u8>,
-    limit: Duration,
-) -> Option<bool> {
-    let deadline = Instant::now() + limit;
-    loop {
-        let n = buf.len().min(crate::h2::PREFACE.len());
-        if buf[..n] != crate::h2::PREFACE[..n] {
-            return Some(false);
-        }
-        if n == crate::h2::PREFACE.len() {
-            return Some(true);
-        }
-        match tokio::time::timeout_at(deadline, stream.read_buf(buf)).await {
-            Ok(Ok(read)) if read > 0 => {}
-            _ => return None,
         }
     }
 }
