@@ -289,11 +289,7 @@ impl AfterCall {
             secure,
         } = self;
         if let Some(error) = body_error.get() {
-            let ip = peer
-                .remote
-                .map(|addr| addr.ip().to_string())
-                .unwrap_or_default();
-            tracing::warn!("Invalid request from ip={ip}: {}", error.detail);
+            crate::head::warn_invalid(&peer, error);
         }
         // A body found invalid before the response started is answered with
         // its 4xx, whatever the app did with the read error.

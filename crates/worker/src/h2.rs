@@ -19,7 +19,7 @@ use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming};
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
 use crate::channel_io::{BodyChunk, ChannelBody};
 use crate::exchange::{self, BodyError, Exchange, Peer};
@@ -45,12 +45,6 @@ pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// Serves an HTTP/2 connection until it ends or the worker stops.
 pub async fn serve(shared: Arc<Shared>, stream: AsyncStream, peer: Peer) {
     let limits = &shared.options.http2;
-    let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-    builder
-        .max_concurrent_streams(limits.max_concurrent_streams)
-        .initial_stream_window_size(limits.initial_window_size)
-        .max_frame_size(limits.max_frame_size)
-        .max_header_list_size(limits.max_header_list_size);
     let service_shared = Arc::clone(&shared);
     // Streams whose app call has not finished, at most as many as may be
     // open at once. A client that resets each stream right after opening
@@ -68,9 +62,34 @@ pub async fn serve(shared: Arc<Shared>, stream: AsyncStream, peer: Peer) {
             request,
         )
     });
+    drive(limits, stream, service, shared.shutdown.clone()).await;
+}
+
+/// Runs hyper's HTTP/2 server on `stream` with `service` and the
+/// configured limits, until the connection ends or `shutdown` changes;
+/// then sends GOAWAY and lets in-flight streams finish. Shared by the WSGI
+/// and ASGI drivers.
+pub(crate) async fn drive<S, B>(
+    limits: &Http2Options,
+    stream: AsyncStream,
+    service: S,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    S: hyper::service::HttpService<Incoming, ResBody = B>,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    builder
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .initial_stream_window_size(limits.initial_window_size)
+        .max_frame_size(limits.max_frame_size)
+        .max_header_list_size(limits.max_header_list_size);
     let connection = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(connection);
-    let mut shutdown = shared.shutdown.clone();
     tokio::select! {
         result = connection.as_mut() => {
             if let Err(error) = result {
@@ -80,7 +99,6 @@ pub async fn serve(shared: Arc<Shared>, stream: AsyncStream, peer: Peer) {
         }
         _ = shutdown.changed() => connection.as_mut().graceful_shutdown(),
     }
-    // GOAWAY sent; let in-flight streams finish.
     let _ = connection.await;
 }
 

@@ -329,6 +329,16 @@ impl<'a> RequestLineText<'a> {
     }
 }
 
+/// gunicorn 27's warning for a request it refuses:
+/// `Invalid request from ip=ADDR: REASON`.
+pub fn warn_invalid(peer: &Peer, error: &HttpError) {
+    let ip = peer
+        .remote
+        .map(|addr| addr.ip().to_string())
+        .unwrap_or_default();
+    tracing::warn!("Invalid request from ip={ip}: {}", error.detail);
+}
+
 /// Logs a request refused before the app saw it as gunicorn 27's
 /// `handle_error` does: `Invalid request from ip=ADDR: REASON` at warning
 /// level, and an access-log line with the status sent. (gunicorn writes
@@ -340,11 +350,7 @@ pub fn log_refused(
     error: &HttpError,
     line: &RequestLineText<'_>,
 ) {
-    let ip = peer
-        .remote
-        .map(|addr| addr.ip().to_string())
-        .unwrap_or_default();
-    tracing::warn!("Invalid request from ip={ip}: {}", error.detail);
+    warn_invalid(peer, error);
     let Some(format) = access else {
         return;
     };

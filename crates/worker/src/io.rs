@@ -249,3 +249,21 @@ impl AsyncWrite for AsyncStream {
         }
     }
 }
+
+/// Runs the TLS handshake on `stream` until `deadline`; `None` when it
+/// fails (logged at debug with the peer `remote`) or times out.
+pub(crate) async fn tls_handshake(
+    acceptor: &tokio_rustls::TlsAcceptor,
+    stream: AsyncStream,
+    deadline: tokio::time::Instant,
+    remote: Option<SocketAddr>,
+) -> Option<AsyncStream> {
+    match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => Some(AsyncStream::Tls(Box::new(tls))),
+        Ok(Err(error)) => {
+            tracing::debug!("TLS handshake with {remote:?} failed: {error}");
+            None
+        }
+        Err(_) => None,
+    }
+}

@@ -250,15 +250,10 @@ async fn connection(shared: Arc<Shared>, conn: Accepted, _admitted: Admitted) {
                 _ = entry.evicted() => return,
             }
         }
-        let handshake = tokio::time::timeout_at(deadline, acceptor.accept(stream));
-        stream = match handshake.await {
-            Ok(Ok(tls)) => AsyncStream::Tls(Box::new(tls)),
-            Ok(Err(error)) => {
-                tracing::debug!("TLS handshake with {remote:?} failed: {error}");
-                return;
-            }
-            Err(_) => return,
+        let Some(tls) = crate::io::tls_handshake(acceptor, stream, deadline, remote).await else {
+            return;
         };
+        stream = tls;
         peer.secure = true;
         if stream.alpn_protocol() == Some(b"h2") {
             crate::h2::serve(Arc::clone(&shared), stream, peer).await;

@@ -43,15 +43,11 @@ pub(crate) async fn connection(
     let (mut stream, mut peer) = conn.into_parts();
     let options = &shared.options;
     if let Some(acceptor) = &shared.tls {
-        let handshake = tokio::time::timeout(options.header_timeout, acceptor.accept(stream));
-        stream = match handshake.await {
-            Ok(Ok(tls)) => AsyncStream::Tls(Box::new(tls)),
-            Ok(Err(error)) => {
-                tracing::debug!("TLS handshake with {remote:?} failed: {error}");
-                return;
-            }
-            Err(_) => return,
+        let deadline = tokio::time::Instant::now() + options.header_timeout;
+        let Some(tls) = crate::io::tls_handshake(acceptor, stream, deadline, remote).await else {
+            return;
         };
+        stream = tls;
         peer.secure = true;
         if stream.alpn_protocol() == Some(b"h2") {
             super::h2::serve(Arc::clone(&shared), stream, peer).await;

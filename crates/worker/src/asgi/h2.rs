@@ -19,7 +19,6 @@ use ferricorn_python::asgi::scope::ScopeData;
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming};
 use hyper::{Request, Response};
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::sync::mpsc;
 
 use super::AsgiShared;
@@ -28,30 +27,17 @@ use crate::io::AsyncStream;
 
 /// Serves an HTTP/2 connection until it ends or the worker stops.
 pub(crate) async fn serve(shared: Arc<AsgiShared>, stream: AsyncStream, peer: Peer) {
-    let limits = &shared.options.http2;
-    let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-    builder
-        .max_concurrent_streams(limits.max_concurrent_streams)
-        .initial_stream_window_size(limits.initial_window_size)
-        .max_frame_size(limits.max_frame_size)
-        .max_header_list_size(limits.max_header_list_size);
     let service_shared = Arc::clone(&shared);
     let service = hyper::service::service_fn(move |request| {
         handle(Arc::clone(&service_shared), peer, request)
     });
-    let connection = builder.serve_connection(TokioIo::new(stream), service);
-    tokio::pin!(connection);
-    let mut shutdown = shared.shutdown.clone();
-    tokio::select! {
-        result = connection.as_mut() => {
-            if let Err(error) = result {
-                tracing::debug!("HTTP/2 connection ended: {error}");
-            }
-            return;
-        }
-        _ = shutdown.changed() => connection.as_mut().graceful_shutdown(),
-    }
-    let _ = connection.await;
+    crate::h2::drive(
+        &shared.options.http2,
+        stream,
+        service,
+        shared.shutdown.clone(),
+    )
+    .await;
 }
 
 async fn handle(
