@@ -7,6 +7,7 @@ only makes it wait while more than the write credit is unwritten.
 """
 
 import asyncio
+import collections
 import inspect
 import sys
 import traceback
@@ -47,7 +48,29 @@ def new_loop(kind):
     return asyncio.new_event_loop()
 
 
-class Cycle:
+class _WriteCredit:
+    """The part of a cycle that waits for write credit: ``send`` parks on
+    ``writer`` while Rust holds more than the credit unwritten."""
+
+    __slots__ = ()
+
+    async def _wait_writable(self):
+        self.writer = writer = asyncio.get_running_loop().create_future()
+        await writer
+
+    def _release_writer(self, error=None):
+        writer, self.writer = self.writer, None
+        if writer is not None and not writer.done():
+            if error is None:
+                writer.set_result(None)
+            else:
+                writer.set_exception(error)
+
+    def on_writable(self):
+        self._release_writer()
+
+
+class Cycle(_WriteCredit):
     """One HTTP request: its receive/send and the app task."""
 
     __slots__ = (
@@ -57,7 +80,7 @@ class Cycle:
 
     def __init__(self, reply):
         self.reply = reply
-        self.inbox = []
+        self.inbox = collections.deque()
         self.waiter = None
         self.body_done = False
         self.disconnected = False
@@ -88,23 +111,14 @@ class Cycle:
     def on_disconnect(self):
         self.disconnected = True
         self._wake(_DISCONNECT)
-        writer = self.writer
-        if writer is not None and not writer.done():
-            writer.set_exception(ClientDisconnected("client disconnected"))
-        self.writer = None
-
-    def on_writable(self):
-        writer = self.writer
-        if writer is not None and not writer.done():
-            writer.set_result(None)
-        self.writer = None
+        self._release_writer(ClientDisconnected("client disconnected"))
 
     async def receive(self):
         if not self.asked:
             self.asked = True
             self.reply.want_body()
         if self.inbox:
-            message = self.inbox.pop(0)
+            message = self.inbox.popleft()
             self.reply.consumed(len(message["body"]))
             return message
         if self.disconnected or self.complete:
@@ -145,8 +159,7 @@ class Cycle:
             if not more:
                 self.complete = True
             if self.reply.body(body, more) and not self.reply.writable():
-                self.writer = writer = asyncio.get_running_loop().create_future()
-                await writer
+                await self._wait_writable()
             if not more:
                 self._wake(_DISCONNECT)
         else:
@@ -155,7 +168,7 @@ class Cycle:
             )
 
 
-class WsCycle:
+class WsCycle(_WriteCredit):
     """One WebSocket: the handshake decided by the app, then messages."""
 
     __slots__ = ("reply", "inbox", "waiter", "state", "writer", "task", "closed")
@@ -164,7 +177,7 @@ class WsCycle:
     # started), "open", "closed" (either side closed)
     def __init__(self, reply):
         self.reply = reply
-        self.inbox = [{"type": "websocket.connect"}]
+        self.inbox = collections.deque([{"type": "websocket.connect"}])
         self.waiter = None
         self.state = "connecting"
         self.writer = None
@@ -199,20 +212,11 @@ class WsCycle:
         self.state = "closed"
         self.closed = {"type": "websocket.disconnect", "code": code, "reason": reason}
         self._deliver(self.closed)
-        writer = self.writer
-        if writer is not None and not writer.done():
-            writer.set_exception(ClientDisconnected("websocket closed"))
-        self.writer = None
-
-    def on_writable(self):
-        writer = self.writer
-        if writer is not None and not writer.done():
-            writer.set_result(None)
-        self.writer = None
+        self._release_writer(ClientDisconnected("websocket closed"))
 
     async def receive(self):
         if self.inbox:
-            return self.inbox.pop(0)
+            return self.inbox.popleft()
         if self.closed is not None:
             return self.closed
         self.waiter = waiter = asyncio.get_running_loop().create_future()
@@ -258,8 +262,7 @@ class WsCycle:
                 if data is not None:
                     data = bytes(data)
                 if self.reply.ws_send(text, data) and not self.reply.writable():
-                    self.writer = writer = asyncio.get_running_loop().create_future()
-                    await writer
+                    await self._wait_writable()
             elif kind == "websocket.close":
                 self.state = "closed"
                 self.reply.ws_close(int(message.get("code", 1000)), message.get("reason") or "")
