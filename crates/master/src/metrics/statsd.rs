@@ -91,7 +91,13 @@ impl Statsd {
     }
 
     /// Appends one metric line (no newline) to `datagram`.
-    fn push(&self, datagram: &mut String, name: &str, value: &str, kind: &str) {
+    fn push(
+        &self,
+        datagram: &mut String,
+        name: impl std::fmt::Display,
+        value: impl std::fmt::Display,
+        kind: &str,
+    ) {
         use std::fmt::Write as _;
         let _ = write!(
             datagram,
@@ -109,26 +115,36 @@ impl Statsd {
     }
 }
 
+/// A float written as Python's `str(float)` writes it (`2.0`, `2.5`), as
+/// gunicorn's values are.
+struct PythonFloat(f64);
+
+impl std::fmt::Display for PythonFloat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.fract() == 0.0 {
+            write!(f, "{:.1}", self.0)
+        } else {
+            write!(f, "{}", self.0)
+        }
+    }
+}
+
 /// A finished request: `gunicorn.request.duration` (ms),
 /// `gunicorn.requests` and `gunicorn.request.status.<code>`, in one
 /// datagram.
 pub fn request(observation: &Observation) {
     let Some(statsd) = STATSD.get() else { return };
     // Microsecond resolution and a Python float's text, as gunicorn sends.
-    let ms = (observation.duration_ns / 1000) as f64 / 1000.0;
-    let text = if ms.fract() == 0.0 {
-        format!("{ms:.1}")
-    } else {
-        format!("{ms}")
-    };
+    let ms = PythonFloat((observation.duration_ns / 1000) as f64 / 1000.0);
+    // One buffer for the whole datagram: this runs for every request.
     let mut datagram = String::with_capacity(192);
-    statsd.push(&mut datagram, "gunicorn.request.duration", &text, "ms");
+    statsd.push(&mut datagram, "gunicorn.request.duration", ms, "ms");
     datagram.push('\n');
     statsd.push(&mut datagram, "gunicorn.requests", "1", "c|@1.0");
     datagram.push('\n');
     statsd.push(
         &mut datagram,
-        &format!("gunicorn.request.status.{}", observation.status),
+        format_args!("gunicorn.request.status.{}", observation.status),
         "1",
         "c|@1.0",
     );
@@ -163,4 +179,17 @@ pub fn backlog(length: u64) {
 /// Whether StatsD is on in this process.
 pub fn enabled() -> bool {
     STATSD.get().is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PythonFloat;
+
+    #[test]
+    fn durations_are_written_as_python_floats() {
+        assert_eq!(PythonFloat(2.0).to_string(), "2.0");
+        assert_eq!(PythonFloat(0.0).to_string(), "0.0");
+        assert_eq!(PythonFloat(2.5).to_string(), "2.5");
+        assert_eq!(PythonFloat(0.123).to_string(), "0.123");
+    }
 }
