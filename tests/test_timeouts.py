@@ -21,6 +21,9 @@ def test_boot_timeout_on_reload_keeps_the_old_worker(spawn, tmp_path):
     killed for its boot timeout, the old one keeps serving."""
     flag = tmp_path / "hang"
     server = spawn.start("slowboot:app", args=["-t", "1"], env={"SLOWBOOT_FLAG": str(flag)})
+    # The old worker must have imported the app before the flag appears,
+    # or it hangs in the import too: a served request proves it has.
+    assert server.get("/")[0] == 200
     old = server.booted_pids()
     flag.write_text("1")
     mark = server.mark()

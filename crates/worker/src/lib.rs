@@ -50,6 +50,11 @@ pub const WORKER_BOOT_ERROR: i32 = 3;
 /// Exit code of a worker whose app could not be loaded.
 pub const APP_LOAD_ERROR: i32 = 4;
 
+/// How often an idle worker loop beats. Well under the smallest
+/// `--timeout` (1 s): a loop beating only once a timeout would be killed
+/// for a few milliseconds of scheduling delay.
+pub const BEAT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// How a worker reports liveness to the master (its scoreboard slot).
 pub trait Heartbeat: Send + Sync {
     /// The event loop is alive.

@@ -73,7 +73,7 @@ async fn serve(
     let mut terminate = signal(SignalKind::terminate()).map_err(WorkerError::Runtime)?;
     let (ready_tx, mut ready_rx) = mpsc::unbounded_channel::<Ready>();
     let slots = Arc::new(Semaphore::new(options.max_connections.max(1)));
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut tick = tokio::time::interval(crate::BEAT_INTERVAL);
     let options = Arc::new(options);
     let idle = Arc::new(IdleSet::default());
     let mut errors = AcceptErrors::default();

@@ -143,7 +143,7 @@ async fn serve(
         idle: Arc::new(IdleSet::default()),
         probe,
     });
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut tick = tokio::time::interval(crate::BEAT_INTERVAL);
     shared.ctx.heartbeat.ready();
     let acceptor = tokio::spawn(accept_loop(
         Arc::clone(&shared),

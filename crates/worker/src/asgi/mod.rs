@@ -199,7 +199,7 @@ async fn serve(
     let mut terminate = signal(SignalKind::terminate()).map_err(WorkerError::Runtime)?;
     let max_connections = shared.options.max_connections.max(1);
     let slots = Arc::new(Semaphore::new(max_connections));
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut tick = tokio::time::interval(crate::BEAT_INTERVAL);
     // ASGI connections do not register as idle yet, so the set only
     // serves the out-of-descriptors back-off.
     let idle = Arc::new(IdleSet::default());
