@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
-"""Side-by-side HTTP benchmark: ferricorn vs granian vs gunicorn.
+"""Side-by-side HTTP benchmark: ferricorn vs granian vs gunicorn (and, for
+ASGI apps, uvicorn).
 
 Invoked by benches/run.sh (which installs the tools and builds the
 binaries); usable on its own once they are there:
 
     python3 benches/bench.py --ferricorn target/venv-bench/bin/ferricorn \
-        --hello-rs target/release/hello-rs [--quick] [--apps hello,flask]
+        --hello-rs target/release/hello-rs --ws-load target/release/ws-load \
+        [--quick] [--apps hello,flask]
 
 For every app in benches/apps/ it starts every server configuration at once
 (each on its own 127.0.0.1 port, `-w 2`), records each one's idle RSS, then
@@ -13,7 +15,11 @@ runs rounds: in every round each server in turn gets a 1 s wrk warm-up and a
 timed wrk run at each connection count, so slow drifts of the shared machine
 hit every server alike. CPU per request is the server's whole process tree's
 utime+stime (from /proc) over the run, divided by the requests wrk counted.
-The table reports the median of the rounds.
+The table reports the median of the rounds. WSGI apps run on the WSGI
+configurations, ASGI apps on the ASGI ones (ferricorn -k async, granian
+--interface asgi, uvicorn with uvloop and httptools, gunicorn -k asgi); the
+websocket echo is driven by benches/ws-load instead of wrk, and its "req/s"
+column counts echoed messages.
 
 Every server is started in its own process group and killed with it, on
 success, error or Ctrl-C. Every load is bounded by wrk's duration.
@@ -59,6 +65,8 @@ class App:
     path: str = "/"
     rounds: int = 2
     duration: float = 3.0
+    interface: str = "wsgi"  # which server configurations run it
+    websocket: bool = False  # driven by ws-load (messages), not wrk
 
 
 APPS = [
@@ -66,6 +74,8 @@ APPS = [
     App("body10k", "body10k", None),
     App("flask", "flaskapp", "flask.lua"),
     App("echo1m", "echo", "post1m.lua"),
+    App("asgi-hello", "asgihello", None, rounds=3, interface="asgi"),
+    App("ws-echo", "asgihello", None, rounds=3, interface="asgi", websocket=True),
 ]
 
 
@@ -74,14 +84,16 @@ class Server:
     name: str
     family: str  # ferricorn | granian | gunicorn | rust
     argv: list[str]  # with {port} {module} {apps} placeholders
-    only: tuple[str, ...] = ()  # apps this config runs (empty: all)
+    only: tuple[str, ...] = ()  # apps this config runs (empty: all of its interface)
+    interface: str = "wsgi"
 
 
 def servers(ferricorn: str, hello_rs: str | None) -> list[Server]:
     fc = [ferricorn, "-w", str(WORKERS), "-b", "127.0.0.1:{port}", "--chdir", "{apps}",
           "--log-level", "warning"]
-    gr = ["granian", "--interface", "wsgi", "--workers", str(WORKERS), "--host", "127.0.0.1",
-          "--port", "{port}", "--working-dir", "{apps}", "--no-ws", "--log-level", "warning"]
+    granian = ["granian", "--workers", str(WORKERS), "--host", "127.0.0.1", "--port", "{port}",
+               "--working-dir", "{apps}", "--log-level", "warning"]
+    gr = granian + ["--interface", "wsgi", "--no-ws"]
     gu = ["gunicorn", "-w", str(WORKERS), "-b", "127.0.0.1:{port}", "--chdir", "{apps}",
           "--log-level", "warning"]
     out = [
@@ -95,6 +107,17 @@ def servers(ferricorn: str, hello_rs: str | None) -> list[Server]:
         Server("gunicorn gthread 8", "gunicorn", gu + ["-k", "gthread", "--threads", "8", "{module}:app"]),
         Server("gunicorn gevent", "gunicorn", gu + ["-k", "gevent", "{module}:app"]),
     ]
+    asgi = [
+        Server("ferricorn async", "ferricorn", fc + ["-k", "async", "{module}:app"], interface="asgi"),
+        Server("granian", "granian", granian + ["--interface", "asgi", "{module}:app"],
+               interface="asgi"),
+        Server("uvicorn", "uvicorn", ["uvicorn", "--workers", str(WORKERS), "--host", "127.0.0.1",
+                                      "--port", "{port}", "--app-dir", "{apps}", "--loop", "uvloop",
+                                      "--http", "httptools", "--log-level", "warning",
+                                      "--no-access-log", "{module}:app"], interface="asgi"),
+        Server("gunicorn asgi", "gunicorn", gu + ["-k", "asgi", "{module}:app"], interface="asgi"),
+    ]
+    out += asgi
     if hello_rs:
         out.append(Server("rust-only hello", "rust", [hello_rs, "127.0.0.1:{port}", str(WORKERS)],
                           only=("hello",)))
@@ -255,7 +278,7 @@ def wait_workers(run: Running, timeout: float = 20.0) -> None:
     answer as soon as the first one is up)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if run.server.family in ("ferricorn", "gunicorn", "granian", "rust"):
+        if run.server.family in ("ferricorn", "gunicorn", "granian", "uvicorn", "rust"):
             if len(workers_of(run.proc.pid)) >= WORKERS:
                 return
         time.sleep(0.2)
@@ -286,10 +309,31 @@ def wrk(port: int, app: App, script: Path, conns: int, duration: float) -> dict:
     return json.loads(match.group(1))
 
 
+WS_LOAD: str | None = None  # path of benches/ws-load, from --ws-load
+
+
+def ws_load(port: int, app: App, conns: int, duration: float) -> dict:
+    if WS_LOAD is None:
+        raise RuntimeError("no --ws-load binary given")
+    argv = [WS_LOAD, f"ws://127.0.0.1:{port}{app.path}", str(conns), f"{duration:g}"]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 30)
+    match = re.search(r"^BENCHJSON (\{.*\})$", out.stdout, re.M)
+    if not match:
+        raise RuntimeError(f"ws-load failed ({out.returncode}): {out.stdout}\n{out.stderr}")
+    return json.loads(match.group(1))
+
+
+def load(port: int, app: App, script: Path, conns: int, duration: float) -> dict:
+    """One timed run of the app's load generator."""
+    if app.websocket:
+        return ws_load(port, app, conns, duration)
+    return wrk(port, app, script, conns, duration)
+
+
 def measure(run: Running, app: App, script: Path, conns: int, duration: float) -> dict:
     pids = tree(run.proc.pid)
     before = cpu_ticks(pids)
-    result = wrk(run.port, app, script, conns, duration)
+    result = load(run.port, app, script, conns, duration)
     pids_after = tree(run.proc.pid)
     after = cpu_ticks(pids_after)
     if set(pids) != set(pids_after):
@@ -366,7 +410,7 @@ def report(results: dict[str, list[Running]], conns_list: list[int]) -> str:
 
 def targets(results: dict[str, list[Running]], conns_list: list[int]) -> list[str]:
     """The issue's targets, measured against this run."""
-    out = ["### Targets (issue 5)\n", "| target | app | conns | measured | goal | met |",
+    out = ["### Targets\n", "| target | app | conns | measured | goal | met |",
            "|---|---|---:|---:|---:|:---:|"]
 
     def get(app: str, name: str, conns: int) -> dict | None:
@@ -399,6 +443,15 @@ def targets(results: dict[str, list[Running]], conns_list: list[int]) -> list[st
             if app == "hello":
                 row("p99: same pair (lower is better)", app, conns, fc[1]["p99"] / gr[1]["p99"], 1.0, False)
                 row("CPU/req: same pair", app, conns, fc[1]["cpu_us"] / gr[1]["cpu_us"], 0.6, False)
+    for app, peer, goal in (("asgi-hello", "granian", 1.5), ("asgi-hello", "uvicorn", 2.0),
+                            ("ws-echo", "granian", 1.5)):
+        if app not in results:
+            continue
+        for conns in conns_list:
+            fc, other = best(app, "ferricorn", conns), best(app, peer, conns)
+            if fc and other:
+                row(f"{'messages' if app == 'ws-echo' else 'req/s'}: {fc[0]} ÷ {other[0]}", app, conns,
+                    fc[1]["rps"] / other[1]["rps"], goal, True)
     if "hello" in results:
         for conns in conns_list:
             for mine, theirs, goal in (("ferricorn gthread 8", "gunicorn gthread 8", 8.0),
@@ -447,6 +500,8 @@ def versions(ferricorn: str) -> dict[str, str]:
         "granian": pip_version("granian"),
         "gunicorn": pip_version("gunicorn"),
         "gevent": pip_version("gevent"),
+        "uvicorn": f"{pip_version('uvicorn')} (uvloop {pip_version('uvloop')}, "
+                   f"httptools {pip_version('httptools')})",
         "flask": pip_version("flask"),
         "wrk": (run(["wrk", "-v"]).splitlines() or ["?"])[0],
     }
@@ -456,6 +511,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ferricorn", required=True, help="the ferricorn command (release wheel installed in a venv)")
     ap.add_argument("--hello-rs", help="path to the Rust-only hello binary")
+    ap.add_argument("--ws-load", help="path to the benches/ws-load binary (for ws-echo)")
     ap.add_argument("--quick", action="store_true", help="hello only, one round, 3 s runs")
     ap.add_argument("--apps", help="comma-separated subset of: " + ",".join(a.name for a in APPS))
     ap.add_argument("--servers", help="comma-separated substrings; keep configs whose name matches one")
@@ -467,12 +523,14 @@ def main() -> int:
                     help="directory for logs, results.json and results.md")
     args = ap.parse_args()
 
-    for tool in ("wrk", "granian", "gunicorn"):
+    for tool in ("wrk", "granian", "gunicorn", "uvicorn"):
         if not shutil.which(tool):
             print(f"bench.py: {tool} not found on PATH (benches/run.sh installs it)", file=sys.stderr)
             return 2
 
-    apps = APPS
+    global WS_LOAD
+    WS_LOAD = os.path.abspath(args.ws_load) if args.ws_load else None
+    apps = [a for a in APPS if WS_LOAD or not a.websocket]
     if args.quick:
         apps = [App("hello", "hello", None, rounds=1, duration=3.0)]
     if args.apps:
@@ -497,7 +555,7 @@ def main() -> int:
         signal.signal(sig, lambda *_: sys.exit(130))
 
     info = versions(args.ferricorn)
-    est = sum(a.rounds * sum(1 for s in configs if not s.only or a.name in s.only)
+    est = sum(a.rounds * sum(1 for s in configs if runs_on(s, a))
               * (args.warmup + len(conns_list) * (a.duration + 0.4)) for a in apps)
     print(f"# bench: {', '.join(a.name for a in apps)}; {len(configs)} configs; "
           f"about {est / 60:.1f} min of load", file=sys.stderr)
@@ -506,7 +564,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="ferricorn-bench-"))
     try:
         for app in apps:
-            runs = run_app(app, [s for s in configs if not s.only or app.name in s.only],
+            runs = run_app(app, [s for s in configs if runs_on(s, app)],
                            conns_list, args.warmup, tmp, out / "logs")
             results[app.name] = runs
     finally:
@@ -530,6 +588,10 @@ def main() -> int:
     return 0
 
 
+def runs_on(server: Server, app: App) -> bool:
+    return server.interface == app.interface and (not server.only or app.name in server.only)
+
+
 def run_app(app: App, configs: list[Server], conns_list: list[int], warmup: float,
             tmp: Path, logdir: Path) -> list[Running]:
     script = lua_script(app, tmp)
@@ -550,7 +612,7 @@ def run_app(app: App, configs: list[Server], conns_list: list[int], warmup: floa
                     r.failed = f"died (exit {r.proc.returncode}) during round {rnd + 1} (log: {r.log})"
                     continue
                 try:
-                    wrk(r.port, app, script, conns_list[0], warmup)
+                    load(r.port, app, script, conns_list[0], warmup)
                     for conns in conns_list:
                         res = measure(r, app, script, conns, app.duration)
                         r.samples.setdefault(conns, []).append(res)
