@@ -4,7 +4,8 @@
 # syscall counts per request (strace -c). Run benches/run.sh once first (it
 # installs the release wheel into target/venv-bench and installs wrk).
 #
-#   bash benches/profile.sh [sync|gthread] [SECONDS]
+#   bash benches/profile.sh [sync|gthread|async|asgi] [SECONDS]
+#   (asgi: -k async serving benches/apps/asgihello.py)
 #
 # Output: target/bench/profile-<class>/{perf.data,report.txt,dso.txt,strace.txt}
 set -euo pipefail
@@ -15,10 +16,13 @@ BIN="$PWD/target/venv-bench/bin/ferricorn"  # benches/run.sh installs it
 OUT="$PWD/target/bench/profile-$CLASS"
 mkdir -p "$OUT"
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-ARGS=(-w 2 -b "127.0.0.1:$PORT" --chdir "$PWD/benches/apps" --log-level warning -k "$CLASS")
+APP=hello:app
+KIND="$CLASS"
+if [ "$CLASS" = asgi ]; then KIND=async APP=asgihello:app; fi
+ARGS=(-w 2 -b "127.0.0.1:$PORT" --chdir "$PWD/benches/apps" --log-level warning -k "$KIND")
 [ "$CLASS" = gthread ] && ARGS+=(--threads 8)
 
-setsid "$BIN" "${ARGS[@]}" hello:app >"$OUT/server.log" 2>&1 &
+setsid "$BIN" "${ARGS[@]}" "$APP" >"$OUT/server.log" 2>&1 &
 MASTER=$!
 trap 'kill -TERM -- -$MASTER 2>/dev/null || true; sleep 1; kill -KILL -- -$MASTER 2>/dev/null || true' EXIT
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/" >/dev/null && break; sleep 0.1; done
@@ -43,7 +47,7 @@ perf report -i "$OUT/perf.data" --no-children --sort dso --stdio 2>/dev/null \
 kill -TERM -- -$MASTER 2>/dev/null || true
 sleep 1
 ARGS[1]=1
-setsid "$BIN" "${ARGS[@]}" hello:app >>"$OUT/server.log" 2>&1 &
+setsid "$BIN" "${ARGS[@]}" "$APP" >>"$OUT/server.log" 2>&1 &
 MASTER=$!
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/" >/dev/null && break; sleep 0.1; done
 ONE=$(pgrep -P "$MASTER" | head -1)
