@@ -319,6 +319,62 @@ def test_send_after_complete_raises(spawn, events):
     wait_for_event(events, "after-complete raised: Unexpected ASGI message")
 
 
+def test_return_mid_body_leaves_chunked_unterminated_and_closes(spawn):
+    server = start(spawn, "asgiraw:app")
+    mark = server.mark()
+    reply = server.raw(b"GET /return-mid-body HTTP/1.1\r\nHost: x\r\n\r\n")
+    head, _, body = reply.data.partition(b"\r\n\r\n")
+    assert b"transfer-encoding: chunked" in head.lower()
+    assert body == b"4\r\nhalf\r\n"  # no last chunk: the client sees a cut body
+    assert reply.closed
+    server.stderr.wait_for("ASGI callable returned without completing response", start=mark)
+
+
+def test_return_value_is_logged(spawn):
+    server = start(spawn, "asgiraw:app")
+    mark = server.mark()
+    assert server.get("/returns-value")[2] == b"ok"
+    server.stderr.wait_for("ASGI callable should return None, but returned '42'", start=mark)
+
+
+@pytest.mark.parametrize("request_bytes", [
+    # Bad chunk framing: a size line that is not hex.
+    b"POST /read-note HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"5\r\nhello\r\nzz\r\n",
+    # Content-Length longer than what arrives before the client half-closes.
+    b"POST /read-note HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly-part",
+], ids=["bad-chunked", "short-content-length"])
+def test_malformed_body_is_400_and_the_app_sees_a_disconnect(spawn, events, request_bytes):
+    """As on the WSGI classes: the 4xx for the request, not the app's answer;
+    the app's receive() gets http.disconnect and its send() raises."""
+    server = start(spawn, "asgiraw:app", "--access-logfile", "-",
+                   env={"ASGI_EVENTS_FILE": str(events)})
+    mark = server.mark()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=IO_TIMEOUT) as sock:
+        sock.sendall(request_bytes)
+        sock.shutdown(socket.SHUT_WR)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    resp = parse_response(data)
+    assert resp.status == 400, data
+    assert b"app answer" not in data
+    server.stderr.wait_for("Invalid request from ip=127.0.0.1", start=mark)
+    seen = wait_for_event(events, "read-note: send raised OSError")
+    assert "read-note: http.disconnect" in seen
+    server.stdout.wait_for('"POST /read-note HTTP/1.1" 400')
+
+
+def test_stalled_body_is_408(spawn, events):
+    server = start(spawn, "asgiraw:app", "--body-timeout", "1",
+                   env={"ASGI_EVENTS_FILE": str(events)})
+    with socket.create_connection(("127.0.0.1", server.port), timeout=IO_TIMEOUT) as sock:
+        sock.sendall(b"POST /read-note HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\npart")
+        head, _ = read_head(sock)
+    assert head.startswith(b"HTTP/1.1 408 "), head
+    wait_for_event(events, "read-note: http.disconnect")
+
+
 # -- lifespan ------------------------------------------------------------------
 
 def test_lifespan_startup_and_shutdown(spawn, events):
@@ -520,6 +576,52 @@ def test_websocket_refusals(spawn, path, status, body):
     if body is not None:
         assert bytes(response.body) == body
         assert response.headers["x-why"] == "token"
+
+
+def test_websocket_return_before_accept_is_403(spawn):
+    server = start(spawn, "asgiraw:app")
+
+    async def main():
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            async with ws_connect(ws_url(server, "/ws/return-before")):
+                pass
+        return refused.value.response.status_code
+    assert ws_run(main()) == 403
+
+
+def test_websocket_return_after_accept_closes_1000(spawn):
+    server = start(spawn, "asgiraw:app")
+
+    async def main():
+        async with ws_connect(ws_url(server, "/ws/return-after")) as ws:
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await ws.recv()
+            return closed.value.rcvd.code
+    assert ws_run(main()) == 1000
+
+
+def test_websocket_close_while_a_receive_waits(spawn, events):
+    """granian hangs here until the client acts; the close must go out."""
+    server = start(spawn, "asgiraw:app", env={"ASGI_EVENTS_FILE": str(events)})
+
+    async def main():
+        async with ws_connect(ws_url(server, "/ws/close-while-receiving")) as ws:
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await ws.recv()
+            return closed.value.rcvd.code, closed.value.rcvd.reason
+    assert ws_run(main()) == (4002, "bye")
+    wait_for_event(events, "close-while-receiving: websocket.disconnect")
+
+
+def test_websocket_send_after_client_closed_raises_oserror(spawn, events):
+    server = start(spawn, "asgiraw:app", env={"ASGI_EVENTS_FILE": str(events)})
+
+    async def main():
+        async with ws_connect(ws_url(server, "/ws/send-after-close")):
+            pass
+    ws_run(main())
+    seen = wait_for_event(events, "send-after-close raised OSError")
+    assert "send-after-close got websocket.disconnect" in seen
 
 
 def test_graceful_stop_closes_websockets_with_1012(spawn, events):

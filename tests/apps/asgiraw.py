@@ -148,6 +148,25 @@ async def app(scope, receive, send):
             await send({"type": "http.response.bogus"})
         except RuntimeError as error:
             await respond(send, 200, ("raised: %s" % error).encode())
+    elif path == "/read-note":
+        # Notes every receive() until the body ends or the client is gone,
+        # then tries to answer and notes how send() fared.
+        while True:
+            message = await receive()
+            note("read-note: %s" % message["type"])
+            if message["type"] != "http.request" or not message.get("more_body"):
+                break
+        try:
+            await respond(send, 200, b"app answer")
+            note("read-note: answered")
+        except OSError as error:
+            note("read-note: send raised %s" % type(error).__mro__[1].__name__)
+    elif path == "/return-mid-body":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"half", "more_body": True})
+    elif path == "/returns-value":
+        await respond(send, 200, b"ok")
+        return 42
     elif path == "/after-complete":
         await respond(send, 200, b"done")
         try:
@@ -173,6 +192,8 @@ async def websocket(scope, receive, send):
         return
     if path == "/ws/raise-before":
         raise ValueError("boom before accept")
+    if path == "/ws/return-before":
+        return
     subprotocol = scope["subprotocols"][0] if scope["subprotocols"] else None
     await send({"type": "websocket.accept", "subprotocol": subprotocol,
                 "headers": [(b"x-accepted", b"yes")]})
@@ -184,6 +205,25 @@ async def websocket(scope, receive, send):
         await send({"type": "websocket.send", "text": json.dumps(jsonable(info))})
     if path == "/ws/raise-after":
         raise ValueError("boom after accept")
+    if path == "/ws/return-after":
+        return
+    if path == "/ws/close-while-receiving":
+        # A receive() waits in another task while the app closes.
+        waiting = asyncio.ensure_future(receive())
+        await asyncio.sleep(0.05)
+        await send({"type": "websocket.close", "code": 4002, "reason": "bye"})
+        message = await asyncio.wait_for(waiting, 10)
+        note("close-while-receiving: %s" % message["type"])
+        return
+    if path == "/ws/send-after-close":
+        message = await receive()
+        note("send-after-close got %s" % message["type"])
+        try:
+            await send({"type": "websocket.send", "text": "late"})
+            note("send-after-close: no error")
+        except OSError as error:
+            note("send-after-close raised %s" % type(error).__mro__[1].__name__)
+        return
     while True:
         message = await receive()
         if message["type"] == "websocket.disconnect":

@@ -231,6 +231,13 @@ async fn exchange(
     );
     let mut out = Vec::with_capacity(4096);
     let io_timeout = shared.options.io_timeout;
+    let body_timeout = shared.options.body_timeout;
+    // A body read that makes no progress for `--body-timeout` is a 408, as
+    // on the thread classes; the clock runs only while the app wants body.
+    let mut body_deadline = Instant::now() + body_timeout;
+    // The request body failed and its 4xx went out in place of the app's
+    // response: whatever the app sends afterwards is dropped.
+    let mut refused = false;
 
     let gone = |state: &ReplyShared, client_gone: &mut bool| {
         if !*client_gone {
@@ -262,7 +269,9 @@ async fn exchange(
                     }
                 }
                 Err(error) => {
-                    tracing::warn!("Invalid request body: {}", error.detail);
+                    refused =
+                        refuse_body(stream, peer, &mut response, &error, client_gone, io_timeout)
+                            .await;
                     gone(&state, &mut client_gone);
                 }
             }
@@ -278,10 +287,16 @@ async fn exchange(
             message = replies.recv() => {
                 let Some(message) = message else { break Ending::Close };
                 match message {
-                    FromApp::Start { status, headers } => response.start(status, headers),
+                    FromApp::Start { status, headers } => {
+                        if !refused {
+                            response.start(status, headers);
+                        }
+                    }
                     FromApp::Body { data, more } => {
                         out.clear();
-                        response.body(&data, more, &mut out);
+                        if !refused {
+                            response.body(&data, more, &mut out);
+                        }
                         if !client_gone && !out.is_empty() {
                             let write = tokio::time::timeout(io_timeout, stream.write_all(&out)).await;
                             if !matches!(write, Ok(Ok(()))) {
@@ -302,6 +317,7 @@ async fn exchange(
                     FromApp::WantBody => {
                         if !want_body {
                             want_body = true;
+                            body_deadline = Instant::now() + body_timeout;
                             if !body.decoder.is_done() && !client_gone {
                                 let cont = stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await;
                                 if cont.is_err() {
@@ -311,7 +327,7 @@ async fn exchange(
                         }
                     }
                     FromApp::Error => {
-                        if !response.head_written && !client_gone {
+                        if !response.head_written && !client_gone && !refused {
                             let error = HttpError::new(500, "the application failed; see the error log");
                             let _ = stream.write_all(&error.to_response()).await;
                             response.status = 500;
@@ -327,18 +343,27 @@ async fn exchange(
                 }
             }
             read = stream.read_buf(&mut body.raw), if read_body || watch_eof => match read {
-                Ok(n) if n > 0 => {}
+                Ok(n) if n > 0 => body_deadline = Instant::now() + body_timeout,
                 Ok(_) => {
                     if read_body {
                         if let Err(error) = body.decoder.end_of_input() {
-                            tracing::debug!("request body cut short: {}", error.detail);
+                            // Half-closed with the body short: the client can
+                            // still read its 400.
+                            refused = refuse_body(stream, peer, &mut response, &error, client_gone, io_timeout).await;
                         }
                     }
                     gone(&state, &mut client_gone);
                 }
                 Err(_) => gone(&state, &mut client_gone),
             },
-            _ = state.read_credit.notified(), if wait_credit => {}
+            _ = tokio::time::sleep_until(body_deadline), if read_body && !body_timeout.is_zero() => {
+                let error = crate::body::timeout_error();
+                refused = refuse_body(stream, peer, &mut response, &error, client_gone, io_timeout).await;
+                gone(&state, &mut client_gone);
+            }
+            _ = state.read_credit.notified(), if wait_credit => {
+                body_deadline = Instant::now() + body_timeout;
+            }
         }
     };
     shared.heartbeat.request_finished(token);
@@ -382,4 +407,26 @@ async fn exchange(
         }
     }
     Some(body.raw)
+}
+
+/// Answers a request whose body failed (bad framing, cut short, stalled)
+/// with the body's 4xx when the app has not started its response, as the
+/// thread classes do; logs gunicorn's `Invalid request` warning. Returns
+/// whether the answer went out in place of the app's response.
+async fn refuse_body(
+    stream: &mut AsyncStream,
+    peer: &Peer,
+    response: &mut Response,
+    error: &HttpError,
+    client_gone: bool,
+    io_timeout: std::time::Duration,
+) -> bool {
+    crate::head::warn_invalid(peer, error);
+    if response.head_written || client_gone {
+        return false;
+    }
+    let answer = error.to_response();
+    let _ = tokio::time::timeout(io_timeout, stream.write_all(&answer)).await;
+    response.status = error.status;
+    true
 }
