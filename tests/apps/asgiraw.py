@@ -167,6 +167,38 @@ async def app(scope, receive, send):
     elif path == "/returns-value":
         await respond(send, 200, b"ok")
         return 42
+    elif path == "/ext/early-hints":
+        await send({"type": "http.response.informational", "status": 103,
+                    "headers": [(b"link", b"</a.css>; rel=preload")]})
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        # After start, before the body: still an interim response.
+        await send({"type": "http.response.early_hint", "links": [b"</b.js>; rel=preload"]})
+        await send({"type": "http.response.body", "body": b"hinted"})
+    elif path == "/ext/trailers":
+        await read_body(receive)
+        if "http.response.trailers" not in scope["extensions"]:
+            await respond(send, 200, b"no trailers offered")
+            return
+        await send({"type": "http.response.start", "status": 200, "trailers": True,
+                    "headers": [(b"trailer", b"x-checksum, x-count"),
+                                (b"content-length", b"4")]})
+        await send({"type": "http.response.body", "body": b"da", "more_body": True})
+        await send({"type": "http.response.body", "body": b"ta"})
+        await send({"type": "http.response.trailers", "more_trailers": True,
+                    "headers": [(b"x-checksum", b"abc")]})
+        await send({"type": "http.response.trailers", "headers": [(b"x-count", b"4")]})
+    elif path == "/ext/trailers-anyway":
+        try:
+            await send({"type": "http.response.start", "status": 200, "trailers": True,
+                        "headers": []})
+        except RuntimeError as error:
+            await respond(send, 200, ("raised: %s" % error).encode())
+    elif path == "/ext/pathsend":
+        await read_body(receive)
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/octet-stream")]})
+        await send({"type": "http.response.pathsend",
+                    "path": scope["query_string"].decode()})
     elif path == "/after-complete":
         await respond(send, 200, b"done")
         try:
