@@ -130,7 +130,10 @@ def test_scope_contents(spawn):
     assert "x-custom" in names and all(n == n.lower() for n in names)
     assert scope["client"][0] == "127.0.0.1" and isinstance(scope["client"][1], int)
     assert scope["server"] == ["127.0.0.1", server.port]
-    assert scope["extensions"] == {}
+    # Usable on a plain HTTP/1.1 connection whose client sent no TE: trailers.
+    assert scope["extensions"] == {"http.response.pathsend": {},
+                                   "http.response.informational": {},
+                                   "http.response.early_hint": {}}
     assert scope["state"] == {"started": "yes"}
 
 
@@ -317,6 +320,172 @@ def test_send_after_complete_raises(spawn, events):
     server = start(spawn, "asgiraw:app", env={"ASGI_EVENTS_FILE": str(events)})
     assert server.get("/after-complete")[2] == b"done"
     wait_for_event(events, "after-complete raised: Unexpected ASGI message")
+
+
+def test_return_mid_body_leaves_chunked_unterminated_and_closes(spawn):
+    server = start(spawn, "asgiraw:app")
+    mark = server.mark()
+    reply = server.raw(b"GET /return-mid-body HTTP/1.1\r\nHost: x\r\n\r\n")
+    head, _, body = reply.data.partition(b"\r\n\r\n")
+    assert b"transfer-encoding: chunked" in head.lower()
+    assert body == b"4\r\nhalf\r\n"  # no last chunk: the client sees a cut body
+    assert reply.closed
+    server.stderr.wait_for("ASGI callable returned without completing response", start=mark)
+
+
+def test_return_value_is_logged(spawn):
+    server = start(spawn, "asgiraw:app")
+    mark = server.mark()
+    assert server.get("/returns-value")[2] == b"ok"
+    server.stderr.wait_for("ASGI callable should return None, but returned '42'", start=mark)
+
+
+@pytest.mark.parametrize("request_bytes", [
+    # Bad chunk framing: a size line that is not hex.
+    b"POST /read-note HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"5\r\nhello\r\nzz\r\n",
+    # Content-Length longer than what arrives before the client half-closes.
+    b"POST /read-note HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly-part",
+], ids=["bad-chunked", "short-content-length"])
+def test_malformed_body_is_400_and_the_app_sees_a_disconnect(spawn, events, request_bytes):
+    """As on the WSGI classes: the 4xx for the request, not the app's answer;
+    the app's receive() gets http.disconnect and its send() raises."""
+    server = start(spawn, "asgiraw:app", "--access-logfile", "-",
+                   env={"ASGI_EVENTS_FILE": str(events)})
+    mark = server.mark()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=IO_TIMEOUT) as sock:
+        sock.sendall(request_bytes)
+        sock.shutdown(socket.SHUT_WR)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    resp = parse_response(data)
+    assert resp.status == 400, data
+    assert b"app answer" not in data
+    server.stderr.wait_for("Invalid request from ip=127.0.0.1", start=mark)
+    seen = wait_for_event(events, "read-note: send raised OSError")
+    assert "read-note: http.disconnect" in seen
+    server.stdout.wait_for('"POST /read-note HTTP/1.1" 400')
+
+
+def test_stalled_body_is_408(spawn, events):
+    server = start(spawn, "asgiraw:app", "--body-timeout", "1",
+                   env={"ASGI_EVENTS_FILE": str(events)})
+    with socket.create_connection(("127.0.0.1", server.port), timeout=IO_TIMEOUT) as sock:
+        sock.sendall(b"POST /read-note HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\npart")
+        head, _ = read_head(sock)
+    assert head.startswith(b"HTTP/1.1 408 "), head
+    wait_for_event(events, "read-note: http.disconnect")
+
+
+# -- extensions ----------------------------------------------------------------
+
+def test_early_hints_go_out_before_the_response(spawn):
+    server = start(spawn, "asgiraw:app")
+    reply = server.raw(b"GET /ext/early-hints HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert reply.data.startswith(
+        b"HTTP/1.1 103 Early Hints\r\nlink: </a.css>; rel=preload\r\n\r\n"
+        b"HTTP/1.1 103 Early Hints\r\nlink: </b.js>; rel=preload\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\n"), reply.data
+    assert reply.data.endswith(b"\r\n\r\nhinted")
+
+
+def test_http10_is_offered_no_interim_responses(spawn):
+    server = start(spawn, "asgiraw:app")
+    resp = parse_response(server.raw(b"GET /scope HTTP/1.0\r\n\r\n").data)
+    assert json.loads(resp.body)["extensions"] == {"http.response.pathsend": {}}
+
+
+def test_trailers_on_http11_when_the_client_takes_them(spawn):
+    server = start(spawn, "asgiraw:app")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=IO_TIMEOUT) as sock:
+        sock.sendall(b"GET /ext/trailers HTTP/1.1\r\nHost: x\r\nTE: trailers\r\n\r\n")
+        head, rest = read_head(sock)
+        while not rest.endswith(b"\r\n\r\n"):
+            rest += sock.recv(65536)
+        assert b"transfer-encoding: chunked" in head.lower()
+        assert b"content-length" not in head.lower()  # chunked replaces the app's length
+        assert rest == b"2\r\nda\r\n2\r\nta\r\n0\r\nx-checksum: abc\r\nx-count: 4\r\n\r\n"
+        # The connection carries the next request.
+        sock.sendall(b"GET /ext/trailers HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    assert parse_response(data).body == b"no trailers offered"
+
+
+def h2_get(port, path):
+    """One HTTP/2 GET with the `h2` library (curl does not show trailers):
+    returns (headers, body, trailers)."""
+    import h2.config
+    import h2.connection
+    import h2.events
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    headers, body, trailers = None, b"", None
+    with socket.create_connection(("127.0.0.1", port), timeout=IO_TIMEOUT) as sock:
+        conn.initiate_connection()
+        conn.send_headers(1, [(":method", "GET"), (":path", path), (":scheme", "http"),
+                              (":authority", "x"), ("te", "trailers")], end_stream=True)
+        sock.sendall(conn.data_to_send())
+        ended = False
+        while not ended:
+            data = sock.recv(65536)
+            assert data, "connection closed before the stream ended"
+            for event in conn.receive_data(data):
+                if isinstance(event, h2.events.ResponseReceived):
+                    headers = dict(event.headers)
+                elif isinstance(event, h2.events.DataReceived):
+                    body += event.data
+                    conn.acknowledge_received_data(event.flow_controlled_length, 1)
+                elif isinstance(event, h2.events.TrailersReceived):
+                    trailers = event.headers
+                elif isinstance(event, h2.events.StreamEnded):
+                    ended = True
+            sock.sendall(conn.data_to_send())
+    return headers, body, trailers
+
+
+def test_trailers_over_http2(spawn):
+    server = start(spawn, "asgiraw:app", "--http2-cleartext", "prior-knowledge")
+    headers, body, trailers = h2_get(server.port, "/ext/trailers")
+    assert headers[b":status"] == b"200"
+    assert body == b"data"
+    assert trailers == [(b"x-checksum", b"abc"), (b"x-count", b"4")]
+
+
+@pytest.mark.parametrize("sendfile", [True, False], ids=["sendfile", "no-sendfile"])
+def test_pathsend(spawn, tmp_path, sendfile):
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    path = tmp_path / "blob.bin"
+    path.write_bytes(data)
+    args = [] if sendfile else ["--no-sendfile"]
+    server = start(spawn, "asgiraw:app", *args)
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=IO_TIMEOUT)
+    try:
+        for method in ("GET", "HEAD", "GET"):  # one kept-alive connection
+            conn.request(method, "/ext/pathsend?" + str(path))
+            resp = conn.getresponse()
+            body = resp.read()
+            assert resp.status == 200
+            assert resp.getheader("content-length") == str(len(data))
+            assert body == (data if method == "GET" else b"")
+    finally:
+        conn.close()
+
+
+def test_pathsend_of_a_missing_file_is_500(spawn, tmp_path):
+    server = start(spawn, "asgiraw:app")
+    mark = server.mark()
+    status, _, _ = server.get("/ext/pathsend?" + str(tmp_path / "nope"))
+    assert status == 500
+    server.stderr.wait_for("http.response.pathsend of .*nope: No such file", start=mark)
+
+
+def test_extension_not_offered_raises_in_the_app(spawn):
+    """Trailers without TE: trailers are refused in send(), not sent."""
+    server = start(spawn, "asgiraw:app")
+    status, _, body = server.get("/ext/trailers-anyway")
+    assert (status, body) == (200, b"raised: ASGI extension 'http.response.trailers' is not offered here.")
 
 
 # -- lifespan ------------------------------------------------------------------
@@ -522,6 +691,52 @@ def test_websocket_refusals(spawn, path, status, body):
         assert response.headers["x-why"] == "token"
 
 
+def test_websocket_return_before_accept_is_403(spawn):
+    server = start(spawn, "asgiraw:app")
+
+    async def main():
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            async with ws_connect(ws_url(server, "/ws/return-before")):
+                pass
+        return refused.value.response.status_code
+    assert ws_run(main()) == 403
+
+
+def test_websocket_return_after_accept_closes_1000(spawn):
+    server = start(spawn, "asgiraw:app")
+
+    async def main():
+        async with ws_connect(ws_url(server, "/ws/return-after")) as ws:
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await ws.recv()
+            return closed.value.rcvd.code
+    assert ws_run(main()) == 1000
+
+
+def test_websocket_close_while_a_receive_waits(spawn, events):
+    """granian hangs here until the client acts; the close must go out."""
+    server = start(spawn, "asgiraw:app", env={"ASGI_EVENTS_FILE": str(events)})
+
+    async def main():
+        async with ws_connect(ws_url(server, "/ws/close-while-receiving")) as ws:
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await ws.recv()
+            return closed.value.rcvd.code, closed.value.rcvd.reason
+    assert ws_run(main()) == (4002, "bye")
+    wait_for_event(events, "close-while-receiving: websocket.disconnect")
+
+
+def test_websocket_send_after_client_closed_raises_oserror(spawn, events):
+    server = start(spawn, "asgiraw:app", env={"ASGI_EVENTS_FILE": str(events)})
+
+    async def main():
+        async with ws_connect(ws_url(server, "/ws/send-after-close")):
+            pass
+    ws_run(main())
+    seen = wait_for_event(events, "send-after-close raised OSError")
+    assert "send-after-close got websocket.disconnect" in seen
+
+
 def test_graceful_stop_closes_websockets_with_1012(spawn, events):
     server = start(spawn, "asgiraw:app", env={"ASGI_EVENTS_FILE": str(events)})
 
@@ -572,3 +787,7 @@ def test_tls_http11_and_h2_by_alpn(spawn, tmp_path):
         assert got.decode() == version
         scope = json.loads(body)
         assert (scope["scheme"], scope["http_version"]) == ("https", version)
+        tls = scope["extensions"]["tls"]
+        assert tls["tls_version"] in (0x0303, 0x0304)
+        assert isinstance(tls["cipher_suite"], int) and tls["cipher_suite"] > 0
+        assert tls["client_cert_chain"] == [] and tls["client_cert_error"] is None

@@ -148,6 +148,57 @@ async def app(scope, receive, send):
             await send({"type": "http.response.bogus"})
         except RuntimeError as error:
             await respond(send, 200, ("raised: %s" % error).encode())
+    elif path == "/read-note":
+        # Notes every receive() until the body ends or the client is gone,
+        # then tries to answer and notes how send() fared.
+        while True:
+            message = await receive()
+            note("read-note: %s" % message["type"])
+            if message["type"] != "http.request" or not message.get("more_body"):
+                break
+        try:
+            await respond(send, 200, b"app answer")
+            note("read-note: answered")
+        except OSError as error:
+            note("read-note: send raised %s" % type(error).__mro__[1].__name__)
+    elif path == "/return-mid-body":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"half", "more_body": True})
+    elif path == "/returns-value":
+        await respond(send, 200, b"ok")
+        return 42
+    elif path == "/ext/early-hints":
+        await send({"type": "http.response.informational", "status": 103,
+                    "headers": [(b"link", b"</a.css>; rel=preload")]})
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        # After start, before the body: still an interim response.
+        await send({"type": "http.response.early_hint", "links": [b"</b.js>; rel=preload"]})
+        await send({"type": "http.response.body", "body": b"hinted"})
+    elif path == "/ext/trailers":
+        await read_body(receive)
+        if "http.response.trailers" not in scope["extensions"]:
+            await respond(send, 200, b"no trailers offered")
+            return
+        await send({"type": "http.response.start", "status": 200, "trailers": True,
+                    "headers": [(b"trailer", b"x-checksum, x-count"),
+                                (b"content-length", b"4")]})
+        await send({"type": "http.response.body", "body": b"da", "more_body": True})
+        await send({"type": "http.response.body", "body": b"ta"})
+        await send({"type": "http.response.trailers", "more_trailers": True,
+                    "headers": [(b"x-checksum", b"abc")]})
+        await send({"type": "http.response.trailers", "headers": [(b"x-count", b"4")]})
+    elif path == "/ext/trailers-anyway":
+        try:
+            await send({"type": "http.response.start", "status": 200, "trailers": True,
+                        "headers": []})
+        except RuntimeError as error:
+            await respond(send, 200, ("raised: %s" % error).encode())
+    elif path == "/ext/pathsend":
+        await read_body(receive)
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/octet-stream")]})
+        await send({"type": "http.response.pathsend",
+                    "path": scope["query_string"].decode()})
     elif path == "/after-complete":
         await respond(send, 200, b"done")
         try:
@@ -173,6 +224,8 @@ async def websocket(scope, receive, send):
         return
     if path == "/ws/raise-before":
         raise ValueError("boom before accept")
+    if path == "/ws/return-before":
+        return
     subprotocol = scope["subprotocols"][0] if scope["subprotocols"] else None
     await send({"type": "websocket.accept", "subprotocol": subprotocol,
                 "headers": [(b"x-accepted", b"yes")]})
@@ -184,6 +237,25 @@ async def websocket(scope, receive, send):
         await send({"type": "websocket.send", "text": json.dumps(jsonable(info))})
     if path == "/ws/raise-after":
         raise ValueError("boom after accept")
+    if path == "/ws/return-after":
+        return
+    if path == "/ws/close-while-receiving":
+        # A receive() waits in another task while the app closes.
+        waiting = asyncio.ensure_future(receive())
+        await asyncio.sleep(0.05)
+        await send({"type": "websocket.close", "code": 4002, "reason": "bye"})
+        message = await asyncio.wait_for(waiting, 10)
+        note("close-while-receiving: %s" % message["type"])
+        return
+    if path == "/ws/send-after-close":
+        message = await receive()
+        note("send-after-close got %s" % message["type"])
+        try:
+            await send({"type": "websocket.send", "text": "late"})
+            note("send-after-close: no error")
+        except OSError as error:
+            note("send-after-close raised %s" % type(error).__mro__[1].__name__)
+        return
     while True:
         message = await receive()
         if message["type"] == "websocket.disconnect":

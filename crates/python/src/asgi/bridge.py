@@ -75,10 +75,11 @@ class Cycle(_WriteCredit):
 
     __slots__ = (
         "reply", "inbox", "waiter", "body_done", "disconnected", "started",
-        "complete", "asked", "writer", "task", "status",
+        "complete", "asked", "writer", "task", "status", "extensions",
+        "body_sent", "trailers",
     )
 
-    def __init__(self, reply):
+    def __init__(self, reply, extensions=None):
         self.reply = reply
         self.inbox = collections.deque()
         self.waiter = None
@@ -90,6 +91,11 @@ class Cycle(_WriteCredit):
         self.writer = None
         self.task = None
         self.status = 0
+        # What scope["extensions"] offered this request.
+        self.extensions = extensions or {}
+        self.body_sent = False
+        # Trailers announced by http.response.start and not yet all sent.
+        self.trailers = False
 
     def _wake(self, message):
         waiter = self.waiter
@@ -121,7 +127,7 @@ class Cycle(_WriteCredit):
             message = self.inbox.popleft()
             self.reply.consumed(len(message["body"]))
             return message
-        if self.disconnected or self.complete:
+        if self.disconnected or self.finished:
             return _DISCONNECT
         loop = asyncio.get_running_loop()
         self.waiter = waiter = loop.create_future()
@@ -135,6 +141,12 @@ class Cycle(_WriteCredit):
         kind = message["type"]
         if self.disconnected or self.reply.closed:
             raise ClientDisconnected("client disconnected")
+        if kind in _INTERIM and not self.body_sent and not self.complete:
+            if _INTERIM[kind] not in self.extensions:
+                raise RuntimeError("ASGI extension '%s' is not offered here." % _INTERIM[kind])
+            status, headers = _interim(kind, message)
+            self.reply.informational(status, headers)
+            return
         if not self.started:
             if kind != "http.response.start":
                 raise RuntimeError(
@@ -144,9 +156,23 @@ class Cycle(_WriteCredit):
             if type(status) is not int:
                 raise TypeError("http.response.start 'status' must be an int")
             headers = [(bytes(n), bytes(v)) for n, v in message.get("headers", ())]
+            trailers = bool(message.get("trailers", False))
+            if trailers and "http.response.trailers" not in self.extensions:
+                raise RuntimeError("ASGI extension 'http.response.trailers' is not offered here.")
             self.started = True
+            self.trailers = trailers
             self.status = status
-            self.reply.start(status, headers)
+            self.reply.start(status, headers, trailers)
+        elif kind == "http.response.pathsend" and not self.body_sent and not self.complete:
+            if "http.response.pathsend" not in self.extensions:
+                raise RuntimeError("ASGI extension 'http.response.pathsend' is not offered here.")
+            path = message["path"]
+            if not isinstance(path, str) or not path.startswith("/"):
+                raise RuntimeError("http.response.pathsend 'path' must be an absolute path")
+            self.body_sent = True
+            self.complete = True
+            self.reply.pathsend(path)
+            self._wake(_DISCONNECT)
         elif not self.complete:
             if kind != "http.response.body":
                 raise RuntimeError(
@@ -156,16 +182,46 @@ class Cycle(_WriteCredit):
             if not isinstance(body, bytes):
                 body = bytes(body)
             more = bool(message.get("more_body", False))
+            self.body_sent = True
             if not more:
                 self.complete = True
             if self.reply.body(body, more) and not self.reply.writable():
                 await self._wait_writable()
+            if not more and not self.trailers:
+                self._wake(_DISCONNECT)
+        elif self.trailers and kind == "http.response.trailers":
+            headers = [(bytes(n), bytes(v)) for n, v in message.get("headers", ())]
+            more = bool(message.get("more_trailers", False))
+            self.trailers = more
+            self.reply.trailers(headers, more)
             if not more:
                 self._wake(_DISCONNECT)
         else:
             raise RuntimeError(
                 "Unexpected ASGI message '%s' sent, after response already completed." % kind
             )
+
+    @property
+    def finished(self):
+        """The response, trailers included, is complete."""
+        return self.complete and not self.trailers
+
+
+# The interim-response messages and the extension that offers each.
+_INTERIM = {
+    "http.response.informational": "http.response.informational",
+    "http.response.early_hint": "http.response.early_hint",
+}
+
+
+def _interim(kind, message):
+    """(status, headers) of an interim response message."""
+    if kind == "http.response.early_hint":
+        return 103, [(b"link", bytes(link)) for link in message.get("links", ())]
+    status = message["status"]
+    if type(status) is not int or not 100 <= status < 200 or status == 101:
+        raise RuntimeError("http.response.informational 'status' must be 1xx (not 101)")
+    return status, [(bytes(n), bytes(v)) for n, v in message.get("headers", ())]
 
 
 class WsCycle(_WriteCredit):
@@ -317,7 +373,10 @@ class Server:
     def start(self, rid, scope, reply):
         if self.state is not None:
             scope["state"] = self.state.copy()
-        cycle = WsCycle(reply) if scope["type"] == "websocket" else Cycle(reply)
+        if scope["type"] == "websocket":
+            cycle = WsCycle(reply)
+        else:
+            cycle = Cycle(reply, scope["extensions"])
         self.cycles[rid] = cycle
         cycle.task = asyncio.get_running_loop().create_task(self.run(rid, cycle, scope))
 
@@ -351,7 +410,7 @@ class Server:
                 if not cycle.disconnected:
                     self.log(40, "ASGI callable returned without starting response.")
                 cycle.reply.error()
-            elif not cycle.complete:
+            elif not cycle.finished:
                 if not cycle.disconnected:
                     self.log(40, "ASGI callable returned without completing response.")
                 cycle.reply.abort()

@@ -143,6 +143,28 @@ pub enum FromApp {
         status: u16,
         /// Headers, names as the app gave them.
         headers: Vec<(Vec<u8>, Vec<u8>)>,
+        /// Trailers follow the body (`http.response.trailers`).
+        trailers: bool,
+    },
+    /// `http.response.informational` / `http.response.early_hint`: an
+    /// interim 1xx response, before the final head.
+    Informational {
+        /// A 1xx status.
+        status: u16,
+        /// Its header fields.
+        headers: Vec<(Vec<u8>, Vec<u8>)>,
+    },
+    /// `http.response.trailers`.
+    Trailers {
+        /// Trailer fields.
+        headers: Vec<(Vec<u8>, Vec<u8>)>,
+        /// More trailers follow.
+        more: bool,
+    },
+    /// `http.response.pathsend`: the whole body is this file.
+    PathSend {
+        /// An absolute path.
+        path: std::path::PathBuf,
     },
     /// `http.response.body`.
     Body {
@@ -230,9 +252,29 @@ impl Reply {
         self.shared.closed.load(Ordering::Acquire)
     }
 
-    /// Queues the response head.
-    fn start(&self, status: u16, headers: Vec<(Vec<u8>, Vec<u8>)>) -> PyResult<()> {
-        self.post(FromApp::Start { status, headers })
+    /// Queues the response head (`trailers`: trailers follow the body).
+    #[pyo3(signature = (status, headers, trailers=false))]
+    fn start(&self, status: u16, headers: Vec<(Vec<u8>, Vec<u8>)>, trailers: bool) -> PyResult<()> {
+        self.post(FromApp::Start {
+            status,
+            headers,
+            trailers,
+        })
+    }
+
+    /// Queues an interim 1xx response.
+    fn informational(&self, status: u16, headers: Vec<(Vec<u8>, Vec<u8>)>) -> PyResult<()> {
+        self.post(FromApp::Informational { status, headers })
+    }
+
+    /// Queues trailer fields (`more`: more trailers follow).
+    fn trailers(&self, headers: Vec<(Vec<u8>, Vec<u8>)>, more: bool) -> PyResult<()> {
+        self.post(FromApp::Trailers { headers, more })
+    }
+
+    /// Queues the file at `path` as the whole body.
+    fn pathsend(&self, path: std::path::PathBuf) -> PyResult<()> {
+        self.post(FromApp::PathSend { path })
     }
 
     /// Queues body bytes; returns True when the app must wait for

@@ -31,6 +31,58 @@ pub struct ScopeData {
     pub server: Option<(String, u16)>,
     /// For a WebSocket scope: the subprotocols the client offered.
     pub websocket: Option<Vec<String>>,
+    /// The extensions usable on this request.
+    pub extensions: Extensions,
+}
+
+/// Which ASGI extensions a request's connection can carry out; each is
+/// advertised in `scope["extensions"]` only when set.
+#[derive(Debug, Clone, Default)]
+pub struct Extensions {
+    /// `http.response.trailers` (HTTP/2, or HTTP/1.1 chunked with `TE: trailers`).
+    pub trailers: bool,
+    /// `http.response.pathsend`.
+    pub pathsend: bool,
+    /// `http.response.informational` and `http.response.early_hint` (1xx
+    /// before the head; HTTP/1.1 only: hyper's HTTP/2 server sends none).
+    pub informational: bool,
+    /// `tls`: the connection's TLS parameters.
+    pub tls: Option<TlsInfo>,
+}
+
+/// The ASGI TLS extension's data.
+#[derive(Debug, Clone, Default)]
+pub struct TlsInfo {
+    /// The server's certificate, PEM.
+    pub server_cert: Option<String>,
+    /// The client's certificate chain, PEM each, leaf first.
+    pub client_cert_chain: Vec<String>,
+    /// The TLS version (0x0304 for TLS 1.3).
+    pub tls_version: Option<u16>,
+    /// The IANA cipher suite number.
+    pub cipher_suite: Option<u16>,
+}
+
+impl TlsInfo {
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let tls = PyDict::new(py);
+        tls.set_item("server_cert", self.server_cert.clone())?;
+        tls.set_item("client_cert_chain", self.client_cert_chain.clone())?;
+        // Subject-name parsing and verification errors are not surfaced
+        // (the client was verified by rustls or not asked for).
+        tls.set_item("client_cert_name", py.None())?;
+        tls.set_item(
+            "client_cert_error",
+            if self.client_cert_chain.is_empty() {
+                None
+            } else {
+                Some(py.None())
+            },
+        )?;
+        tls.set_item("tls_version", self.tls_version)?;
+        tls.set_item("cipher_suite", self.cipher_suite)?;
+        Ok(tls)
+    }
 }
 
 impl ScopeData {
@@ -80,8 +132,23 @@ impl ScopeData {
         scope.set_item("client", self.client.clone())?;
         scope.set_item("server", self.server.clone())?;
         let extensions = PyDict::new(py);
+        let offers = &self.extensions;
         if self.websocket.is_some() {
             extensions.set_item("websocket.http.response", PyDict::new(py))?;
+        } else {
+            if offers.trailers {
+                extensions.set_item("http.response.trailers", PyDict::new(py))?;
+            }
+            if offers.pathsend {
+                extensions.set_item("http.response.pathsend", PyDict::new(py))?;
+            }
+            if offers.informational {
+                extensions.set_item("http.response.informational", PyDict::new(py))?;
+                extensions.set_item("http.response.early_hint", PyDict::new(py))?;
+            }
+        }
+        if let Some(tls) = &offers.tls {
+            extensions.set_item("tls", tls.to_dict(py)?)?;
         }
         scope.set_item("extensions", extensions)?;
         Ok(scope)
@@ -106,6 +173,7 @@ mod tests {
                 client: Some(("127.0.0.1".into(), 5000)),
                 server: None,
                 websocket: None,
+                extensions: Extensions::default(),
             };
             let scope = data.to_dict(py, "/mnt").unwrap();
             let get = |k: &str| scope.get_item(k).unwrap().unwrap();

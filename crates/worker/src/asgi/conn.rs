@@ -18,7 +18,7 @@ use ferricorn_http::{BodyDecoder, HttpError, Version};
 use ferricorn_python::asgi::events::{
     FromApp, Reply, ReplyShared, ToLoop, READ_AHEAD, WRITE_CREDIT,
 };
-use ferricorn_python::asgi::scope::ScopeData;
+use ferricorn_python::asgi::scope::{Extensions, ScopeData, TlsInfo};
 use tokio::time::Instant;
 
 use super::response::Response;
@@ -50,10 +50,12 @@ pub(crate) async fn connection(
         stream = tls;
         peer.secure = true;
         if stream.alpn_protocol() == Some(b"h2") {
-            super::h2::serve(Arc::clone(&shared), stream, peer).await;
+            let tls = super::tls_info::of(&stream);
+            super::h2::serve(Arc::clone(&shared), stream, peer, tls).await;
             return;
         }
     }
+    let tls = super::tls_info::of(&stream);
     let mut reader = HeadReader::new(&options.parser, &options.proxy, 0);
     if shared.tls.is_none() && options.h2c_prior_knowledge {
         match crate::h2::sniff_preface(&mut stream, &mut reader.buf, options.header_timeout).await {
@@ -61,7 +63,7 @@ pub(crate) async fn connection(
                 if remote.is_none_or(|a| options.h2c_allow.allows(a.ip())) {
                     let buffered = std::mem::take(&mut reader.buf);
                     let stream = AsyncStream::Rewound(buffered, Box::new(stream));
-                    super::h2::serve(Arc::clone(&shared), stream, peer).await;
+                    super::h2::serve(Arc::clone(&shared), stream, peer, None).await;
                 }
                 return;
             }
@@ -99,7 +101,7 @@ pub(crate) async fn connection(
             Err(HeadError::Closed) => return,
         };
         let keep_alive = !options.keepalive.is_zero() && !*shutdown.borrow();
-        match exchange(&shared, &mut stream, &peer, ready, keep_alive).await {
+        match exchange(&shared, &mut stream, &peer, tls.as_ref(), ready, keep_alive).await {
             Some(leftover) if keep_alive => reader.buf = leftover,
             _ => {
                 let close = tokio::io::AsyncWriteExt::shutdown(&mut stream);
@@ -144,6 +146,7 @@ async fn exchange(
     shared: &AsgiShared,
     stream: &mut AsyncStream,
     peer: &Peer,
+    tls: Option<&TlsInfo>,
     ready: ReadyHead,
     keep_alive: bool,
 ) -> Option<Vec<u8>> {
@@ -205,6 +208,12 @@ async fn exchange(
         client: peer.remote.map(|a| (a.ip().to_string(), a.port())),
         server: peer.local.map(|a| (a.ip().to_string(), a.port())),
         websocket: None,
+        extensions: Extensions {
+            trailers: head.version == Version::HTTP_11 && te_trailers(&headers),
+            pathsend: true,
+            informational: head.version == Version::HTTP_11,
+            tls: tls.cloned(),
+        },
     };
     let token = shared.heartbeat.request_started([
         head.method.as_bytes(),
@@ -231,6 +240,13 @@ async fn exchange(
     );
     let mut out = Vec::with_capacity(4096);
     let io_timeout = shared.options.io_timeout;
+    let body_timeout = shared.options.body_timeout;
+    // A body read that makes no progress for `--body-timeout` is a 408, as
+    // on the thread classes; the clock runs only while the app wants body.
+    let mut body_deadline = Instant::now() + body_timeout;
+    // The request body failed and its 4xx went out in place of the app's
+    // response: whatever the app sends afterwards is dropped.
+    let mut refused = false;
 
     let gone = |state: &ReplyShared, client_gone: &mut bool| {
         if !*client_gone {
@@ -262,7 +278,9 @@ async fn exchange(
                     }
                 }
                 Err(error) => {
-                    tracing::warn!("Invalid request body: {}", error.detail);
+                    refused =
+                        refuse_body(stream, peer, &mut response, &error, client_gone, io_timeout)
+                            .await;
                     gone(&state, &mut client_gone);
                 }
             }
@@ -278,10 +296,45 @@ async fn exchange(
             message = replies.recv() => {
                 let Some(message) = message else { break Ending::Close };
                 match message {
-                    FromApp::Start { status, headers } => response.start(status, headers),
+                    FromApp::Start { status, headers, trailers } => {
+                        if !refused {
+                            response.start(status, headers, trailers);
+                        }
+                    }
+                    FromApp::Informational { status, headers } => {
+                        out.clear();
+                        response.informational(status, &headers, &mut out);
+                        if !client_gone && !refused && !out.is_empty() {
+                            let write = tokio::time::timeout(io_timeout, stream.write_all(&out)).await;
+                            if !matches!(write, Ok(Ok(()))) {
+                                gone(&state, &mut client_gone);
+                            }
+                        }
+                    }
+                    FromApp::Trailers { headers, more } => {
+                        out.clear();
+                        response.trailers(headers, more, &mut out);
+                        if !client_gone && !refused && !out.is_empty() {
+                            let write = tokio::time::timeout(io_timeout, stream.write_all(&out)).await;
+                            if !matches!(write, Ok(Ok(()))) {
+                                gone(&state, &mut client_gone);
+                            }
+                        }
+                        if !more {
+                            break if client_gone { Ending::Close } else { Ending::Complete };
+                        }
+                    }
+                    FromApp::PathSend { path } => {
+                        if refused || client_gone {
+                            break Ending::Close;
+                        }
+                        break send_path(stream, &mut response, &path, io_timeout).await;
+                    }
                     FromApp::Body { data, more } => {
                         out.clear();
-                        response.body(&data, more, &mut out);
+                        if !refused {
+                            response.body(&data, more, &mut out);
+                        }
                         if !client_gone && !out.is_empty() {
                             let write = tokio::time::timeout(io_timeout, stream.write_all(&out)).await;
                             if !matches!(write, Ok(Ok(()))) {
@@ -295,13 +348,14 @@ async fn exchange(
                         if left <= WRITE_CREDIT && state.wants_writable.swap(false, Ordering::AcqRel) {
                             shared.queue.push(ToLoop::Writable { id });
                         }
-                        if !more {
+                        if !more && !response.awaits_trailers() {
                             break if client_gone { Ending::Close } else { Ending::Complete };
                         }
                     }
                     FromApp::WantBody => {
                         if !want_body {
                             want_body = true;
+                            body_deadline = Instant::now() + body_timeout;
                             if !body.decoder.is_done() && !client_gone {
                                 let cont = stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await;
                                 if cont.is_err() {
@@ -311,7 +365,7 @@ async fn exchange(
                         }
                     }
                     FromApp::Error => {
-                        if !response.head_written && !client_gone {
+                        if !response.head_written && !client_gone && !refused {
                             let error = HttpError::new(500, "the application failed; see the error log");
                             let _ = stream.write_all(&error.to_response()).await;
                             response.status = 500;
@@ -327,18 +381,27 @@ async fn exchange(
                 }
             }
             read = stream.read_buf(&mut body.raw), if read_body || watch_eof => match read {
-                Ok(n) if n > 0 => {}
+                Ok(n) if n > 0 => body_deadline = Instant::now() + body_timeout,
                 Ok(_) => {
                     if read_body {
                         if let Err(error) = body.decoder.end_of_input() {
-                            tracing::debug!("request body cut short: {}", error.detail);
+                            // Half-closed with the body short: the client can
+                            // still read its 400.
+                            refused = refuse_body(stream, peer, &mut response, &error, client_gone, io_timeout).await;
                         }
                     }
                     gone(&state, &mut client_gone);
                 }
                 Err(_) => gone(&state, &mut client_gone),
             },
-            _ = state.read_credit.notified(), if wait_credit => {}
+            _ = tokio::time::sleep_until(body_deadline), if read_body && !body_timeout.is_zero() => {
+                let error = crate::body::timeout_error();
+                refused = refuse_body(stream, peer, &mut response, &error, client_gone, io_timeout).await;
+                gone(&state, &mut client_gone);
+            }
+            _ = state.read_credit.notified(), if wait_credit => {
+                body_deadline = Instant::now() + body_timeout;
+            }
         }
     };
     shared.heartbeat.request_finished(token);
@@ -382,4 +445,85 @@ async fn exchange(
         }
     }
     Some(body.raw)
+}
+
+/// Answers a request whose body failed (bad framing, cut short, stalled)
+/// with the body's 4xx when the app has not started its response, as the
+/// thread classes do; logs gunicorn's `Invalid request` warning. Returns
+/// whether the answer went out in place of the app's response.
+async fn refuse_body(
+    stream: &mut AsyncStream,
+    peer: &Peer,
+    response: &mut Response,
+    error: &HttpError,
+    client_gone: bool,
+    io_timeout: std::time::Duration,
+) -> bool {
+    crate::head::warn_invalid(peer, error);
+    if response.head_written || client_gone {
+        return false;
+    }
+    let answer = error.to_response();
+    let _ = tokio::time::timeout(io_timeout, stream.write_all(&answer)).await;
+    response.status = error.status;
+    true
+}
+
+/// Whether the request's `TE` lists `trailers` (the client takes them).
+fn te_trailers(headers: &[(String, Vec<u8>)]) -> bool {
+    headers.iter().any(|(name, value)| {
+        name.eq_ignore_ascii_case("te")
+            && value
+                .split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"trailers"))
+    })
+}
+
+/// Answers `http.response.pathsend`: the held head with the file's length
+/// (unless the app gave one), then the file. A file that cannot be opened
+/// is a 500 (logged) while the head is still unsent.
+async fn send_path(
+    stream: &mut AsyncStream,
+    response: &mut Response,
+    path: &std::path::Path,
+    io_timeout: std::time::Duration,
+) -> Ending {
+    let opened = std::fs::File::open(path).and_then(|file| {
+        let meta = file.metadata()?;
+        if !meta.is_file() {
+            return Err(std::io::Error::other("not a regular file"));
+        }
+        Ok((file, meta.len()))
+    });
+    let (file, len) = match opened {
+        Ok(opened) => opened,
+        Err(error) => {
+            tracing::error!("http.response.pathsend of {}: {error}", path.display());
+            if !response.head_written {
+                let error = HttpError::new(500, "the application failed; see the error log");
+                let _ =
+                    tokio::time::timeout(io_timeout, stream.write_all(&error.to_response())).await;
+                response.status = 500;
+            }
+            return Ending::Close;
+        }
+    };
+    let mut out = Vec::with_capacity(512);
+    let count = response.file_head(len, &mut out);
+    if !matches!(
+        tokio::time::timeout(io_timeout, stream.write_all(&out)).await,
+        Ok(Ok(()))
+    ) {
+        return Ending::Close;
+    }
+    match super::pathsend::send(stream, &file, count, io_timeout).await {
+        Ok(()) => Ending::Complete,
+        Err(error) => {
+            tracing::debug!(
+                "http.response.pathsend of {} cut short: {error}",
+                path.display()
+            );
+            Ending::Close
+        }
+    }
 }

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use ferricorn_python::asgi::events::{
     FromApp, Reply, ReplyShared, ToLoop, READ_AHEAD, WRITE_CREDIT,
 };
-use ferricorn_python::asgi::scope::ScopeData;
+use ferricorn_python::asgi::scope::{Extensions, ScopeData, TlsInfo};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming};
 use hyper::{Request, Response};
@@ -26,10 +26,17 @@ use crate::exchange::Peer;
 use crate::io::AsyncStream;
 
 /// Serves an HTTP/2 connection until it ends or the worker stops.
-pub(crate) async fn serve(shared: Arc<AsgiShared>, stream: AsyncStream, peer: Peer) {
+/// `tls`: the connection's TLS parameters, for the `tls` extension.
+pub(crate) async fn serve(
+    shared: Arc<AsgiShared>,
+    stream: AsyncStream,
+    peer: Peer,
+    tls: Option<TlsInfo>,
+) {
     let service_shared = Arc::clone(&shared);
+    let tls = tls.map(Arc::new);
     let service = hyper::service::service_fn(move |request| {
-        handle(Arc::clone(&service_shared), peer, request)
+        handle(Arc::clone(&service_shared), peer, tls.clone(), request)
     });
     crate::h2::drive(
         &shared.options.http2,
@@ -43,6 +50,7 @@ pub(crate) async fn serve(shared: Arc<AsgiShared>, stream: AsyncStream, peer: Pe
 async fn handle(
     shared: Arc<AsgiShared>,
     peer: Peer,
+    tls: Option<Arc<TlsInfo>>,
     request: Request<Incoming>,
 ) -> Result<Response<AppBody>, Infallible> {
     let (parts, incoming) = request.into_parts();
@@ -122,6 +130,15 @@ async fn handle(
         client: peer.remote.map(|a| (a.ip().to_string(), a.port())),
         server: peer.local.map(|a| (a.ip().to_string(), a.port())),
         websocket: None,
+        extensions: Extensions {
+            // HTTP/2 carries trailers on any response (a HEADERS frame
+            // after the DATA); hyper's server sends no 1xx, and pathsend
+            // is HTTP/1.x's sendfile path.
+            trailers: true,
+            pathsend: false,
+            informational: false,
+            tls: tls.as_deref().cloned(),
+        },
     };
     shared.queue.push(ToLoop::Request {
         id,
@@ -137,14 +154,25 @@ async fn handle(
 
     // Wait for the head (held until the first body, as on HTTP/1.1).
     let mut start = None;
+    let mut trailers = false;
     let first = loop {
         match replies.recv().await {
-            Some(FromApp::Start { status, headers }) => start = Some((status, headers)),
+            Some(FromApp::Start {
+                status,
+                headers,
+                trailers: announced,
+            }) => {
+                start = Some((status, headers));
+                trailers = announced;
+            }
+            Some(FromApp::Informational { .. }) => {}
             Some(FromApp::Body { data, more }) => break Some((data, more)),
             Some(FromApp::WantBody) => {}
             Some(FromApp::Error) | None => break None,
             Some(
                 FromApp::Abort
+                | FromApp::Trailers { .. }
+                | FromApp::PathSend { .. }
                 | FromApp::WsAccept { .. }
                 | FromApp::WsSend { .. }
                 | FromApp::WsClose { .. },
@@ -178,6 +206,8 @@ async fn handle(
     let body = AppBody {
         first: Some(Bytes::from(data)),
         more,
+        trailers,
+        trailer_map: hyper::HeaderMap::new(),
         link: Some(Link {
             replies,
             state,
@@ -264,6 +294,10 @@ async fn pump_body(
 pub(crate) struct AppBody {
     first: Option<Bytes>,
     more: bool,
+    /// `http.response.trailers` announced and not all received yet.
+    trailers: bool,
+    /// Trailer fields received with `more_trailers`.
+    trailer_map: hyper::HeaderMap,
     link: Option<Link>,
     failed: bool,
     access: Option<Access>,
@@ -312,6 +346,8 @@ impl AppBody {
         Self {
             first: Some(Bytes::from(data)),
             more: false,
+            trailers: false,
+            trailer_map: hyper::HeaderMap::new(),
             link: None,
             failed: false,
             access: None,
@@ -346,7 +382,7 @@ impl Body for AppBody {
             return Poll::Ready(Some(Err(aborted())));
         }
         loop {
-            if !self.more {
+            if !self.more && !self.trailers {
                 return Poll::Ready(None);
             }
             let Some(link) = self.link.as_mut() else {
@@ -363,11 +399,29 @@ impl Body for AppBody {
                         return Poll::Ready(Some(Ok(Frame::data(Bytes::from(data)))));
                     }
                 }
-                Poll::Ready(Some(FromApp::Start { .. } | FromApp::WantBody)) => {}
+                Poll::Ready(Some(FromApp::Trailers { headers, more })) if !self.more => {
+                    for (name, value) in headers {
+                        let name = hyper::header::HeaderName::from_bytes(&name);
+                        let value = hyper::header::HeaderValue::from_bytes(&value);
+                        if let (Ok(name), Ok(value)) = (name, value) {
+                            self.trailer_map.append(name, value);
+                        }
+                    }
+                    if !more {
+                        self.trailers = false;
+                        let map = std::mem::take(&mut self.trailer_map);
+                        return Poll::Ready(Some(Ok(Frame::trailers(map))));
+                    }
+                }
+                Poll::Ready(Some(
+                    FromApp::Start { .. } | FromApp::WantBody | FromApp::Informational { .. },
+                )) => {}
                 Poll::Ready(
                     Some(
                         FromApp::Error
                         | FromApp::Abort
+                        | FromApp::Trailers { .. }
+                        | FromApp::PathSend { .. }
                         | FromApp::WsAccept { .. }
                         | FromApp::WsSend { .. }
                         | FromApp::WsClose { .. },
@@ -402,7 +456,8 @@ impl Drop for AppBody {
         }
         // Dropped before the end: the stream was reset or the client left.
         if let Some(link) = &self.link {
-            if self.more && !link.state.closed.swap(true, Ordering::AcqRel) {
+            let unfinished = self.more || self.trailers;
+            if unfinished && !link.state.closed.swap(true, Ordering::AcqRel) {
                 link.shared.queue.push(ToLoop::Disconnect { id: link.id });
             }
         }

@@ -10,7 +10,9 @@
 
 mod conn;
 mod h2;
+mod pathsend;
 mod response;
+mod tls_info;
 mod ws;
 
 use std::sync::Arc;

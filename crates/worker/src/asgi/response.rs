@@ -38,6 +38,10 @@ pub(crate) struct Response {
     pub(crate) body_bytes: u64,
     /// The head has been framed.
     pub(crate) head_written: bool,
+    /// Trailers follow the body (the response is chunked for them).
+    trailers: bool,
+    /// Trailer fields sent with `more_trailers`, held for the last chunk.
+    held_trailers: Fields,
 }
 
 impl Response {
@@ -55,12 +59,81 @@ impl Response {
             headers: Vec::new(),
             body_bytes: 0,
             head_written: false,
+            trailers: false,
+            held_trailers: Vec::new(),
         }
     }
 
-    /// Records `http.response.start`.
-    pub(crate) fn start(&mut self, status: u16, headers: Fields) {
+    /// Records `http.response.start`; `trailers`: the app sends
+    /// `http.response.trailers` after the body (only offered on HTTP/1.1).
+    pub(crate) fn start(&mut self, status: u16, headers: Fields, trailers: bool) {
         self.pending = Some((status, headers));
+        self.trailers = trailers && self.version == Version::HTTP_11;
+    }
+
+    /// Appends an interim 1xx response (early hints) to `out`; nothing once
+    /// the head is out or on HTTP/1.0, which has no interim responses.
+    pub(crate) fn informational(&self, status: u16, headers: &Fields, out: &mut Vec<u8>) {
+        if self.head_written || self.version != Version::HTTP_11 {
+            return;
+        }
+        write_status_line(
+            out,
+            self.version,
+            status,
+            ferricorn_http::response::reason_phrase(status),
+        );
+        push_fields(out, headers);
+        out.extend_from_slice(b"\r\n");
+    }
+
+    /// Appends `http.response.trailers` to `out`: the last chunk and the
+    /// fields once `more` is false (earlier ones are held until then).
+    pub(crate) fn trailers(&mut self, headers: Fields, more: bool, out: &mut Vec<u8>) {
+        self.held_trailers.extend(headers);
+        if more {
+            return;
+        }
+        let announced = std::mem::replace(&mut self.trailers, false);
+        if !announced || self.framing != Framing::Chunked {
+            // A HEAD or bodiless response carries no trailers.
+            return;
+        }
+        out.extend_from_slice(b"0\r\n");
+        push_fields(out, &self.held_trailers);
+        out.extend_from_slice(b"\r\n");
+    }
+
+    /// Frames the head for a `http.response.pathsend` of a `len`-byte file
+    /// into `out`; returns how many of the file's bytes may follow (none
+    /// for HEAD, 204, 304; at most the app's `Content-Length`).
+    pub(crate) fn file_head(&mut self, len: u64, out: &mut Vec<u8>) -> u64 {
+        self.trailers = false;
+        if let Some((_, headers)) = self.pending.as_mut() {
+            let has_length = headers
+                .iter()
+                .any(|(name, _)| name.eq_ignore_ascii_case(b"content-length"));
+            if !has_length {
+                // HEAD gets the file's length too.
+                headers.push((b"content-length".to_vec(), len.to_string().into_bytes()));
+            }
+        }
+        self.write_head(len, false, out);
+        let n = match self.framing {
+            Framing::None => 0,
+            Framing::Length => self.owed.min(len),
+            Framing::Chunked | Framing::UntilClose => len,
+        };
+        if self.framing == Framing::Length {
+            self.owed -= n;
+        }
+        self.body_bytes += n;
+        n
+    }
+
+    /// Whether the body is done and `http.response.trailers` is awaited.
+    pub(crate) fn awaits_trailers(&self) -> bool {
+        self.trailers
     }
 
     /// Whether the connection may be reused after a complete response.
@@ -68,7 +141,9 @@ impl Response {
         self.keep_alive && self.framing != Framing::UntilClose && self.owed == 0
     }
 
-    fn write_head(&mut self, first: &[u8], more: bool, out: &mut Vec<u8>) {
+    /// Frames the held head; `first_len` is the length of the first body
+    /// piece, which is the whole body when `more` is false.
+    fn write_head(&mut self, first_len: u64, more: bool, out: &mut Vec<u8>) {
         let Some((status, headers)) = self.pending.take() else {
             return;
         };
@@ -97,6 +172,10 @@ impl Response {
                 continue;
             }
             if name.eq_ignore_ascii_case("content-length") {
+                if self.trailers {
+                    // Trailers need chunked framing, which excludes a length.
+                    continue;
+                }
                 let parsed = std::str::from_utf8(&value)
                     .ok()
                     .and_then(|v| v.trim().parse::<u64>().ok());
@@ -119,8 +198,8 @@ impl Response {
         } else if let Some(n) = length {
             self.owed = n;
             Framing::Length
-        } else if !more {
-            let n = first.len() as u64;
+        } else if !more && !self.trailers {
+            let n = first_len;
             self.owed = n;
             out.extend_from_slice(b"content-length: ");
             out.extend_from_slice(n.to_string().as_bytes());
@@ -150,7 +229,7 @@ impl Response {
     /// Appends the bytes for one `http.response.body` to `out` (the head
     /// too the first time). Bytes past `Content-Length` are dropped.
     pub(crate) fn body(&mut self, data: &[u8], more: bool, out: &mut Vec<u8>) {
-        self.write_head(data, more, out);
+        self.write_head(data.len() as u64, more, out);
         self.body_bytes += data.len() as u64;
         match self.framing {
             Framing::None => {}
@@ -165,12 +244,22 @@ impl Response {
                 if !data.is_empty() {
                     encode_chunk(out, data);
                 }
-                if !more {
+                if !more && !self.trailers {
                     out.extend_from_slice(LAST_CHUNK);
                 }
             }
             Framing::UntilClose => out.extend_from_slice(data),
         }
+    }
+}
+
+/// Appends `name: value\r\n` for each field.
+fn push_fields(out: &mut Vec<u8>, fields: &Fields) {
+    for (name, value) in fields {
+        out.extend_from_slice(name);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
     }
 }
 
@@ -188,6 +277,7 @@ mod tests {
         whole.start(
             200,
             vec![(b"content-type".to_vec(), b"text/plain".to_vec())],
+            false,
         );
         let mut out = Vec::new();
         whole.body(b"hello", false, &mut out);
@@ -198,7 +288,11 @@ mod tests {
         assert!(whole.keep_alive());
 
         let mut stream = Response::new(Version::HTTP_11, false, true);
-        stream.start(200, vec![(b"transfer-encoding".to_vec(), b"gzip".to_vec())]);
+        stream.start(
+            200,
+            vec![(b"transfer-encoding".to_vec(), b"gzip".to_vec())],
+            false,
+        );
         let mut out = Vec::new();
         stream.body(b"ab", true, &mut out);
         stream.body(b"", false, &mut out);
@@ -211,16 +305,58 @@ mod tests {
     #[test]
     fn http10_stream_closes_and_short_length_is_not_reusable() {
         let mut old = Response::new(Version::HTTP_10, false, true);
-        old.start(200, vec![]);
+        old.start(200, vec![], false);
         let mut out = Vec::new();
         old.body(b"x", true, &mut out);
         assert!(!old.keep_alive());
         assert!(text(&out).contains("Connection: close"));
 
         let mut short = Response::new(Version::HTTP_11, false, true);
-        short.start(200, vec![(b"content-length".to_vec(), b"10".to_vec())]);
+        short.start(
+            200,
+            vec![(b"content-length".to_vec(), b"10".to_vec())],
+            false,
+        );
         let mut out = Vec::new();
         short.body(b"12345", false, &mut out);
         assert!(!short.keep_alive());
+    }
+
+    #[test]
+    fn trailers_go_after_the_last_chunk() {
+        let mut r = Response::new(Version::HTTP_11, false, true);
+        r.start(200, vec![(b"content-length".to_vec(), b"2".to_vec())], true);
+        let mut out = Vec::new();
+        r.body(b"ab", false, &mut out);
+        r.trailers(vec![(b"x-a".to_vec(), b"1".to_vec())], true, &mut out);
+        r.trailers(vec![(b"x-b".to_vec(), b"2".to_vec())], false, &mut out);
+        let out = text(&out);
+        assert!(!out.contains("content-length"), "{out}");
+        assert!(out.contains("transfer-encoding: chunked\r\n"), "{out}");
+        assert!(
+            out.ends_with("\r\n\r\n2\r\nab\r\n0\r\nx-a: 1\r\nx-b: 2\r\n\r\n"),
+            "{out}"
+        );
+        assert!(r.keep_alive());
+    }
+
+    #[test]
+    fn file_head_uses_the_file_length_unless_the_app_gave_one() {
+        let mut r = Response::new(Version::HTTP_11, false, true);
+        r.start(200, vec![], false);
+        let mut out = Vec::new();
+        assert_eq!(r.file_head(7, &mut out), 7);
+        assert!(text(&out).contains("content-length: 7\r\n"));
+        assert!(r.keep_alive());
+
+        let mut head = Response::new(Version::HTTP_11, true, true);
+        head.start(
+            200,
+            vec![(b"content-length".to_vec(), b"7".to_vec())],
+            false,
+        );
+        let mut out = Vec::new();
+        assert_eq!(head.file_head(7, &mut out), 0);
+        assert!(text(&out).contains("content-length: 7\r\n"));
     }
 }

@@ -122,6 +122,7 @@ pub(crate) async fn serve(
         client: peer.remote.map(|a| (a.ip().to_string(), a.port())),
         server: peer.local.map(|a| (a.ip().to_string(), a.port())),
         websocket: Some(subprotocols),
+        extensions: Default::default(),
     };
     shared.queue.push(ToLoop::Request {
         id,
@@ -166,7 +167,9 @@ pub(crate) async fn serve(
                 closed(shared, &state, id, 1000, "");
                 return (403, 0);
             }
-            Some(FromApp::Start { status, headers }) => denial.start(status, headers),
+            Some(FromApp::Start {
+                status, headers, ..
+            }) => denial.start(status, headers, false),
             Some(FromApp::Body { data, more }) => {
                 out.clear();
                 denial.body(&data, more, &mut out);
@@ -186,7 +189,14 @@ pub(crate) async fn serve(
                 closed(shared, &state, id, 1006, "");
                 return (500, 0);
             }
-            Some(FromApp::Abort | FromApp::WsSend { .. }) => {
+            // The bridge sends no HTTP extension messages on a websocket.
+            Some(
+                FromApp::Abort
+                | FromApp::WsSend { .. }
+                | FromApp::Informational { .. }
+                | FromApp::Trailers { .. }
+                | FromApp::PathSend { .. },
+            ) => {
                 closed(shared, &state, id, 1006, "");
                 return (denial.status, denial.body_bytes);
             }
