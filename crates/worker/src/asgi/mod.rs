@@ -13,6 +13,8 @@ mod h2;
 mod response;
 mod ws;
 
+pub use ws::WsOptions;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -38,8 +40,8 @@ pub(crate) struct AsgiShared {
     pub(crate) options: ClassOptions,
     pub(crate) shutdown: watch::Receiver<bool>,
     pub(crate) tls: Option<tokio_rustls::TlsAcceptor>,
-    /// `--websocket-max-message-size` (0: no limit).
-    pub(crate) ws_max_message_size: u64,
+    /// The WebSocket limits and keepalive.
+    pub(crate) ws: WsOptions,
     next_id: std::sync::atomic::AtomicU64,
 }
 
@@ -117,8 +119,8 @@ pub struct AsgiSetup {
     pub heartbeat: Arc<dyn Heartbeat>,
     /// Bound on the lifespan startup (`--timeout`; 0: none).
     pub startup_timeout: Duration,
-    /// `--websocket-max-message-size` (0: no limit).
-    pub ws_max_message_size: u64,
+    /// The WebSocket limits and keepalive.
+    pub ws: WsOptions,
 }
 
 /// Runs an ASGI worker until `TERM`.
@@ -152,7 +154,7 @@ pub fn run(
         options,
         shutdown,
         tls,
-        ws_max_message_size: setup.ws_max_message_size,
+        ws: setup.ws,
         next_id: std::sync::atomic::AtomicU64::new(0),
     });
     let io = std::thread::Builder::new()
