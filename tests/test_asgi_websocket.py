@@ -8,6 +8,7 @@ import signal
 import socket
 import struct
 import time
+import zlib
 
 import pytest
 import websockets
@@ -31,23 +32,29 @@ def events(tmp_path):
 class RawWs:
     """A WebSocket client on a plain socket: frames in and out by hand."""
 
-    def __init__(self, port, path="/echo"):
+    def __init__(self, port, path="/echo", extensions=None):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=IO_TIMEOUT)
         key = base64.b64encode(os.urandom(16))
         self.sock.sendall(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: x\r\n"
                           b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                          b"Sec-WebSocket-Key: " + key + b"\r\nSec-WebSocket-Version: 13\r\n\r\n")
+                          b"Sec-WebSocket-Key: " + key + b"\r\nSec-WebSocket-Version: 13\r\n" +
+                          (b"Sec-WebSocket-Extensions: %s\r\n" % extensions.encode()
+                           if extensions else b"") + b"\r\n")
         head, self.buf = read_head(self.sock)
+        self.head = head
         self.sock.settimeout(IO_TIMEOUT)
         assert head.startswith(b"HTTP/1.1 101"), head
 
-    def send(self, opcode, payload):
+    def send(self, opcode, payload, rsv1=False):
         mask = os.urandom(4)
         n = len(payload)
+        first = 0x80 | (0x40 if rsv1 else 0) | opcode
         if n < 126:
-            header = struct.pack("!BB", 0x80 | opcode, 0x80 | n)
+            header = struct.pack("!BB", first, 0x80 | n)
+        elif n < 65536:
+            header = struct.pack("!BBH", first, 0x80 | 126, n)
         else:
-            header = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, n)
+            header = struct.pack("!BBQ", first, 0x80 | 127, n)
         self.sock.sendall(header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
 
     def _need(self, n):
@@ -61,13 +68,18 @@ class RawWs:
 
     def frame(self):
         """The next (opcode, payload) from the server (it never masks)."""
+        opcode, payload, _ = self.frame_rsv()
+        return opcode, payload
+
+    def frame_rsv(self):
+        """The next (opcode, payload, rsv1)."""
         b0, b1 = self._need(2)
         n = b1 & 0x7F
         if n == 126:
             n, = struct.unpack("!H", self._need(2))
         elif n == 127:
             n, = struct.unpack("!Q", self._need(8))
-        return b0 & 0x0F, self._need(n)
+        return b0 & 0x0F, self._need(n), bool(b0 & 0x40)
 
     def eof(self):
         try:
@@ -136,6 +148,86 @@ def test_client_pings_get_pongs(spawn):
     assert ws_run(main()) >= 0
 
 
+# -- permessage-deflate --------------------------------------------------------
+
+def deflate(data):
+    c = zlib.compressobj(wbits=-15)
+    out = c.compress(data) + c.flush(zlib.Z_SYNC_FLUSH)
+    assert out.endswith(b"\x00\x00\xff\xff")
+    return out[:-4]
+
+
+def inflate(data):
+    return zlib.decompressobj(wbits=-15).decompress(data + b"\x00\x00\xff\xff")
+
+
+def test_per_message_deflate_negotiated_with_the_websockets_client(spawn):
+    server = start(spawn, "asgi_ws:app")
+    text = "compress me " * 5000
+
+    async def main():
+        async with ws_connect(ws_url(server, "/echo"), max_size=None) as ws:
+            extensions = ws.response.headers["Sec-WebSocket-Extensions"]
+            # Both directions compressed: the client's own frames are
+            # inflated by the server, the echo by the client.
+            await ws.send(text)
+            assert await ws.recv() == "echo:" + text
+            await ws.send(text.encode())
+            assert await ws.recv() == text.encode()
+            return extensions
+    assert ws_run(main()) == "permessage-deflate; server_no_context_takeover"
+
+
+def test_per_message_deflate_on_the_wire(spawn):
+    server = start(spawn, "asgi_ws:app")
+    ws = RawWs(server.port, extensions="permessage-deflate; client_max_window_bits")
+    assert b"\r\nSec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover\r\n" in ws.head
+    text = b"abc " * 10000
+    ws.send(0x1, deflate(text), rsv1=True)
+    opcode, payload, rsv1 = ws.frame_rsv()
+    assert opcode == 0x1 and rsv1
+    assert len(payload) < len(text) // 20
+    assert inflate(payload) == b"echo:" + text
+    # An uncompressed client message is read as one; the echo is compressed.
+    ws.send(0x2, b"plain")
+    opcode, payload, rsv1 = ws.frame_rsv()
+    assert opcode == 0x2 and inflate(payload) == b"plain" and rsv1
+
+
+def test_per_message_deflate_declined_when_turned_off_or_unhonourable(spawn):
+    off = start(spawn, "asgi_ws:app", "--no-websocket-per-message-deflate")
+    ws = RawWs(off.port, extensions="permessage-deflate")
+    assert b"sec-websocket-extensions" not in ws.head.lower()
+    ws.send(0x1, b"x" * 1000)
+    assert ws.frame_rsv() == (0x1, b"echo:" + b"x" * 1000, False)
+    # A compressed frame where none was agreed is a protocol error.
+    ws.send(0x1, deflate(b"y"), rsv1=True)
+    opcode, payload, _ = ws.frame_rsv()
+    assert opcode == 0x8 and struct.unpack("!H", payload[:2])[0] == 1002
+
+    on = start(spawn, "asgi_ws:app")
+    # A smaller server window than 32 KiB cannot be honoured: not agreed.
+    ws = RawWs(on.port, extensions="permessage-deflate; server_max_window_bits=10")
+    assert b"sec-websocket-extensions" not in ws.head.lower()
+
+
+def test_deflate_bomb_gets_1009_without_inflating_it(spawn, events):
+    server = start(spawn, "asgi_ws:app", "--websocket-max-message-size", "1048576",
+                   env={"ASGI_EVENTS_FILE": str(events)})
+    worker = server.booted_pids()[-1]
+    ws = RawWs(server.port, extensions="permessage-deflate")
+    before = rss_kib(worker)
+    bomb = deflate(b"\0" * (200 * 1024 * 1024))  # 200 MiB inflated
+    assert len(bomb) < 1024 * 1024
+    ws.send(0x2, bomb, rsv1=True)
+    opcode, payload, _ = ws.frame_rsv()
+    assert opcode == 0x8
+    assert (struct.unpack("!H", payload[:2])[0], payload[2:]) == (1009, b"message too big")
+    grown = rss_kib(worker) - before
+    assert grown < 32 * 1024, grown
+    wait_for_event(events, "disconnect 1009")
+
+
 # -- the inbound queue -----------------------------------------------------------
 
 def rss_kib(pid):
@@ -151,6 +243,7 @@ def test_app_that_does_not_receive_stops_the_reading(spawn):
     worker = server.booted_pids()[-1]
     mib = 1024 * 1024
     total = 200
+    noise = os.urandom(mib)  # incompressible: permessage-deflate cannot shrink it
 
     async def main():
         async with ws_connect(ws_url(server, "/lazy"), max_size=None,
@@ -162,7 +255,7 @@ def test_app_that_does_not_receive_stops_the_reading(spawn):
             async def push():
                 nonlocal sent
                 for _ in range(total):
-                    await ws.send(b"m" * mib)
+                    await ws.send(noise)
                     sent += 1
 
             pusher = asyncio.create_task(push())

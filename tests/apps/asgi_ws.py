@@ -34,7 +34,10 @@ async def app(scope, receive, send):
             await send({"type": message["type"] + ".complete"})
             if message["type"] == "lifespan.shutdown":
                 return
-    assert scope["type"] == "websocket", scope["type"]
+    if scope["type"] == "http":
+        await send({"type": "http.response.start", "status": 404, "headers": []})
+        await send({"type": "http.response.body", "body": b"websocket only"})
+        return
     assert (await receive())["type"] == "websocket.connect"
     await send({"type": "websocket.accept"})
     path = scope["path"]

@@ -44,6 +44,8 @@ pub struct Settings {
     pub websocket_ping_interval: u64,
     /// Seconds a client has to answer a server ping (0: no limit).
     pub websocket_ping_timeout: u64,
+    /// Accept permessage-deflate from WebSocket clients.
+    pub websocket_per_message_deflate: bool,
     /// Threads per worker (`--threads`), at least 1.
     pub threads: u32,
     /// Maximum simultaneous clients per worker (`--worker-connections`).
@@ -217,6 +219,7 @@ impl Settings {
             websocket_max_message_size: 0,
             websocket_ping_interval: 0,
             websocket_ping_timeout: 0,
+            websocket_per_message_deflate: false,
             threads: 0,
             worker_connections: 0,
             timeout: 0,

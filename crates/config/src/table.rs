@@ -484,6 +484,19 @@ pub(crate) static SETTINGS: &[SettingDef] = &[
         ..BASE
     },
     SettingDef {
+        name: "websocket_per_message_deflate",
+        long: Some("no-websocket-per-message-deflate"),
+        cli: CliKind::FlagOff,
+        default: DefaultValue::Bool(true),
+        help: "--no-websocket-per-message-deflate: do not accept permessage-deflate (RFC 7692) compression from WebSocket clients (accepted by default, as uvicorn's --ws-per-message-deflate).",
+        apply: |s, v, _| {
+            s.websocket_per_message_deflate = values::boolean(v)?;
+            Ok(())
+        },
+        show: |s| t_bool(s.websocket_per_message_deflate),
+        ..BASE
+    },
+    SettingDef {
         name: "root_path",
         long: Some("root-path"),
         metavar: "STRING",

@@ -9,6 +9,7 @@
 //! shutdown runs in what is left of the graceful time.
 
 mod conn;
+mod deflate;
 mod h2;
 mod response;
 mod ws;

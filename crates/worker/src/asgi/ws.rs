@@ -25,10 +25,12 @@ use ferricorn_python::asgi::events::{FromApp, Reply, ReplyShared, ToLoop, WRITE_
 use ferricorn_python::asgi::scope::ScopeData;
 use tokio::time::Instant;
 use tungstenite::protocol::frame::coding::CloseCode;
-use tungstenite::protocol::frame::CloseFrame;
+use tungstenite::protocol::frame::coding::{Data as OpData, OpCode};
+use tungstenite::protocol::frame::{CloseFrame, Frame};
 use tungstenite::protocol::{Role, WebSocketConfig};
 use tungstenite::{Error as WsError, Message, WebSocket};
 
+use super::deflate;
 use super::response::Response;
 use super::AsgiShared;
 use crate::exchange::Peer;
@@ -51,6 +53,8 @@ pub struct WsOptions {
     pub ping_interval: Option<Duration>,
     /// `--websocket-ping-timeout` (None: a ping may go unanswered).
     pub ping_timeout: Option<Duration>,
+    /// Offer permessage-deflate (`--no-websocket-per-message-deflate` turns it off).
+    pub per_message_deflate: bool,
 }
 
 impl WsOptions {
@@ -61,6 +65,7 @@ impl WsOptions {
             max_message_size: settings.websocket_max_message_size,
             ping_interval: secs(settings.websocket_ping_interval),
             ping_timeout: secs(settings.websocket_ping_timeout),
+            per_message_deflate: settings.websocket_per_message_deflate,
         }
     }
 }
@@ -213,6 +218,11 @@ pub(crate) async fn serve(
                 .collect::<Vec<_>>()
         })
         .collect();
+    let deflate = if shared.ws.per_message_deflate {
+        deflate::negotiate(&upgrade.headers)
+    } else {
+        None
+    };
     let id = shared.next_id();
     let (reply, mut replies, state) = Reply::new();
     let scope = ScopeData {
@@ -245,6 +255,11 @@ pub(crate) async fn serve(
                 answer
                     .extend_from_slice(tungstenite::handshake::derive_accept_key(&key).as_bytes());
                 answer.extend_from_slice(b"\r\n");
+                if let Some((_, extension)) = &deflate {
+                    answer.extend_from_slice(b"Sec-WebSocket-Extensions: ");
+                    answer.extend_from_slice(extension.as_bytes());
+                    answer.extend_from_slice(b"\r\n");
+                }
                 if let Some(protocol) = subprotocol {
                     answer.extend_from_slice(b"Sec-WebSocket-Protocol: ");
                     answer.extend_from_slice(protocol.as_bytes());
@@ -301,9 +316,18 @@ pub(crate) async fn serve(
     let config = WebSocketConfig::default()
         .max_message_size((max > 0).then_some(max))
         .max_frame_size((max > 0).then_some(max));
-    let mem = Mem {
-        input: upgrade.leftover,
-        ..Mem::default()
+    // With permessage-deflate the client's bytes go through the frame
+    // splitter first; tungstenite gets only the frames it can handle.
+    let mut inbound = deflate.map(|(agreed, _)| deflate::Inbound::new(Vec::new(), agreed, max));
+    let mem = match &mut inbound {
+        Some(inbound) => {
+            inbound.push(&upgrade.leftover);
+            Mem::default()
+        }
+        None => Mem {
+            input: upgrade.leftover,
+            ..Mem::default()
+        },
     };
     let mut ws = WebSocket::from_raw_socket(mem, Role::Server, Some(config));
     let mut buf = Vec::with_capacity(READ_CHUNK);
@@ -352,7 +376,34 @@ pub(crate) async fn serve(
                     break Some((code, reason));
                 }
                 Ok(_) => continue,
-                Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => break None,
+                Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // tungstenite has used up its frames: the next one.
+                    match inbound.as_mut().and_then(deflate::Inbound::next) {
+                        None => break None,
+                        Some(deflate::Step::Pass(frame)) => {
+                            ws.get_mut().input.extend_from_slice(&frame);
+                            continue;
+                        }
+                        Some(deflate::Step::Message { text: true, data }) => ToLoop::WsMessage {
+                            id,
+                            text: Some(String::from_utf8_lossy(&data).into_owned()),
+                            bytes: None,
+                        },
+                        Some(deflate::Step::Message { text: false, data }) => ToLoop::WsMessage {
+                            id,
+                            text: None,
+                            bytes: Some(data),
+                        },
+                        Some(deflate::Step::Fail(code, reason)) => {
+                            let _ = ws.close(Some(CloseFrame {
+                                code: CloseCode::from(code),
+                                reason: reason.into(),
+                            }));
+                            let _ = ws.flush();
+                            break Some((code, reason.to_string()));
+                        }
+                    }
+                }
                 Err(WsError::Capacity(_)) => {
                     let _ = ws.close(Some(CloseFrame {
                         code: CloseCode::Size,
@@ -397,10 +448,12 @@ pub(crate) async fn serve(
                 let outgoing = match message {
                     Some(FromApp::WsSend { text, bytes }) => {
                         let len = text.as_ref().map_or(0, String::len) + bytes.as_ref().map_or(0, Vec::len);
-                        let sent = match (text, bytes) {
-                            (Some(text), _) => ws.send(Message::Text(text.into())),
-                            (None, Some(bytes)) => ws.send(Message::Binary(bytes.into())),
-                            (None, None) => Ok(()),
+                        let sent = match (text, bytes, inbound.is_some()) {
+                            (Some(text), _, true) => ws.send(compressed(OpData::Text, text.as_bytes())),
+                            (None, Some(bytes), true) => ws.send(compressed(OpData::Binary, &bytes)),
+                            (Some(text), _, false) => ws.send(Message::Text(text.into())),
+                            (None, Some(bytes), false) => ws.send(Message::Binary(bytes.into())),
+                            (None, None, _) => Ok(()),
                         };
                         let left = state.unwritten.fetch_sub(len, Ordering::AcqRel).saturating_sub(len);
                         if left <= WRITE_CREDIT && state.wants_writable.swap(false, Ordering::AcqRel) {
@@ -427,7 +480,13 @@ pub(crate) async fn serve(
                 }
             }
             read = stream.read_buf(&mut buf), if !paused => match read {
-                Ok(n) if n > 0 => ws.get_mut().input.append(&mut buf),
+                Ok(n) if n > 0 => match &mut inbound {
+                    Some(inbound) => {
+                        inbound.push(&buf);
+                        buf.clear();
+                    }
+                    None => ws.get_mut().input.append(&mut buf),
+                },
                 _ => {
                     closed(shared, &state, id, 1006, "");
                     return (101, 0);
@@ -464,6 +523,13 @@ pub(crate) async fn serve(
             }
         }
     }
+}
+
+/// One message as a permessage-deflate frame (RSV1 set).
+fn compressed(opcode: OpData, data: &[u8]) -> Message {
+    let mut frame = Frame::message(deflate::compress(data), OpCode::Data(opcode), true);
+    frame.header_mut().rsv1 = true;
+    Message::Frame(frame)
 }
 
 /// The WebSocket is over: `send()` raises and the app gets its disconnect.
