@@ -18,11 +18,14 @@
 
 use std::io::{self, Read, Write};
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ferricorn_http::{HttpError, RequestHead};
 use ferricorn_python::asgi::events::{FromApp, Reply, ReplyShared, ToLoop, WRITE_CREDIT};
 use ferricorn_python::asgi::scope::ScopeData;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::frame::coding::{Data as OpData, OpCode};
@@ -206,18 +209,7 @@ pub(crate) async fn serve(
         let _ = stream.write_all(&error.to_response()).await;
         return (400, 0);
     };
-    let subprotocols = upgrade
-        .headers
-        .iter()
-        .filter(|(n, _)| n.eq_ignore_ascii_case("sec-websocket-protocol"))
-        .flat_map(|(_, v)| {
-            String::from_utf8_lossy(v)
-                .split(',')
-                .map(|p| p.trim().to_string())
-                .filter(|p| !p.is_empty())
-                .collect::<Vec<_>>()
-        })
-        .collect();
+    let subprotocols = subprotocols(&upgrade.headers);
     let deflate = if shared.ws.per_message_deflate {
         deflate::negotiate(&upgrade.headers)
     } else {
@@ -311,6 +303,63 @@ pub(crate) async fn serve(
         }
     }
 
+    run(
+        shared,
+        stream,
+        Open {
+            id,
+            replies,
+            state,
+            agreed: deflate.map(|(agreed, _)| agreed),
+            leftover: upgrade.leftover,
+        },
+    )
+    .await;
+    (101, 0)
+}
+
+/// The subprotocols the client offers (`Sec-WebSocket-Protocol`).
+pub(crate) fn subprotocols(headers: &[(String, Vec<u8>)]) -> Vec<String> {
+    headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("sec-websocket-protocol"))
+        .flat_map(|(_, v)| {
+            String::from_utf8_lossy(v)
+                .split(',')
+                .map(|p| p.trim().to_string())
+                .filter(|p| !p.is_empty())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// A WebSocket the app accepted, ready for messages.
+pub(crate) struct Open {
+    /// The connection id on the loop queue.
+    pub(crate) id: u64,
+    /// What the app sends.
+    pub(crate) replies: mpsc::UnboundedReceiver<FromApp>,
+    /// The reply's shared counters.
+    pub(crate) state: Arc<ReplyShared>,
+    /// permessage-deflate, if agreed.
+    pub(crate) agreed: Option<deflate::Agreed>,
+    /// Bytes read past the handshake.
+    pub(crate) leftover: Vec<u8>,
+}
+
+/// Runs an open WebSocket on `stream` (a socket after the 101, or an
+/// HTTP/2 stream after the 200 to an extended CONNECT) until it closes.
+pub(crate) async fn run<S>(shared: &AsgiShared, stream: &mut S, open: Open)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let Open {
+        id,
+        mut replies,
+        state,
+        agreed,
+        leftover,
+    } = open;
     let options = shared.ws;
     let max = usize::try_from(options.max_message_size).unwrap_or(usize::MAX);
     let config = WebSocketConfig::default()
@@ -318,16 +367,18 @@ pub(crate) async fn serve(
         .max_frame_size((max > 0).then_some(max));
     // With permessage-deflate the client's bytes go through the frame
     // splitter first; tungstenite gets only the frames it can handle.
-    let mut inbound = deflate.map(|(agreed, _)| deflate::Inbound::new(Vec::new(), agreed, max));
-    let mem = match &mut inbound {
-        Some(inbound) => {
-            inbound.push(&upgrade.leftover);
-            Mem::default()
-        }
-        None => Mem {
-            input: upgrade.leftover,
-            ..Mem::default()
-        },
+    let (mut inbound, mem) = match agreed {
+        Some(agreed) => (
+            Some(deflate::Inbound::new(leftover, agreed, max)),
+            Mem::default(),
+        ),
+        None => (
+            None,
+            Mem {
+                input: leftover,
+                ..Mem::default()
+            },
+        ),
     };
     let mut ws = WebSocket::from_raw_socket(mem, Role::Server, Some(config));
     let mut buf = Vec::with_capacity(READ_CHUNK);
@@ -431,11 +482,11 @@ pub(crate) async fn serve(
         let pending = std::mem::take(&mut ws.get_mut().output);
         if !pending.is_empty() && stream.write_all(&pending).await.is_err() {
             closed(shared, &state, id, 1006, "");
-            return (101, 0);
+            return;
         }
         if let Some((code, reason)) = ended {
             closed(shared, &state, id, code, &reason);
-            return (101, 0);
+            return;
         }
         let far = Instant::now() + Duration::from_secs(86_400);
         let close_at = closing.unwrap_or(far);
@@ -489,7 +540,7 @@ pub(crate) async fn serve(
                 },
                 _ => {
                     closed(shared, &state, id, 1006, "");
-                    return (101, 0);
+                    return;
                 }
             },
             // A graceful stop closes open WebSockets with 1012 (as uvicorn),
@@ -515,11 +566,11 @@ pub(crate) async fn serve(
                 let _ = ws.flush();
                 let _ = stream.write_all(&std::mem::take(&mut ws.get_mut().output)).await;
                 closed(shared, &state, id, 1011, reason);
-                return (101, 0);
+                return;
             }
             _ = tokio::time::sleep_until(close_at), if closing.is_some() => {
                 closed(shared, &state, id, 1006, "");
-                return (101, 0);
+                return;
             }
         }
     }
@@ -533,7 +584,7 @@ fn compressed(opcode: OpData, data: &[u8]) -> Message {
 }
 
 /// The WebSocket is over: `send()` raises and the app gets its disconnect.
-fn closed(shared: &AsgiShared, state: &ReplyShared, id: u64, code: u16, reason: &str) {
+pub(crate) fn closed(shared: &AsgiShared, state: &ReplyShared, id: u64, code: u16, reason: &str) {
     if !state.closed.swap(true, Ordering::AcqRel) {
         shared.queue.push(ToLoop::WsClosed {
             id,
