@@ -29,6 +29,21 @@ def events(tmp_path):
 
 # -- a raw client that answers pings only when told to ----------------------------
 
+def client_frame(opcode, payload, rsv1=False):
+    """One final, masked client frame."""
+    mask = os.urandom(4)
+    n = len(payload)
+    first = 0x80 | (0x40 if rsv1 else 0) | opcode
+    if n < 126:
+        header = struct.pack("!BB", first, 0x80 | n)
+    elif n < 65536:
+        header = struct.pack("!BBH", first, 0x80 | 126, n)
+    else:
+        header = struct.pack("!BBQ", first, 0x80 | 127, n)
+    masked = (int.from_bytes(payload, "big") ^ int.from_bytes((mask * (n // 4 + 1))[:n], "big"))
+    return header + mask + (masked.to_bytes(n, "big") if n else b"")
+
+
 class RawWs:
     """A WebSocket client on a plain socket: frames in and out by hand."""
 
@@ -46,16 +61,7 @@ class RawWs:
         assert head.startswith(b"HTTP/1.1 101"), head
 
     def send(self, opcode, payload, rsv1=False):
-        mask = os.urandom(4)
-        n = len(payload)
-        first = 0x80 | (0x40 if rsv1 else 0) | opcode
-        if n < 126:
-            header = struct.pack("!BB", first, 0x80 | n)
-        elif n < 65536:
-            header = struct.pack("!BBH", first, 0x80 | 126, n)
-        else:
-            header = struct.pack("!BBQ", first, 0x80 | 127, n)
-        self.sock.sendall(header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+        self.sock.sendall(client_frame(opcode, payload, rsv1))
 
     def _need(self, n):
         while len(self.buf) < n:
@@ -327,3 +333,72 @@ def test_thousand_open_websockets_each_echoing(spawn):
         return replies
     replies = ws_run(main(), timeout=120)
     assert replies == ["echo:n%d" % i for i in range(1000)]
+
+
+# -- HTTP/2 (RFC 8441) -------------------------------------------------------------
+
+def test_websocket_over_http2_extended_connect(spawn):
+    h2conn = pytest.importorskip("h2.connection")
+    import h2.config
+    import h2.events
+    server = start(spawn, "asgiraw:app", "--http2-cleartext", "prior-knowledge")
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=IO_TIMEOUT)
+    conn = h2conn.H2Connection(h2.config.H2Configuration(client_side=True))
+    conn.initiate_connection()
+    sock.sendall(conn.data_to_send())
+    inbox = {}
+
+    def pump(until):
+        while not until():
+            data = sock.recv(65536)
+            assert data, "connection closed"
+            for event in conn.receive_data(data):
+                if isinstance(event, h2.events.ResponseReceived):
+                    inbox.setdefault(event.stream_id, {})["headers"] = dict(event.headers)
+                elif isinstance(event, h2.events.DataReceived):
+                    conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                    box = inbox.setdefault(event.stream_id, {})
+                    box["data"] = box.get("data", b"") + event.data
+            sock.sendall(conn.data_to_send())
+
+    # The server offers extended CONNECT in its SETTINGS (RFC 8441 §3).
+    pump(lambda: conn.remote_settings.enable_connect_protocol == 1)
+
+    def open_ws(stream, path):
+        conn.send_headers(stream, [(":method", "CONNECT"), (":protocol", "websocket"),
+                                   (":scheme", "http"), (":path", path),
+                                   (":authority", "127.0.0.1"),
+                                   ("sec-websocket-version", "13")])
+        sock.sendall(conn.data_to_send())
+        pump(lambda: "headers" in inbox.get(stream, {}))
+        return inbox[stream]["headers"]
+
+    def server_frame(stream):
+        pump(lambda: len(inbox.get(stream, {}).get("data", b"")) >= 2)
+        pump(lambda: len(inbox[stream]["data"]) >= 4)
+        data = inbox[stream]["data"]
+        n, at = data[1] & 0x7F, 2
+        if n == 126:
+            n, = struct.unpack("!H", data[2:4])
+            at = 4
+        assert n < 65536
+        pump(lambda: len(inbox[stream]["data"]) >= at + n)
+        data = inbox[stream]["data"]
+        inbox[stream]["data"] = data[at + n:]
+        return data[0] & 0x0F, data[at:at + n]
+
+    headers = open_ws(1, "/ws/scope")
+    assert headers[b":status"] == b"200"
+    opcode, payload = server_frame(1)
+    scope = __import__("json").loads(payload)
+    assert (scope["type"], scope["http_version"], scope["path"]) == ("websocket", "2", "/ws/scope")
+
+    headers = open_ws(3, "/ws/echo")
+    assert headers[b":status"] == b"200"
+    conn.send_data(3, client_frame(0x1, b"over h2"))
+    sock.sendall(conn.data_to_send())
+    assert server_frame(3) == (0x1, b"echo:over h2")
+    conn.send_data(3, client_frame(0x8, struct.pack("!H", 1000)))
+    sock.sendall(conn.data_to_send())
+    opcode, payload = server_frame(3)
+    assert opcode == 0x8 and struct.unpack("!H", payload[:2])[0] == 1000
