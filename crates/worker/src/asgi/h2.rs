@@ -415,6 +415,9 @@ impl Drop for AppBody {
     }
 }
 
+/// Response headers as the app gave them.
+type RawHeaders = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// An RFC 8441 extended CONNECT asking for a WebSocket.
 fn is_websocket(parts: &hyper::http::request::Parts) -> bool {
     parts.method == hyper::Method::CONNECT
@@ -442,7 +445,7 @@ async fn open_websocket(
     } else {
         None
     };
-    let mut denial: Option<(u16, Vec<(Vec<u8>, Vec<u8>)>)> = None;
+    let mut denial: Option<(u16, RawHeaders)> = None;
     let mut denial_body = Vec::new();
     let answer =
         |status: u16, headers: Vec<(Vec<u8>, Vec<u8>)>, body: Vec<u8>, log: Option<Access>| {
