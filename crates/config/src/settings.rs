@@ -40,6 +40,12 @@ pub struct Settings {
     pub root_path: String,
     /// Largest WebSocket message (`--websocket-max-message-size`; 0: none).
     pub websocket_max_message_size: u64,
+    /// Seconds between server pings on an open WebSocket (0: none).
+    pub websocket_ping_interval: u64,
+    /// Seconds a client has to answer a server ping (0: no limit).
+    pub websocket_ping_timeout: u64,
+    /// Accept permessage-deflate from WebSocket clients.
+    pub websocket_per_message_deflate: bool,
     /// Threads per worker (`--threads`), at least 1.
     pub threads: u32,
     /// Maximum simultaneous clients per worker (`--worker-connections`).
@@ -211,6 +217,9 @@ impl Settings {
             asgi_disconnect_grace_period: 0,
             root_path: String::new(),
             websocket_max_message_size: 0,
+            websocket_ping_interval: 0,
+            websocket_ping_timeout: 0,
+            websocket_per_message_deflate: false,
             threads: 0,
             worker_connections: 0,
             timeout: 0,

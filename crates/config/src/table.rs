@@ -458,6 +458,45 @@ pub(crate) static SETTINGS: &[SettingDef] = &[
         ..BASE
     },
     SettingDef {
+        name: "websocket_ping_interval",
+        long: Some("websocket-ping-interval"),
+        metavar: "INT",
+        default: DefaultValue::Int(20),
+        help: "Seconds between the pings an ASGI worker sends on each open WebSocket (0: no pings), as uvicorn's --ws-ping-interval.",
+        apply: |s, v, _| {
+            s.websocket_ping_interval = values::integer(v, 0, u64::from(u32::MAX))?;
+            Ok(())
+        },
+        show: |s| t_int(s.websocket_ping_interval),
+        ..BASE
+    },
+    SettingDef {
+        name: "websocket_ping_timeout",
+        long: Some("websocket-ping-timeout"),
+        metavar: "INT",
+        default: DefaultValue::Int(20),
+        help: "Seconds a WebSocket client has to answer a server ping before the connection is closed with 1011 (0: wait forever), as uvicorn's --ws-ping-timeout.",
+        apply: |s, v, _| {
+            s.websocket_ping_timeout = values::integer(v, 0, u64::from(u32::MAX))?;
+            Ok(())
+        },
+        show: |s| t_int(s.websocket_ping_timeout),
+        ..BASE
+    },
+    SettingDef {
+        name: "websocket_per_message_deflate",
+        long: Some("no-websocket-per-message-deflate"),
+        cli: CliKind::FlagOff,
+        default: DefaultValue::Bool(true),
+        help: "--no-websocket-per-message-deflate: do not accept permessage-deflate (RFC 7692) compression from WebSocket clients (accepted by default, as uvicorn's --ws-per-message-deflate).",
+        apply: |s, v, _| {
+            s.websocket_per_message_deflate = values::boolean(v)?;
+            Ok(())
+        },
+        show: |s| t_bool(s.websocket_per_message_deflate),
+        ..BASE
+    },
+    SettingDef {
         name: "root_path",
         long: Some("root-path"),
         metavar: "STRING",

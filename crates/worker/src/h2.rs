@@ -62,15 +62,17 @@ pub async fn serve(shared: Arc<Shared>, stream: AsyncStream, peer: Peer) {
             request,
         )
     });
-    drive(limits, stream, service, shared.shutdown.clone()).await;
+    drive(limits, false, stream, service, shared.shutdown.clone()).await;
 }
 
 /// Runs hyper's HTTP/2 server on `stream` with `service` and the
 /// configured limits, until the connection ends or `shutdown` changes;
 /// then sends GOAWAY and lets in-flight streams finish. Shared by the WSGI
-/// and ASGI drivers.
+/// and ASGI drivers. `connect_protocol` advertises RFC 8441's extended
+/// CONNECT (WebSockets over HTTP/2; ASGI only).
 pub(crate) async fn drive<S, B>(
     limits: &Http2Options,
+    connect_protocol: bool,
     stream: AsyncStream,
     service: S,
     mut shutdown: watch::Receiver<bool>,
@@ -88,6 +90,9 @@ pub(crate) async fn drive<S, B>(
         .initial_stream_window_size(limits.initial_window_size)
         .max_frame_size(limits.max_frame_size)
         .max_header_list_size(limits.max_header_list_size);
+    if connect_protocol {
+        builder.enable_connect_protocol();
+    }
     let connection = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(connection);
     tokio::select! {

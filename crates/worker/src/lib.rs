@@ -304,7 +304,7 @@ pub fn run(setup: WorkerSetup) -> i32 {
                 access_format,
                 heartbeat,
                 startup_timeout: Duration::from_secs(settings.timeout),
-                ws_max_message_size: settings.websocket_max_message_size,
+                ws: asgi::WsOptions::from_settings(&settings),
             };
             let options = ClassOptions::from_settings(&settings, tls);
             let result = asgi::run(setup, listeners, options);

@@ -249,12 +249,14 @@ class WsCycle(_WriteCredit):
         return self.closed is not None
 
     def _deliver(self, message):
+        """Hands `message` to a waiting receive() (True) or queues it."""
         waiter = self.waiter
         if waiter is not None and not waiter.done():
             self.waiter = None
             waiter.set_result(message)
-        else:
-            self.inbox.append(message)
+            return True
+        self.inbox.append(message)
+        return False
 
     def on_message(self, text, data):
         message = {"type": "websocket.receive"}
@@ -262,7 +264,10 @@ class WsCycle(_WriteCredit):
             message["text"] = text
         else:
             message["bytes"] = data
-        self._deliver(message)
+        if self._deliver(message):
+            # The I/O thread reads on only while the app keeps up (its
+            # inbox of 32 messages).
+            self.reply.consumed(1)
 
     def on_closed(self, code, reason):
         self.state = "closed"
@@ -272,7 +277,10 @@ class WsCycle(_WriteCredit):
 
     async def receive(self):
         if self.inbox:
-            return self.inbox.popleft()
+            message = self.inbox.popleft()
+            if message["type"] == "websocket.receive":
+                self.reply.consumed(1)
+            return message
         if self.closed is not None:
             return self.closed
         self.waiter = waiter = asyncio.get_running_loop().create_future()

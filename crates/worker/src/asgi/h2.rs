@@ -40,6 +40,7 @@ pub(crate) async fn serve(
     });
     crate::h2::drive(
         &shared.options.http2,
+        true,
         stream,
         service,
         shared.shutdown.clone(),
@@ -53,7 +54,8 @@ async fn handle(
     tls: Option<Arc<TlsInfo>>,
     request: Request<Incoming>,
 ) -> Result<Response<AppBody>, Infallible> {
-    let (parts, incoming) = request.into_parts();
+    let (mut parts, incoming) = request.into_parts();
+    let websocket = is_websocket(&parts);
     // `:authority` becomes `host`, at the front (the ASGI spec's rule).
     let mut headers: Vec<(String, Vec<u8>)> = Vec::with_capacity(parts.headers.len() + 1);
     if !parts.headers.contains_key(hyper::header::HOST) {
@@ -129,12 +131,12 @@ async fn handle(
         headers,
         client: peer.remote.map(|a| (a.ip().to_string(), a.port())),
         server: peer.local.map(|a| (a.ip().to_string(), a.port())),
-        websocket: None,
+        websocket: websocket.then(|| super::ws::subprotocols(&log.headers)),
         extensions: Extensions {
             // HTTP/2 carries trailers on any response (a HEADERS frame
             // after the DATA); hyper's server sends no 1xx, and pathsend
             // is HTTP/1.x's sendfile path.
-            trailers: true,
+            trailers: !websocket,
             pathsend: false,
             informational: false,
             tls: tls.as_deref().cloned(),
@@ -145,6 +147,10 @@ async fn handle(
         scope: Box::new(scope),
         reply,
     });
+    if websocket {
+        let upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
+        return Ok(open_websocket(shared, replies, state, id, upgrade, log).await);
+    }
     tokio::spawn(pump_body(
         Arc::clone(&shared),
         id,
@@ -459,6 +465,139 @@ impl Drop for AppBody {
             let unfinished = self.more || self.trailers;
             if unfinished && !link.state.closed.swap(true, Ordering::AcqRel) {
                 link.shared.queue.push(ToLoop::Disconnect { id: link.id });
+            }
+        }
+    }
+}
+
+/// Response headers as the app gave them.
+type RawHeaders = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// An RFC 8441 extended CONNECT asking for a WebSocket.
+fn is_websocket(parts: &hyper::http::request::Parts) -> bool {
+    parts.method == hyper::Method::CONNECT
+        && parts
+            .extensions
+            .get::<hyper::ext::Protocol>()
+            .is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket"))
+}
+
+/// The app's answer to a WebSocket over HTTP/2: `websocket.accept` is a
+/// 200 and the stream then carries frames, served as on HTTP/1.1 by
+/// [`super::ws::run`]; a close before accept is a 403, the denial
+/// extension any response, a failure a 500. The access log line is
+/// written when the WebSocket ends.
+async fn open_websocket(
+    shared: Arc<AsgiShared>,
+    mut replies: mpsc::UnboundedReceiver<FromApp>,
+    state: Arc<ReplyShared>,
+    id: u64,
+    upgrade: Option<hyper::upgrade::OnUpgrade>,
+    mut log: Access,
+) -> Response<AppBody> {
+    let agreed = if shared.ws.per_message_deflate {
+        super::deflate::negotiate(&log.headers)
+    } else {
+        None
+    };
+    let mut denial: Option<(u16, RawHeaders)> = None;
+    let mut denial_body = Vec::new();
+    let answer =
+        |status: u16, headers: Vec<(Vec<u8>, Vec<u8>)>, body: Vec<u8>, log: Option<Access>| {
+            let size = body.len() as u64;
+            let mut body = AppBody::fixed(body);
+            body.access = log.map(|mut log| {
+                log.status = status;
+                log.body_bytes = size;
+                log
+            });
+            let mut response = Response::new(body);
+            *response.status_mut() = hyper::StatusCode::from_u16(status)
+                .unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+            for (name, value) in headers {
+                if let (Ok(name), Ok(value)) = (
+                    hyper::header::HeaderName::from_bytes(&name),
+                    hyper::header::HeaderValue::from_bytes(&value),
+                ) {
+                    response.headers_mut().append(name, value);
+                }
+            }
+            response
+        };
+    loop {
+        match replies.recv().await {
+            Some(FromApp::WsAccept {
+                subprotocol,
+                headers,
+            }) => {
+                let Some(upgrade) = upgrade else {
+                    super::ws::closed(&shared, &state, id, 1006, "");
+                    return answer(500, Vec::new(), Vec::new(), Some(log));
+                };
+                let mut extra = Vec::new();
+                if let Some((_, extension)) = &agreed {
+                    extra.push((
+                        b"sec-websocket-extensions".to_vec(),
+                        extension.clone().into_bytes(),
+                    ));
+                }
+                if let Some(protocol) = subprotocol {
+                    extra.push((b"sec-websocket-protocol".to_vec(), protocol.into_bytes()));
+                }
+                extra.extend(headers);
+                log.status = 200;
+                let response = answer(200, extra, Vec::new(), None);
+                let shared = Arc::clone(&shared);
+                tokio::spawn(async move {
+                    // Logged when dropped, at the WebSocket's end.
+                    let mut access = AppBody::fixed(Vec::new());
+                    access.access = Some(log);
+                    match upgrade.await {
+                        Ok(upgraded) => {
+                            let mut io = hyper_util::rt::TokioIo::new(upgraded);
+                            let open = super::ws::Open {
+                                id,
+                                replies,
+                                state,
+                                agreed: agreed.map(|(agreed, _)| agreed),
+                                leftover: Vec::new(),
+                            };
+                            super::ws::run(&shared, &mut io, open).await;
+                        }
+                        Err(_) => super::ws::closed(&shared, &state, id, 1006, ""),
+                    }
+                    drop(access);
+                });
+                return response;
+            }
+            Some(FromApp::WsClose { .. }) => {
+                super::ws::closed(&shared, &state, id, 1000, "");
+                return answer(403, Vec::new(), Vec::new(), Some(log));
+            }
+            Some(FromApp::Start {
+                status, headers, ..
+            }) => denial = Some((status, headers)),
+            Some(FromApp::Body { data, more }) => {
+                state.unwritten.fetch_sub(data.len(), Ordering::AcqRel);
+                denial_body.extend_from_slice(&data);
+                if !more {
+                    super::ws::closed(&shared, &state, id, 1000, "");
+                    let (status, headers) = denial.take().unwrap_or((500, Vec::new()));
+                    return answer(status, headers, denial_body, Some(log));
+                }
+            }
+            Some(FromApp::WantBody) => {}
+            Some(
+                FromApp::Error
+                | FromApp::Abort
+                | FromApp::WsSend { .. }
+                | FromApp::Informational { .. }
+                | FromApp::Trailers { .. }
+                | FromApp::PathSend { .. },
+            )
+            | None => {
+                super::ws::closed(&shared, &state, id, 1006, "");
+                return answer(500, Vec::new(), Vec::new(), Some(log));
             }
         }
     }

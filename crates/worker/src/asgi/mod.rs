@@ -9,11 +9,14 @@
 //! shutdown runs in what is left of the graceful time.
 
 mod conn;
+mod deflate;
 mod h2;
 mod pathsend;
 mod response;
 mod tls_info;
 mod ws;
+
+pub use ws::WsOptions;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -40,8 +43,8 @@ pub(crate) struct AsgiShared {
     pub(crate) options: ClassOptions,
     pub(crate) shutdown: watch::Receiver<bool>,
     pub(crate) tls: Option<tokio_rustls::TlsAcceptor>,
-    /// `--websocket-max-message-size` (0: no limit).
-    pub(crate) ws_max_message_size: u64,
+    /// The WebSocket limits and keepalive.
+    pub(crate) ws: WsOptions,
     next_id: std::sync::atomic::AtomicU64,
 }
 
@@ -119,8 +122,8 @@ pub struct AsgiSetup {
     pub heartbeat: Arc<dyn Heartbeat>,
     /// Bound on the lifespan startup (`--timeout`; 0: none).
     pub startup_timeout: Duration,
-    /// `--websocket-max-message-size` (0: no limit).
-    pub ws_max_message_size: u64,
+    /// The WebSocket limits and keepalive.
+    pub ws: WsOptions,
 }
 
 /// Runs an ASGI worker until `TERM`.
@@ -154,7 +157,7 @@ pub fn run(
         options,
         shutdown,
         tls,
-        ws_max_message_size: setup.ws_max_message_size,
+        ws: setup.ws,
         next_id: std::sync::atomic::AtomicU64::new(0),
     });
     let io = std::thread::Builder::new()
