@@ -38,6 +38,7 @@ struct SlotHeartbeat(&'static Slot);
 impl Heartbeat for SlotHeartbeat {
     fn beat(&self) {
         self.0.beat();
+        ferricorn_master::metrics::statsd::flush_due();
     }
 
     fn ready(&self) {
@@ -101,14 +102,17 @@ impl WorkerLauncher for Launcher {
                 return ferricorn_worker::WORKER_BOOT_ERROR;
             }
         };
-        ferricorn_worker::run(WorkerSetup {
+        let code = ferricorn_worker::run(WorkerSetup {
             settings: Arc::clone(settings),
             listeners,
             heartbeat: Arc::new(SlotHeartbeat(slot)),
             tls,
             preloaded: self.python.as_ref().and_then(MasterPython::app),
             age,
-        })
+        });
+        // Batched request metrics are not lost when a worker stops.
+        ferricorn_master::metrics::statsd::flush();
+        code
     }
 
     fn before_fork(&self) {
