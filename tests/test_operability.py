@@ -432,6 +432,22 @@ def test_slow_requests_are_logged_with_their_duration(spawn):
     assert server.log(mark).count("Slow request") == 1
 
 
+def test_slow_request_log_is_reread_on_hup(spawn, tmp_path):
+    config = tmp_path / "f.toml"
+    config.write_text("slow_request_log = 0\n")
+    server = spawn.start("wsgiapp:application", args=["-c", str(config)])
+    assert server.get("/sleep?s=1.2", timeout=10)[0] == 200
+    config.write_text("slow_request_log = 1\n")
+    mark = server.mark()
+    server.signal(signal.SIGHUP)
+    server.stderr.wait_for(r"Booting worker with pid", start=mark)
+    server.wait_until_serving()
+    assert server.get("/sleep?s=1.2", timeout=10)[0] == 200
+    server.stderr.wait_for(r"\[WARNING\] Slow request: \"GET /sleep\?s=1\.2 HTTP/1\.1\"",
+                           start=mark)
+    assert server.log().count("Slow request") == 1
+
+
 def test_worker_timeout_names_the_request(spawn):
     """sync, --timeout 2, a view sleeping 5 s: the CRITICAL line keeps
     gunicorn's `WORKER TIMEOUT (pid:N)` and names the stuck request."""

@@ -73,6 +73,9 @@ impl WorkerLauncher for Launcher {
             crate::proctitle::name(settings)
         ));
         crate::logging::reopen_on_usr1();
+        // From the settings this worker was forked with, so a HUP's new
+        // value reaches the new workers.
+        crate::observe::set_slow_request_log(settings.ops.slow_request_log);
         if let Some(owner) = &self.owner {
             if let Err(error) = owner.switch() {
                 tracing::error!("cannot switch the worker's user or group: {error}");
