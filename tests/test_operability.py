@@ -438,10 +438,11 @@ def test_slow_request_log_is_reread_on_hup(spawn, tmp_path):
     server = spawn.start("wsgiapp:application", args=["-c", str(config)])
     assert server.get("/sleep?s=1.2", timeout=10)[0] == 200
     config.write_text("slow_request_log = 1\n")
+    (old,) = server.booted_pids()
     mark = server.mark()
     server.signal(signal.SIGHUP)
-    server.stderr.wait_for(r"Booting worker with pid", start=mark)
-    server.wait_until_serving()
+    # The old worker serves until its replacement is ready.
+    server.stderr.wait_for(r"Worker exiting \(pid: %d\)" % old, start=mark)
     assert server.get("/sleep?s=1.2", timeout=10)[0] == 200
     server.stderr.wait_for(r"\[WARNING\] Slow request: \"GET /sleep\?s=1\.2 HTTP/1\.1\"",
                            start=mark)
