@@ -2,6 +2,7 @@
 `gunicornc` and by `ferricorn ctl`), the Prometheus exporter with its
 health endpoints, `--shutdown-delay`, StatsD datagrams and
 `--slow-request-log`."""
+import http.client
 import json
 import os
 import re
@@ -9,6 +10,7 @@ import signal
 import socket
 import stat
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -16,7 +18,7 @@ import urllib.request
 
 import pytest
 
-from harness import IO_TIMEOUT
+from harness import IO_TIMEOUT, Server
 
 GUNICORNC = "gunicornc"
 METRICS_RE = r"Metrics listening at: http://(\S+)"
@@ -86,8 +88,10 @@ def total(samples, name, **want):
 def test_gunicornc_and_ferricorn_ctl_run_every_command(spawn, ferricorn_bin, tmp_path):
     path = str(tmp_path / "c.ctl")
     server = spawn.start("wsgiapp:application",
-                         args=["-w", "2", "--control-socket", path], workers=2)
+                         args=["-w", "2", "--control-socket", path,
+                               "--metrics-bind", "127.0.0.1:0"], workers=2)
     server.stderr.wait_for("Control socket listening at " + re.escape(path))
+    metrics = metrics_address(server)
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
 
     for client in (lambda c: gunicornc(path, c), lambda c: ctl(ferricorn_bin, path, c)):
@@ -125,6 +129,10 @@ def test_gunicornc_and_ferricorn_ctl_run_every_command(spawn, ferricorn_bin, tmp
     assert gunicornc(path, "worker kill %d" % victim) == (0, {"success": True, "killed": victim})
     until(lambda: [w["pid"] for w in gunicornc(path, "show workers")[1]["workers"]
                    if w["booted"]] not in ([], [victim]), what="a replacement")
+    # Counted as killed, not as a crash.
+    exits = parse_metrics(http_get(metrics, "/metrics")[1])
+    assert total(exits, "ferricorn_worker_exits_total", reason="killed") == 1
+    assert total(exits, "ferricorn_worker_exits_total", reason="crash") == 0
     assert gunicornc(path, "worker kill 1")[1] == {"success": False,
                                                    "error": "Worker 1 not found"}
 
@@ -288,14 +296,13 @@ def test_statsd_sends_gunicorns_names_types_and_values(spawn):
     got = collect(udp, want, datagrams=datagrams)
     for pattern in want:
         assert any(re.fullmatch(pattern, g) for g in got), (pattern, got)
-    # A request's three metrics travel as one datagram, in this order.
-    per_request = [d for d in datagrams if "gunicorn.requests:" in d]
-    assert len(per_request) == 4, datagrams
-    for datagram in per_request:
-        assert re.fullmatch(r"svc\.app\.gunicorn\.request\.duration:\d+\.\d+\|ms{t}\n"
-                            r"svc\.app\.gunicorn\.requests:1\|c\|@1\.0{t}\n"
-                            r"svc\.app\.gunicorn\.request\.status\.\d+:1\|c\|@1\.0{t}"
-                            .format(t=tags), datagram), datagram
+    # Request metrics are batched: each datagram is whole requests' three
+    # lines, in this order, newline-separated.
+    triple = (r"svc\.app\.gunicorn\.request\.duration:\d+\.\d+\|ms{t}\n"
+              r"svc\.app\.gunicorn\.requests:1\|c\|@1\.0{t}\n"
+              r"svc\.app\.gunicorn\.request\.status\.\d+:1\|c\|@1\.0{t}").format(t=tags)
+    for datagram in (d for d in datagrams if "gunicorn.requests:" in d):
+        assert re.fullmatch(r"{0}(\n{0})*".format(triple), datagram), datagram
     requests = [g for g in got if g.startswith("svc.app.gunicorn.requests:")]
     # The harness's readiness probe was one more request.
     assert requests == ["svc.app.gunicorn.requests:1|c|@1.0|#env:test"] * 4
@@ -308,6 +315,112 @@ def test_statsd_sends_gunicorns_names_types_and_values(spawn):
                for g in collect(udp, [r"svc\.app\.gunicorn\.workers:3\|g" + tags]))
 
 
+def _statsd_run(server, udp):
+    """Requests (200, 404, 500, a POST), then every metric line received
+    until the request counters and the exception count are in."""
+    for method, path in (("GET", "/"), ("GET", "/missing"), ("GET", "/raise"),
+                         ("POST", "/echo"), ("GET", "/")):
+        server.request(method, path, body=b"x" if method == "POST" else None)
+    want = [r".*gunicorn\.request\.status\.404:.*", r".*gunicorn\.request\.status\.500:.*",
+            r".*gunicorn\.log\.exception:.*", r".*gunicorn\.workers:.*",
+            r".*gunicorn\.backlog:.*"]
+    got = collect(udp, want, timeout=10)
+    # Late stragglers of a batch or a second backlog pass.
+    got += collect(udp, [r"never"], timeout=1.5)
+    return [g for g in got if g]
+
+
+def _kinds(lines):
+    """{name: type} of StatsD lines (`name:value|type[|@rate][|#tags]`)."""
+    kinds = {}
+    for line in lines:
+        name, rest = line.split(":", 1)
+        kinds[name] = rest.split("|")[1]
+    return kinds
+
+
+def _counts(lines, prefix):
+    counts = {}
+    for line in lines:
+        name, rest = line.split(":", 1)
+        if name.startswith(prefix) and rest.split("|")[1] == "c":
+            counts[name] = counts.get(name, 0) + int(rest.split("|")[0])
+    return counts
+
+
+def test_statsd_names_match_gunicorn_side_by_side(spawn, tmp_path):
+    """gunicorn 27 and ferricorn on the same app and requests, each with a
+    UDP collector: every name+type gunicorn sent, ferricorn sent too, and
+    the request counters agree."""
+    gunicorn = tmp_path / "gunicorn"
+    gunicorn.write_text("#!/bin/sh\nexec %s -m gunicorn \"$@\"\n" % sys.executable)
+    gunicorn.chmod(0o755)
+    results = {}
+    for name, binary in (("gunicorn", str(gunicorn)), ("ferricorn", spawn.binary)):
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        udp.bind(("127.0.0.1", 0))
+        args = ["-w", "2", "--statsd-host", "127.0.0.1:%d" % udp.getsockname()[1],
+                "--statsd-prefix", "svc", "--dogstatsd-tags", "env:t",
+                "--enable-backlog-metric"]
+        if name == "gunicorn":
+            args += ["--no-control-socket"]
+        server = Server(binary, "wsgiapp:application", args=args, workers=2)
+        spawn.servers.append(server)
+        server.start()
+        results[name] = _statsd_run(server, udp)
+        server.stop()
+        udp.close()
+    theirs, ours = _kinds(results["gunicorn"]), _kinds(results["ferricorn"])
+    assert "svc.gunicorn.request.status.500" in theirs, results["gunicorn"]
+    missing = {n: k for n, k in theirs.items() if ours.get(n) != k}
+    assert not missing, (missing, results["ferricorn"])
+    for name in ("gunicorn", "ferricorn"):
+        assert all(line.endswith("|#env:t") for line in results[name]), results[name]
+    request_counts = [_counts(results[n], "svc.gunicorn.request") for n in results]
+    assert request_counts[0] == request_counts[1], request_counts
+    assert request_counts[0]["svc.gunicorn.requests"] == 6  # + the readiness probe
+
+
+def test_statsd_batches_requests_into_bounded_datagrams(spawn):
+    """300 requests on keep-alive: far fewer datagrams than requests, none
+    over 1432 bytes (one Ethernet MTU), every request counted once, and the
+    last batch sent by the flush timer without another request."""
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    udp.bind(("127.0.0.1", 0))
+    server = spawn.start("wsgiapp:application",
+                         args=["--statsd-host", "127.0.0.1:%d" % udp.getsockname()[1]])
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=IO_TIMEOUT)
+    for _ in range(300):
+        conn.request("GET", "/")
+        conn.getresponse().read()
+    conn.close()
+    datagrams, got = [], []
+    # 300 + the harness's readiness probe.
+    deadline = time.monotonic() + 5
+    while sum(g.startswith("gunicorn.requests:") for g in got) < 301:
+        assert time.monotonic() < deadline, (len(got), datagrams[-1:])
+        got += collect(udp, [r"gunicorn\.requests:.*"], timeout=1, datagrams=datagrams)
+    assert sum(g.startswith("gunicorn.requests:") for g in got) == 301
+    assert sum(g == "gunicorn.request.status.200:1|c|@1.0" for g in got) == 301
+    assert max(len(d) for d in datagrams) <= 1432
+    assert len(datagrams) < 301 / 5, len(datagrams)
+
+
+def test_statsd_batch_is_flushed_when_the_worker_stops(spawn):
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", 0))
+    server = spawn.start("wsgiapp:application",
+                         args=["--statsd-host", "127.0.0.1:%d" % udp.getsockname()[1]])
+    collect(udp, [r"gunicorn\.requests:.*"])  # the readiness probe's
+    assert server.get("/missing")[0] == 404
+    server.signal(signal.SIGTERM)
+    got = collect(udp, [r"gunicorn\.request\.status\.404:1\|c\|@1\.0"])
+    assert "gunicorn.request.status.404:1|c|@1.0" in got, got
+    assert server.wait(timeout=15) == 0
+
+
 def test_slow_requests_are_logged_with_their_duration(spawn):
     server = spawn.start("wsgiapp:application", args=["--slow-request-log", "1"])
     mark = server.mark()
@@ -317,6 +430,23 @@ def test_slow_requests_are_logged_with_their_duration(spawn):
                                   r" 200 took (\d+\.\d+)s", start=mark)[0]
     assert 1.3 <= float(line.group(1)) < 5
     assert server.log(mark).count("Slow request") == 1
+
+
+def test_slow_request_log_is_reread_on_hup(spawn, tmp_path):
+    config = tmp_path / "f.toml"
+    config.write_text("slow_request_log = 0\n")
+    server = spawn.start("wsgiapp:application", args=["-c", str(config)])
+    assert server.get("/sleep?s=1.2", timeout=10)[0] == 200
+    config.write_text("slow_request_log = 1\n")
+    (old,) = server.booted_pids()
+    mark = server.mark()
+    server.signal(signal.SIGHUP)
+    # The old worker serves until its replacement is ready.
+    server.stderr.wait_for(r"Worker exiting \(pid: %d\)" % old, start=mark)
+    assert server.get("/sleep?s=1.2", timeout=10)[0] == 200
+    server.stderr.wait_for(r"\[WARNING\] Slow request: \"GET /sleep\?s=1\.2 HTTP/1\.1\"",
+                           start=mark)
+    assert server.log().count("Slow request") == 1
 
 
 def test_worker_timeout_names_the_request(spawn):

@@ -38,6 +38,7 @@ struct SlotHeartbeat(&'static Slot);
 impl Heartbeat for SlotHeartbeat {
     fn beat(&self) {
         self.0.beat();
+        ferricorn_master::metrics::statsd::flush_due();
     }
 
     fn ready(&self) {
@@ -72,6 +73,9 @@ impl WorkerLauncher for Launcher {
             crate::proctitle::name(settings)
         ));
         crate::logging::reopen_on_usr1();
+        // From the settings this worker was forked with, so a HUP's new
+        // value reaches the new workers.
+        crate::observe::set_slow_request_log(settings.ops.slow_request_log);
         if let Some(owner) = &self.owner {
             if let Err(error) = owner.switch() {
                 tracing::error!("cannot switch the worker's user or group: {error}");
@@ -101,14 +105,17 @@ impl WorkerLauncher for Launcher {
                 return ferricorn_worker::WORKER_BOOT_ERROR;
             }
         };
-        ferricorn_worker::run(WorkerSetup {
+        let code = ferricorn_worker::run(WorkerSetup {
             settings: Arc::clone(settings),
             listeners,
             heartbeat: Arc::new(SlotHeartbeat(slot)),
             tls,
             preloaded: self.python.as_ref().and_then(MasterPython::app),
             age,
-        })
+        });
+        // Batched request metrics are not lost when a worker stops.
+        ferricorn_master::metrics::statsd::flush();
+        code
     }
 
     fn before_fork(&self) {

@@ -4,7 +4,7 @@
 //! It runs inside the `python` process of the `ferricorn` console script
 //! (see `lib.rs`), which passes the command line in.
 
-use crate::{ctl, launcher, logging, master_python, observe, process, proctitle};
+use crate::{ctl, launcher, logging, master_python, process, proctitle};
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -57,7 +57,6 @@ pub fn run(args: Vec<OsString>, exec_args: Vec<OsString>) -> i32 {
         tracing::error!("{error}");
         return 1;
     }
-    observe::set_slow_request_log(settings.ops.slow_request_log);
     if settings.check_config {
         return check_config(&settings);
     }

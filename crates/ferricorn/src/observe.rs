@@ -10,8 +10,8 @@ use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::{Context, Layer};
 
-/// `--slow-request-log` in milliseconds; 0 is off. Set in the master,
-/// inherited by every worker.
+/// `--slow-request-log` in milliseconds; 0 is off. Set in each worker
+/// right after its fork, from the settings it was forked with.
 static SLOW_MS: AtomicU64 = AtomicU64::new(0);
 
 /// Sets the `--slow-request-log` threshold (seconds; 0 disables).

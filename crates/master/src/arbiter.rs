@@ -122,6 +122,8 @@ struct WorkerRecord {
     spawned: Instant,
     /// It was killed for not becoming ready within `timeout`.
     boot_timed_out: bool,
+    /// The control socket's `worker kill PID` stopped it.
+    killed: bool,
 }
 
 /// The master process.
@@ -875,6 +877,7 @@ impl<L: WorkerLauncher> Arbiter<L> {
                         age,
                         spawned: Instant::now(),
                         boot_timed_out: false,
+                        killed: false,
                     },
                 );
                 true

@@ -252,13 +252,16 @@ impl<L: WorkerLauncher> Arbiter<L> {
                 };
                 let pid = int(word)?;
                 let pid = Pid::from_raw(i32::try_from(pid).unwrap_or(0));
-                if !self.workers.contains_key(&pid) {
+                let Some(record) = self.workers.get_mut(&pid) else {
                     return Ok(
                         json!({"success": false, "error": format!("Worker {pid} not found")}),
                     );
-                }
+                };
                 match kill(pid, Signal::SIGTERM) {
-                    Ok(()) => Ok(json!({"success": true, "killed": pid.as_raw()})),
+                    Ok(()) => {
+                        record.killed = true;
+                        Ok(json!({"success": true, "killed": pid.as_raw()}))
+                    }
                     Err(error) => Ok(json!({"success": false, "error": error.desc()})),
                 }
             }

@@ -157,6 +157,9 @@ impl<L: WorkerLauncher> Arbiter<L> {
         if record.aborted {
             return ExitReason::Timeout;
         }
+        if record.killed {
+            return ExitReason::Killed;
+        }
         match record.retire {
             Some(Retire::MaxRequests) => return ExitReason::MaxRequests,
             Some(Retire::Memory) => return ExitReason::Memory,

@@ -82,9 +82,11 @@ pub enum ExitReason {
     Shutdown = 7,
     /// Exited on its own or was killed by someone else.
     Crash = 8,
+    /// Stopped by the control socket's `worker kill PID`.
+    Killed = 9,
 }
 /// Names of [`ExitReason`] in index order.
-pub const EXIT_REASONS: [&str; 9] = [
+pub const EXIT_REASONS: [&str; 10] = [
     "reload",
     "max_requests",
     "memory",
@@ -94,6 +96,7 @@ pub const EXIT_REASONS: [&str; 9] = [
     "scale_down",
     "shutdown",
     "crash",
+    "killed",
 ];
 
 /// What one finished request contributes.
@@ -278,7 +281,7 @@ struct MasterBlock {
     draining: AtomicU64,
     high_water: AtomicU64,
     spawns: AtomicU64,
-    exits: [AtomicU64; 9],
+    exits: [AtomicU64; 10],
     reloads: AtomicU64,
     log: [AtomicU64; 4],
     backlog: AtomicU64,
@@ -341,7 +344,7 @@ pub struct MasterView {
     /// Workers forked.
     pub spawns: u64,
     /// Exits by [`EXIT_REASONS`] index.
-    pub exits: [u64; 9],
+    pub exits: [u64; 10],
     /// Reloads.
     pub reloads: u64,
     /// Accept queue length as last measured.
@@ -493,7 +496,7 @@ impl Board {
     pub fn master_view(&self) -> MasterView {
         let m = self.master;
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let mut exits = [0; 9];
+        let mut exits = [0; 10];
         for (out, counter) in exits.iter_mut().zip(&m.exits) {
             *out = load(counter);
         }
