@@ -20,6 +20,7 @@ pub mod recycle;
 pub mod reload;
 pub mod scoreboard;
 pub mod signals;
+pub mod udp;
 pub mod upgrade;
 
 pub use arbiter::{Arbiter, LogReopener, MasterEvent, Reloader, WorkerLauncher};

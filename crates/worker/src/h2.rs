@@ -134,24 +134,12 @@ async fn handle(
         }
     }
     let has_body = !incoming.is_end_stream();
-    let head = RequestHead {
-        method: parts.method.as_str().to_string(),
-        target: parts
-            .uri
-            .path_and_query()
-            .map_or(b"/".to_vec(), |pq| pq.as_str().as_bytes().to_vec()),
-        path: parts.uri.path().as_bytes().to_vec(),
-        query: parts.uri.query().unwrap_or("").as_bytes().to_vec(),
-        version: Version { major: 2, minor: 0 },
-        headers,
-        body: if has_body {
-            BodyKind::Chunked
-        } else {
-            BodyKind::Empty
-        },
-        keep_alive: true,
-        expect_continue: false,
+    let body = if has_body {
+        BodyKind::Chunked
+    } else {
+        BodyKind::Empty
     };
+    let head = request_head(&parts, headers, body);
 
     let body_error = BodyError::default();
     let body_rx = has_body.then(|| {
@@ -217,6 +205,29 @@ fn latin1(value: &str) -> Vec<u8> {
     let mut bytes = Vec::with_capacity(value.len());
     ferricorn_http::response::push_latin1(&mut bytes, value);
     bytes
+}
+
+/// An HTTP/2 request as the HTTP/1.x code sees it: the request line from
+/// the pseudo-headers, with `headers` and `body` as given.
+pub(crate) fn request_head(
+    parts: &hyper::http::request::Parts,
+    headers: Vec<Header>,
+    body: BodyKind,
+) -> RequestHead {
+    RequestHead {
+        method: parts.method.as_str().to_string(),
+        target: parts
+            .uri
+            .path_and_query()
+            .map_or(b"/".to_vec(), |pq| pq.as_str().as_bytes().to_vec()),
+        path: parts.uri.path().as_bytes().to_vec(),
+        query: parts.uri.query().unwrap_or("").as_bytes().to_vec(),
+        version: Version { major: 2, minor: 0 },
+        headers,
+        body,
+        keep_alive: true,
+        expect_continue: false,
+    }
 }
 
 /// Feeds the stream's DATA frames to the app. A stream error (a

@@ -9,7 +9,7 @@
 //! rather than stalling a request.
 
 use std::io::{self, Write};
-use std::net::{TcpStream, ToSocketAddrs, UdpSocket};
+use std::net::{TcpStream, UdpSocket};
 use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::sync::Mutex;
 
@@ -105,19 +105,7 @@ impl SyslogSink {
 fn connect(addr: &SyslogAddr) -> io::Result<Socket> {
     match addr {
         SyslogAddr::Udp { host, port } => {
-            let target = (host.as_str(), *port)
-                .to_socket_addrs()?
-                .next()
-                .ok_or_else(|| io::Error::other("no address"))?;
-            let local = if target.is_ipv6() {
-                "[::]:0"
-            } else {
-                "0.0.0.0:0"
-            };
-            let socket = UdpSocket::bind(local)?;
-            socket.connect(target)?;
-            socket.set_nonblocking(true)?;
-            Ok(Socket::Udp(socket))
+            Ok(Socket::Udp(ferricorn_master::udp::connect(host, *port)?))
         }
         SyslogAddr::Tcp { host, port } => Ok(Socket::Stream(Box::new(TcpStream::connect((
             host.as_str(),

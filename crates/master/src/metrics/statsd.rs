@@ -96,20 +96,7 @@ pub fn install(ops: &Operability) {
 
 fn connect(addr: &StatsdAddr) -> io::Result<Socket> {
     match addr {
-        StatsdAddr::Udp { host, port } => {
-            let target = std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), *port))?
-                .next()
-                .ok_or_else(|| io::Error::other("no address"))?;
-            let local = if target.is_ipv6() {
-                "[::]:0"
-            } else {
-                "0.0.0.0:0"
-            };
-            let socket = UdpSocket::bind(local)?;
-            socket.connect(target)?;
-            socket.set_nonblocking(true)?;
-            Ok(Socket::Udp(socket))
-        }
+        StatsdAddr::Udp { host, port } => Ok(Socket::Udp(crate::udp::connect(host, *port)?)),
         StatsdAddr::Unix(path) => {
             let socket = UnixDatagram::unbound()?;
             socket.connect(path)?;

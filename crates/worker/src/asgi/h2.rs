@@ -90,20 +90,7 @@ async fn handle(
     let log = Access {
         shared: Arc::clone(&shared),
         peer,
-        head: ferricorn_http::RequestHead {
-            method: parts.method.as_str().to_string(),
-            target: parts
-                .uri
-                .path_and_query()
-                .map_or(b"/".to_vec(), |pq| pq.as_str().as_bytes().to_vec()),
-            path: parts.uri.path().as_bytes().to_vec(),
-            query: parts.uri.query().unwrap_or("").as_bytes().to_vec(),
-            version: ferricorn_http::Version { major: 2, minor: 0 },
-            headers: Vec::new(),
-            body: ferricorn_http::BodyKind::Empty,
-            keep_alive: true,
-            expect_continue: false,
-        },
+        head: crate::h2::request_head(&parts, Vec::new(), ferricorn_http::BodyKind::Empty),
         headers: headers.clone(),
         scheme,
         started: tokio::time::Instant::now(),
