@@ -454,8 +454,14 @@ def test_slow_request_log_is_reread_on_hup(spawn, tmp_path):
 
 def test_worker_timeout_names_the_request(spawn):
     """sync, --timeout 2, a view sleeping 5 s: the CRITICAL line keeps
-    gunicorn's `WORKER TIMEOUT (pid:N)` and names the stuck request."""
-    server = spawn.start("wsgiapp:application", args=["--timeout", "2"])
+    gunicorn's `WORKER TIMEOUT (pid:N)` and names the stuck request, and
+    /metrics counts the request as aborted."""
+    server = spawn.start("wsgiapp:application",
+                         args=["--timeout", "2", "--metrics-bind", "127.0.0.1:0"])
+    address = metrics_address(server)
+    aborted = {"reason": "worker_timeout"}
+    assert total(parse_metrics(http_get(address, "/metrics")[1]),
+                 "ferricorn_requests_aborted_total", **aborted) == 0
     (pid,) = server.booted_pids()
     mark = server.mark()
     client = threading.Thread(target=lambda: _ignore_errors(server.get, "/sleep?s=5",
@@ -466,6 +472,8 @@ def test_worker_timeout_names_the_request(spawn):
         r"\"GET /sleep\?s=5 HTTP/1\.1\" for (\d+\.\d)s$" % pid, timeout=10, start=mark)[0]
     assert 2.0 <= float(line.group(1)) < 5.0
     client.join(15)
+    assert total(parse_metrics(http_get(address, "/metrics")[1]),
+                 "ferricorn_requests_aborted_total", **aborted) == 1
 
 
 def test_worker_timeout_json_fields(spawn):

@@ -23,7 +23,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 
 use crate::listeners::{remove_socket_files, BoundListener};
-use crate::metrics::Board;
+use crate::metrics::{AbortReason, Board};
 use crate::notify::notify;
 use crate::pidfile::Pidfile;
 use crate::recycle::{rss_bytes, Jitter, Retire};
@@ -662,6 +662,8 @@ impl<L: WorkerLauncher> Arbiter<L> {
                 let _ = kill(pid, Signal::SIGKILL);
             } else {
                 log_worker_timeout(pid, slot.oldest_request(now));
+                self.board
+                    .count_aborted(AbortReason::WorkerTimeout, slot.requests_in_flight());
                 record.aborted = true;
                 let _ = kill(pid, Signal::SIGABRT);
             }

@@ -119,6 +119,15 @@ impl Slot {
         now.saturating_sub(self.last_beat_ms.load(Ordering::Relaxed))
     }
 
+    /// How many tracked requests are running.
+    pub fn requests_in_flight(&self) -> u64 {
+        let running = self.in_flight.iter().filter(|entry| {
+            let started = entry.started_ms.load(Ordering::Acquire);
+            started != 0 && started != u64::MAX
+        });
+        running.count() as u64
+    }
+
     /// The longest-running tracked request at `now`: how long it has run
     /// (ms) and the start of its request line.
     pub fn oldest_request(&self, now: u64) -> Option<(u64, String)> {

@@ -99,6 +99,18 @@ pub const EXIT_REASONS: [&str; 10] = [
     "killed",
 ];
 
+/// Why the master gave up on a request, for
+/// `ferricorn_requests_aborted_total{reason}`. (A request past
+/// `request_timeout` is not one: its worker is replaced, but it may still
+/// finish; see `ferricorn_worker_exits_total{reason="request_timeout"}`.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AbortReason {
+    /// Its worker went silent past `timeout` and was killed.
+    WorkerTimeout = 0,
+}
+/// Names of [`AbortReason`] in index order.
+pub const ABORT_REASONS: [&str; 1] = ["worker_timeout"];
+
 /// What one finished request contributes.
 #[derive(Debug, Clone, Copy)]
 pub struct Observation {
@@ -283,6 +295,7 @@ struct MasterBlock {
     spawns: AtomicU64,
     exits: [AtomicU64; 10],
     reloads: AtomicU64,
+    aborted: [AtomicU64; 1],
     log: [AtomicU64; 4],
     backlog: AtomicU64,
     seq: AtomicU64,
@@ -347,6 +360,8 @@ pub struct MasterView {
     pub exits: [u64; 10],
     /// Reloads.
     pub reloads: u64,
+    /// Requests given up on, by [`ABORT_REASONS`] index.
+    pub aborted: [u64; 1],
     /// Accept queue length as last measured.
     pub backlog: u64,
 }
@@ -487,6 +502,11 @@ impl Board {
         self.master.reloads.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts `requests` the master gave up on for `reason`.
+    pub fn count_aborted(&self, reason: AbortReason, requests: u64) {
+        self.master.aborted[reason as usize].fetch_add(requests, Ordering::Relaxed);
+    }
+
     /// Records the accept queue length.
     pub fn set_backlog(&self, backlog: u64) {
         self.master.backlog.store(backlog, Ordering::Relaxed);
@@ -514,6 +534,7 @@ impl Board {
             spawns: load(&m.spawns),
             exits,
             reloads: load(&m.reloads),
+            aborted: [load(&m.aborted[0])],
             backlog: load(&m.backlog),
         }
     }

@@ -11,7 +11,8 @@ use std::os::fd::RawFd;
 use std::time::Duration;
 
 use super::board::{
-    Board, MasterView, Snapshot, BUCKETS, EXIT_REASONS, LOG_LEVELS, METHODS, VERSIONS,
+    Board, MasterView, Snapshot, ABORT_REASONS, BUCKETS, EXIT_REASONS, LOG_LEVELS, METHODS,
+    VERSIONS,
 };
 use crate::listeners::BoundListener;
 use crate::scoreboard::monotonic_ms;
@@ -245,6 +246,18 @@ pub fn render(snap: &Snapshot, master: &MasterView, info: &ExporterInfo) -> Stri
         "Reloads (HUP, code changes, control socket).",
         master.reloads,
     );
+    family(
+        &mut out,
+        "ferricorn_requests_aborted_total",
+        "counter",
+        "Requests the master gave up on (their worker was killed for WORKER TIMEOUT).",
+    );
+    for (reason, n) in ABORT_REASONS.iter().zip(master.aborted) {
+        let _ = writeln!(
+            out,
+            "ferricorn_requests_aborted_total{{reason=\"{reason}\"}} {n}"
+        );
+    }
     family(
         &mut out,
         "ferricorn_worker_exits_total",

@@ -14,7 +14,7 @@ pub mod statsd;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
-pub use board::{Board, ExitReason, Gauges, LogLevel, Observation};
+pub use board::{AbortReason, Board, ExitReason, Gauges, LogLevel, Observation};
 
 static BOARD: OnceLock<Board> = OnceLock::new();
 /// This process's slot; `usize::MAX` in the master (and the exporter).
