@@ -100,6 +100,32 @@ def test_hooks_from_environment(spawn, tmp_path):
     wait_lines(log, r"^pre_request \d+ GET /env  -$")
 
 
+def test_request_hooks_run_around_asgi_requests(spawn, tmp_path):
+    """-k async with an ASGI app: pre_request and post_request run around
+    every HTTP request with gunicorn's arguments (method, raw path, query,
+    upper-cased headers; the status, 500 for an app that raised before
+    starting its response), and a raising hook is logged while the request
+    still gets its answer."""
+    log = str(tmp_path / "hooks.log")
+    server = spawn.start("asgiraw:app", args=["-k", "async", "-c", hook_config(tmp_path)],
+                         env={"HOOK_LOG": log})
+    worker = server.booted_pids()[0]
+    status, _, _ = server.request("GET", "/some/path/scope?a=1", headers={"X-Hook": "yes"})
+    assert status == 200
+    wait_lines(log, r"^pre_request %d GET /some/path/scope a=1 yes$" % worker)
+    wait_lines(log, r"^post_request %d GET /some/path/scope 200$" % worker)
+    assert server.get("/raise-before")[0] == 500
+    wait_lines(log, r"^post_request %d GET /raise-before 500$" % worker)
+
+    config = hook_config(tmp_path, {"pre_request": "raising", "post_request": "raising"})
+    raising = spawn.start("asgiraw:app", args=["-k", "async", "-c", config],
+                          env={"HOOK_LOG": log})
+    assert raising.get("/a/scope")[0] == 200
+    raising.stderr.wait_for(r"Exception in pre_request hook")
+    raising.stderr.wait_for(r"Exception in post_request hook")
+    raising.stderr.wait_for(r"RuntimeError: hook failed on purpose", count=2)
+
+
 def test_a_raising_hook_is_logged_and_the_server_keeps_serving(spawn, tmp_path):
     """pre_request, post_request and when_ready raise: each traceback is
     logged, the request still gets its 200."""

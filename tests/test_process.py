@@ -9,7 +9,9 @@ import threading
 import time
 import uuid
 
-from harness import APPS_DIR, run_ferricorn
+import pytest
+
+from harness import APPS_DIR, parse_response, read_until_closed, run_ferricorn
 
 
 def get_pid(server, timeout=5):
@@ -65,6 +67,38 @@ def test_term_finishes_in_flight_request(spawn):
     log = server.log()
     assert "Handling signal: term" in log
     assert "Shutting down: Master" in log
+
+
+@pytest.mark.parametrize("kind", ["sync", "gthread", "async"])
+def test_term_answers_requests_whose_heads_arrived(spawn, kind):
+    """-w 1: while the worker is inside a 2 s request, a second client
+    finishes its request head and a third stays silent; then TERM. Both
+    requests are answered 200 (the second head was in before the stop:
+    dropping it would lose a request the client already sent), the silent
+    connection is closed, and the master exits 0 well before
+    `--graceful-timeout` (20 s)."""
+    server = spawn.start("wsgiapp:application",
+                         args=["-k", kind, "--graceful-timeout", "20"])
+    late = server.connection()
+    late.sendall(b"GET /pid HTTP/1.1\r\nHost: x\r\n")
+    silent = server.connection()
+    tag = uuid.uuid4().hex
+    start = server.mark()
+    thread, result = in_thread(server.get, "/sleep?s=2&tag=" + tag)
+    server.stderr.wait_for("sleep-start " + tag, start=start)
+    late.sendall(b"Connection: close\r\n\r\n")
+    stopped = time.monotonic()
+    server.signal(signal.SIGTERM)
+    thread.join(15)
+    assert result.get("value", (None,))[0] == 200, result
+    reply = read_until_closed(late, timeout=15)
+    assert reply.data, "the request whose head arrived was dropped: %r" % reply
+    assert parse_response(reply.data).status == 200, reply
+    assert read_until_closed(silent, timeout=15).data == b""
+    assert server.wait(timeout=15) == 0
+    assert time.monotonic() - stopped < 10, "the stop waited for the silent connection"
+    late.close()
+    silent.close()
 
 
 def test_int_exits_quickly(spawn):

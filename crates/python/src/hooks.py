@@ -6,6 +6,7 @@ only the attributes hooks commonly read (pid, age, cfg, method, path, …).
 
 import importlib
 import time
+import traceback
 import types
 
 
@@ -85,3 +86,37 @@ def environ(req):
         "QUERY_STRING": req.query,
         "SERVER_PROTOCOL": req.version,
     }
+
+
+class AsgiHooks:
+    """pre_request/post_request around an ASGI app call, run on the
+    worker's asyncio loop (as gunicorn 27's ASGI worker runs them), with
+    the same arguments as for WSGI. `log(level, message)` reports what a
+    hook raised."""
+
+    def __init__(self, worker, pre, post):
+        self.worker = worker
+        self.pre = pre
+        self.post = post
+
+    def before(self, scope, log):
+        query = scope["query_string"].decode("latin-1")
+        path = scope["raw_path"].decode("latin-1")
+        headers = [(name.decode("latin-1").upper(), value.decode("latin-1"))
+                   for name, value in scope["headers"]]
+        uri = path + "?" + query if query else path
+        req = Request(scope["method"], uri, path, query, "HTTP/" + scope["http_version"], headers)
+        if self.pre is not None:
+            try:
+                self.pre(self.worker, req)
+            except BaseException:
+                log(40, "Exception in pre_request hook:\n" + traceback.format_exc().rstrip())
+        return req
+
+    def after(self, req, status, log):
+        if self.post is None:
+            return
+        try:
+            self.post(self.worker, req, environ(req), Response(status))
+        except BaseException:
+            log(40, "Exception in post_request hook:\n" + traceback.format_exc().rstrip())

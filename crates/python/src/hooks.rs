@@ -172,6 +172,28 @@ impl Hooks {
         ))
     }
 
+    /// The object an ASGI loop calls around each HTTP request
+    /// (`hooks.py`'s `AsgiHooks`), when `pre_request` or `post_request`
+    /// is configured.
+    pub fn asgi_request_hooks<'py>(
+        &self,
+        py: Python<'py>,
+        worker: &Bound<'py, PyAny>,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let callable = |name: &str| {
+            self.callables
+                .iter()
+                .find(|(hook, _)| hook == name)
+                .map(|(_, callable)| callable.bind(py).clone())
+        };
+        let (pre, post) = (callable("pre_request"), callable("post_request"));
+        if pre.is_none() && post.is_none() {
+            return Ok(None);
+        }
+        let hooks = self.helpers.bind(py).getattr("AsgiHooks")?;
+        hooks.call1((worker, pre, post)).map(Some)
+    }
+
     /// The `environ` and `resp` arguments of `post_request`.
     pub fn response<'py>(
         &self,
@@ -192,7 +214,7 @@ pub struct HookRequest<'a> {
     pub method: &'a str,
     /// The request target as sent.
     pub uri: &'a str,
-    /// The path, decoded.
+    /// The path as sent (still percent-encoded), without the query.
     pub path: &'a str,
     /// The query string.
     pub query: &'a str,

@@ -17,6 +17,8 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::shutdown::{ConnLimit, Shutdown};
+
 /// How long `accept()` pauses after running out of descriptors, unless one
 /// of the worker's connections closes first.
 const DESCRIPTOR_BACKOFF: Duration = Duration::from_millis(50);
@@ -198,9 +200,10 @@ impl AcceptErrors {
 /// sibling worker).
 pub async fn accept(
     listeners: &[crate::io::AsyncListener],
-    slots: &Arc<tokio::sync::Semaphore>,
+    limit: &ConnLimit,
     idle: &Arc<IdleSet>,
 ) -> io::Result<(crate::io::Accepted, Admitted)> {
+    let slots = limit.slots();
     let permit = match Arc::clone(slots).try_acquire_owned() {
         Ok(permit) => Some(permit),
         Err(_) => tokio::select! {
@@ -220,6 +223,41 @@ pub async fn accept(
         }
     };
     Ok((conn, Admitted::new(permit, Arc::clone(idle))))
+}
+
+/// Accepts connections ([`accept`]) until `TERM`, handing each to
+/// `on_conn`; out of descriptors, it backs off ([`AcceptErrors::recover`]).
+/// `beat` runs after every accept and every [`crate::BEAT_INTERVAL`].
+/// The listeners are closed on return, so siblings take new connections.
+pub(crate) async fn accept_until_stopped(
+    listeners: Vec<crate::io::AsyncListener>,
+    limit: &ConnLimit,
+    idle: &Arc<IdleSet>,
+    shutdown: &mut Shutdown,
+    mut on_conn: impl FnMut(crate::io::Accepted, Admitted),
+    beat: impl Fn(),
+) {
+    let mut errors = AcceptErrors::default();
+    let mut tick = tokio::time::interval(crate::BEAT_INTERVAL);
+    // Kept across turns of the loop: a connection accepted while waiting
+    // for a slot must not be dropped when another branch wins.
+    let next = accept(&listeners, limit, idle);
+    tokio::pin!(next);
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.requested() => break,
+            accepted = &mut next => {
+                next.set(accept(&listeners, limit, idle));
+                match accepted {
+                    Ok((conn, admitted)) => on_conn(conn, admitted),
+                    Err(error) => errors.recover(error, idle).await,
+                }
+            },
+            _ = tick.tick() => {}
+        }
+        beat();
+    }
 }
 
 /// A connection's slot under the cap; reports the close when dropped.

@@ -17,7 +17,7 @@ use crate::body::body_reader;
 use crate::body_guard::{GuardedSink, Withheld};
 use crate::clock::unix_now;
 use crate::head::{log_refused, RequestLineText};
-use crate::hooks::{RequestHooks, RequestLine};
+use crate::hooks::RequestHooks;
 use crate::outbuf::{BufferedWriter, OutBuf};
 use crate::policy::RequestPolicy;
 use crate::sink::HttpSink;
@@ -205,16 +205,10 @@ pub fn serve(
         script_name: &script_name,
         keep: kept.as_ref(),
     };
-    let hooked = ctx.request_hooks.as_ref().and_then(|hooks| {
-        let line = RequestLine {
-            method: &head.method,
-            target: &head.target,
-            path: &head.path,
-            query: &head.query,
-            version: head.version.as_str(),
-        };
-        hooks.before(&line, &headers)
-    });
+    let hooked = ctx
+        .request_hooks
+        .as_ref()
+        .and_then(|hooks| hooks.before(&head, &headers));
     let token = ctx.heartbeat.request_started([
         head.method.as_bytes(),
         &head.target,

@@ -52,6 +52,26 @@ pub enum HeadError {
     Closed,
 }
 
+impl HeadError {
+    /// The answer to send before closing: a refused head is logged and
+    /// answered with its 4xx ([`refuse_head`]), a late one with 408
+    /// (`header_timeout` is the limit it names); a client that left gets
+    /// nothing. `buf` holds the bytes received.
+    pub fn answer(
+        &self,
+        access: Option<&AccessFormat>,
+        peer: &Peer,
+        buf: &[u8],
+        header_timeout: Duration,
+    ) -> Option<Vec<u8>> {
+        match self {
+            HeadError::Invalid(error) => Some(refuse_head(access, peer, error, buf)),
+            HeadError::Timeout => Some(timeout_error(header_timeout).to_response()),
+            HeadError::Closed => None,
+        }
+    }
+}
+
 /// What the buffered bytes amount to so far.
 pub enum Progress {
     /// A full head (and, for small bodies, the full body).

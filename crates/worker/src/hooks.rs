@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use ferricorn_config::Settings;
+use ferricorn_http::RequestHead;
 use ferricorn_python::hooks::{CfgValue, HookRequest, Hooks};
 use pyo3::prelude::*;
 
@@ -123,6 +124,19 @@ impl WorkerHooks {
         });
     }
 
+    /// The per-request part for an ASGI loop, when `pre_request` or
+    /// `post_request` is set.
+    pub fn asgi_request_hooks(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        match self.hooks.asgi_request_hooks(py, self.worker.bind(py)) {
+            Ok(hooks) => hooks.map(Bound::unbind),
+            Err(error) => {
+                let traceback = ferricorn_python::app::format_error(py, &error);
+                tracing::error!("Exception setting up pre_request/post_request:\n{traceback}");
+                None
+            }
+        }
+    }
+
     /// The per-request part, when `pre_request` or `post_request` is set.
     pub fn request_hooks(self: &Arc<Self>) -> Option<RequestHooks> {
         (self.has("pre_request") || self.has("post_request"))
@@ -130,40 +144,24 @@ impl WorkerHooks {
     }
 }
 
-/// The request line of a request head (its headers are moved out early).
-pub struct RequestLine<'a> {
-    /// The method.
-    pub method: &'a str,
-    /// The target as sent.
-    pub target: &'a [u8],
-    /// The decoded path.
-    pub path: &'a [u8],
-    /// The query string.
-    pub query: &'a [u8],
-    /// `HTTP/1.1` and the like.
-    pub version: &'a str,
-}
-
 /// `pre_request`/`post_request`, run on the app thread around the app call.
 pub struct RequestHooks(Arc<WorkerHooks>);
 
 impl RequestHooks {
-    /// Runs `pre_request(worker, req)`; returns `req` for [`Self::after`].
-    pub fn before(
-        &self,
-        line: &RequestLine<'_>,
-        headers: &[(String, Vec<u8>)],
-    ) -> Option<Py<PyAny>> {
+    /// Runs `pre_request(worker, req)` for `head` (whose own header list
+    /// is moved out by then: `headers` are the ones the app sees); returns
+    /// `req` for [`Self::after`].
+    pub fn before(&self, head: &RequestHead, headers: &[(String, Vec<u8>)]) -> Option<Py<PyAny>> {
         let hooks = &self.0;
-        let uri = String::from_utf8_lossy(line.target);
-        let path = String::from_utf8_lossy(line.path);
-        let query = String::from_utf8_lossy(line.query);
+        let uri = String::from_utf8_lossy(&head.target);
+        let path = String::from_utf8_lossy(&head.path);
+        let query = String::from_utf8_lossy(&head.query);
         let request = HookRequest {
-            method: line.method,
+            method: &head.method,
             uri: &uri,
             path: &path,
             query: &query,
-            version: line.version,
+            version: head.version.as_str(),
             headers,
         };
         Python::attach(|py| {

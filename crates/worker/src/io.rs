@@ -69,6 +69,15 @@ impl AsyncListener {
             }
         })
     }
+
+    /// Registers every inherited listener, or fails the worker's start.
+    pub(crate) fn register_all(listeners: Vec<Listener>) -> Result<Vec<Self>, crate::WorkerError> {
+        listeners
+            .into_iter()
+            .map(Self::register)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(crate::WorkerError::Runtime)
+    }
 }
 
 /// Accepts one connection from whichever listener has one first.

@@ -15,6 +15,7 @@ mod asgi;
 mod body;
 mod body_guard;
 mod channel_io;
+mod classes;
 mod clock;
 pub mod exchange;
 mod gil_probe;
@@ -27,6 +28,7 @@ pub mod policy;
 mod pool;
 mod reload_report;
 mod sendfile;
+mod shutdown;
 mod signals;
 mod sink;
 pub mod stream;
@@ -37,11 +39,13 @@ pub mod tls;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferricorn_config::{Settings, WorkerClass};
+use ferricorn_config::Settings;
 use ferricorn_http::{HeaderMapPolicy, ParserOptions};
 use ferricorn_python::interpreter::{self, InterpreterOptions};
 use ferricorn_python::wsgi::WsgiApp;
 use pyo3::{Py, PyAny, Python};
+
+use classes::{Interface, Served};
 
 pub use stream::Listener;
 
@@ -191,6 +195,17 @@ impl ClassOptions {
     }
 }
 
+impl ClassOptions {
+    /// Whether a connection may wait for another request after the current
+    /// one: the class keeps connections alive and the worker is not
+    /// stopping. The request (`Connection`, HTTP/1.0) and the response
+    /// (the app's `Connection: close`, an unread body) decide the rest
+    /// where the response is framed.
+    pub(crate) fn keep_alive(&self, stopping: &tokio::sync::watch::Receiver<bool>) -> bool {
+        !self.keepalive.is_zero() && !*stopping.borrow()
+    }
+}
+
 /// Runs a worker process to completion and returns its exit code.
 pub fn run(setup: WorkerSetup) -> i32 {
     let WorkerSetup {
@@ -232,6 +247,7 @@ pub fn run(setup: WorkerSetup) -> i32 {
         tracing::error!("No application module specified.");
         return APP_LOAD_ERROR;
     };
+    let class = classes::for_settings(&settings);
     let multiprocess = settings.workers > 1;
     let loaded = Python::attach(|py| {
         let callable = match preloaded {
@@ -247,19 +263,20 @@ pub fn run(setup: WorkerSetup) -> i32 {
                         .map_err(|error| ferricorn_python::app::format_error(py, &error))?
             }
         };
-        if asgi && settings.worker_class != WorkerClass::Async {
-            return Err(format!(
-                "{spec} is an ASGI application, which the {} worker class cannot serve; use -k async",
-                settings.worker_class
-            ));
+        let interface = if asgi {
+            Interface::Asgi
+        } else {
+            Interface::Wsgi
+        };
+        class
+            .check(interface)
+            .map_err(|refusal| format!("{spec} {refusal}"))?;
+        match interface {
+            Interface::Asgi => Ok(App::Asgi(callable)),
+            Interface::Wsgi => WsgiApp::new(py, callable, class.multithread(), multiprocess)
+                .map(App::Wsgi)
+                .map_err(|error| ferricorn_python::app::format_error(py, &error)),
         }
-        if asgi {
-            return Ok(App::Asgi(callable));
-        }
-        let multithread = settings.worker_class != WorkerClass::Sync;
-        WsgiApp::new(py, callable, multithread, multiprocess)
-            .map(App::Wsgi)
-            .map_err(|error| ferricorn_python::app::format_error(py, &error))
     });
     let app = match loaded {
         Ok(app) => app,
@@ -268,7 +285,6 @@ pub fn run(setup: WorkerSetup) -> i32 {
             return APP_LOAD_ERROR;
         }
     };
-
     if let Some(hooks) = &hooks {
         hooks.run("post_worker_init");
     }
@@ -289,67 +305,34 @@ pub fn run(setup: WorkerSetup) -> i32 {
             access_log::AccessFormat::compile(&settings.access_log_format)
                 .with_json(settings.ops.log_format == ferricorn_config::LogFormat::Json)
         });
-    let app = match app {
-        App::Wsgi(app) => app,
-        App::Asgi(app) => {
-            let setup = asgi::AsgiSetup {
-                app,
-                options: ferricorn_python::asgi::AsgiOptions {
-                    loop_kind: settings.asgi_loop.clone(),
-                    lifespan: settings.asgi_lifespan.clone(),
-                    disconnect_grace: settings.asgi_disconnect_grace_period as f64,
-                    root_path: settings.root_path.clone(),
-                },
-                policy,
-                access_format,
-                heartbeat,
-                startup_timeout: Duration::from_secs(settings.timeout),
-                ws: asgi::WsOptions::from_settings(&settings),
-            };
-            let options = ClassOptions::from_settings(&settings, tls);
-            let result = asgi::run(setup, listeners, options);
-            return finish(hooks.as_deref(), result, pid);
-        }
-    };
-    let ctx = exchange::ExchangeContext {
-        app,
-        policy,
-        access_format,
-        heartbeat,
-        request_hooks: hooks.as_ref().and_then(hooks::WorkerHooks::request_hooks),
+    let served = match app {
+        App::Asgi(app) => Served::Asgi(asgi::AsgiSetup {
+            app,
+            options: ferricorn_python::asgi::AsgiOptions {
+                loop_kind: settings.asgi_loop.clone(),
+                lifespan: settings.asgi_lifespan.clone(),
+                disconnect_grace: settings.asgi_disconnect_grace_period as f64,
+                root_path: settings.root_path.clone(),
+            },
+            policy,
+            access_format,
+            heartbeat,
+            startup_timeout: Duration::from_secs(settings.timeout),
+            ws: asgi::WsOptions::from_settings(&settings),
+            request_hooks: hooks
+                .as_ref()
+                .and_then(|hooks| Python::attach(|py| hooks.asgi_request_hooks(py))),
+        }),
+        App::Wsgi(app) => Served::Wsgi(exchange::ExchangeContext {
+            app,
+            policy,
+            access_format,
+            heartbeat,
+            request_hooks: hooks.as_ref().and_then(hooks::WorkerHooks::request_hooks),
+        }),
     };
     let options = ClassOptions::from_settings(&settings, tls);
-    let result = match settings.worker_class {
-        // The sync loop serves plain sockets inline; over TLS the socket
-        // belongs to the event loop, so one app thread beside it does the
-        // calls, still one request at a time and without keep-alive.
-        WorkerClass::Sync if options.tls.is_some() => {
-            let options = ClassOptions {
-                keepalive: Duration::ZERO,
-                ..options
-            };
-            let shape = threaded::PoolShape { initial: 1, max: 1 };
-            threaded::run(ctx, listeners, options, shape)
-        }
-        WorkerClass::Sync => sync::run(ctx, listeners, options),
-        WorkerClass::Gthread => {
-            let threads = usize::try_from(settings.threads).unwrap_or(1);
-            let shape = threaded::PoolShape {
-                initial: threads,
-                max: threads,
-            };
-            threaded::run(ctx, listeners, options, shape)
-        }
-        WorkerClass::Async => {
-            // Start with one app thread: more only help when they block,
-            // and the pool adds them as soon as they do (see pool.rs).
-            let shape = threaded::PoolShape {
-                initial: 1,
-                max: options.max_connections,
-            };
-            threaded::run(ctx, listeners, options, shape)
-        }
-    };
+    let result = classes::serve(class.as_ref(), served, listeners, options);
     finish(hooks.as_deref(), result, pid)
 }
 

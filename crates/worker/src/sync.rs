@@ -8,22 +8,20 @@
 //! a short grace to deliver its head before the worker accepts another, so
 //! two simultaneous requests land on two workers, as with gunicorn.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::admission::{out_of_descriptors, AcceptErrors, Admitted, IdleSet};
 use crate::exchange::{self, Ending, ExchangeContext, Peer};
 use crate::head::{
-    read_available, read_head, refuse_head, timeout_error, HeadError, HeadReader, Progress,
-    ReadyHead, PREREAD_LIMIT,
+    read_available, read_head, refuse_head, HeadReader, Progress, ReadyHead, PREREAD_LIMIT,
 };
 use crate::io::{Accepted, AsyncListener, AsyncStream};
 use crate::outbuf::{self, Direct, OutBuf};
+use crate::shutdown::{ConnLimit, Shutdown};
 use crate::stream::SharedStream;
 use crate::{ClassOptions, WorkerError};
 
@@ -65,86 +63,90 @@ async fn serve(
     seeds: Vec<AsyncListenerSeed>,
     options: ClassOptions,
 ) -> Result<(), WorkerError> {
-    let listeners = seeds
-        .into_iter()
-        .map(AsyncListener::register)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(WorkerError::Runtime)?;
-    let mut terminate = signal(SignalKind::terminate()).map_err(WorkerError::Runtime)?;
+    let listeners = AsyncListener::register_all(seeds)?;
+    let mut shutdown = Shutdown::listen(options.graceful_timeout)?;
     let (ready_tx, mut ready_rx) = mpsc::unbounded_channel::<Ready>();
-    let slots = Arc::new(Semaphore::new(options.max_connections.max(1)));
+    let limit = ConnLimit::new(options.max_connections);
     let mut tick = tokio::time::interval(crate::BEAT_INTERVAL);
-    let options = Arc::new(options);
-    let idle = Arc::new(IdleSet::default());
+    let state = Arc::new(LoopState {
+        options,
+        idle: Arc::new(IdleSet::default()),
+        stopping: shutdown.notice(),
+        ready_tx,
+    });
     let mut errors = AcceptErrors::default();
     ctx.heartbeat.ready();
-    // Kept across turns of the loop: a connection accepted while waiting
-    // for a slot to free must not be dropped when another branch wins.
-    let accept = crate::admission::accept(&listeners, &slots, &idle);
-    tokio::pin!(accept);
-
+    {
+        // Kept across turns of the loop: a connection accepted while
+        // waiting for a slot to free must not be dropped when another
+        // branch wins.
+        let accept = crate::admission::accept(&listeners, &limit, &state.idle);
+        tokio::pin!(accept);
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.requested() => break,
+                Some(ready) = ready_rx.recv() => state.serve(&ctx, ready),
+                accepted = &mut accept => {
+                    accept.set(crate::admission::accept(&listeners, &limit, &state.idle));
+                    match accepted {
+                        Ok((conn, admitted)) => {
+                            let grace = if limit.at_cap() || errors.recently_exhausted() {
+                                // Out of slots or descriptors, a flood may
+                                // fill the kernel queue: a silent connection
+                                // waits on a reader task, not on the loop.
+                                Duration::ZERO
+                            } else if limit.held() == 1 {
+                                FIRST_BYTES_GRACE
+                            } else {
+                                FIRST_BYTES_GRACE_BUSY
+                            };
+                            on_accept(&ctx, &state, conn, admitted, grace).await
+                        }
+                        Err(error) => errors.recover(error, &state.idle).await,
+                    }
+                },
+                _ = tick.tick() => {}
+            }
+            ctx.heartbeat.beat();
+        }
+    }
+    // Graceful stop: no new connections (siblings take them). Requests
+    // whose heads arrive within `--graceful-timeout` are still served and
+    // responses going out to slow readers may finish; silent connections
+    // close now (their reader tasks watch the notice).
+    drop(listeners);
+    shutdown.begin();
+    let deadline = shutdown.deadline();
     loop {
         tokio::select! {
             biased;
-            _ = terminate.recv() => break,
-            Some(ready) = ready_rx.recv() => {
-                if let Some(ready) = serve_inline(&ctx, &options, ready) {
-                    retry_when_freed(ready, &options, &idle, &ready_tx);
-                }
-            }
-            accepted = &mut accept => {
-                accept.set(crate::admission::accept(&listeners, &slots, &idle));
-                match accepted {
-                Ok((conn, admitted)) => {
-                    // Permits held besides this connection's own.
-                    let others = options.max_connections.max(1) - slots.available_permits() - 1;
-                    let at_cap = slots.available_permits() == 0;
-                    let grace = if at_cap || errors.recently_exhausted() {
-                        // Out of slots or descriptors, a flood may fill
-                        // the kernel queue: a silent connection waits on
-                        // a reader task, not on the loop.
-                        Duration::ZERO
-                    } else if others == 0 {
-                        FIRST_BYTES_GRACE
-                    } else {
-                        FIRST_BYTES_GRACE_BUSY
-                    };
-                    on_accept(&ctx, &options, conn, admitted, &ready_tx, grace, &idle).await
-                }
-                Err(error) => errors.recover(error, &idle).await,
-            }},
+            Some(ready) = ready_rx.recv() => state.serve(&ctx, ready),
+            _ = limit.all_closed() => break,
+            _ = tokio::time::sleep_until(deadline) => break,
             _ = tick.tick() => {}
         }
         ctx.heartbeat.beat();
     }
-    // Graceful stop: responses still going out to slow readers get up to
-    // `--graceful-timeout` to finish.
-    let drained = async {
-        while SENDING.load(Ordering::SeqCst) > 0 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            ctx.heartbeat.beat();
-        }
-    };
-    let _ = tokio::time::timeout(options.graceful_timeout, drained).await;
     Ok(())
 }
 
-/// Responses whose rest the loop is sending (one sync worker per process).
-static SENDING: AtomicUsize = AtomicUsize::new(0);
-
-/// Counts one response in [`SENDING`] while it lives.
-struct Sending;
-
-impl Sending {
-    fn start() -> Self {
-        SENDING.fetch_add(1, Ordering::SeqCst);
-        Sending
-    }
+/// What the loop and its reader tasks share.
+struct LoopState {
+    options: ClassOptions,
+    idle: Arc<IdleSet>,
+    /// Turns `true` when the worker stops.
+    stopping: watch::Receiver<bool>,
+    /// Where reader tasks hand complete heads back to the loop.
+    ready_tx: mpsc::UnboundedSender<Ready>,
 }
 
-impl Drop for Sending {
-    fn drop(&mut self) {
-        SENDING.fetch_sub(1, Ordering::SeqCst);
+impl LoopState {
+    /// Serves `ready` inline, or queues it again once a descriptor frees.
+    fn serve(self: &Arc<Self>, ctx: &Arc<ExchangeContext>, ready: Ready) {
+        if let Some(ready) = serve_inline(ctx, &self.options, ready) {
+            retry_when_freed(ready, self);
+        }
     }
 }
 
@@ -152,13 +154,12 @@ impl Drop for Sending {
 /// else leave it to a reader task on the loop.
 async fn on_accept(
     ctx: &Arc<ExchangeContext>,
-    options: &Arc<ClassOptions>,
+    state: &Arc<LoopState>,
     conn: Accepted,
     admitted: Admitted,
-    ready_tx: &mpsc::UnboundedSender<Ready>,
     grace: Duration,
-    idle: &Arc<IdleSet>,
 ) {
+    let options = &state.options;
     let (mut stream, mut peer) = conn.into_parts();
     let mut reader = HeadReader::new(&options.parser, &options.proxy, PREREAD_LIMIT);
     // Readiness can be reported before any byte is there: wait for bytes.
@@ -183,51 +184,48 @@ async fn on_accept(
                 head,
                 _admitted: admitted,
             };
-            if let Some(ready) = serve_inline(ctx, options, ready) {
-                retry_when_freed(ready, options, idle, ready_tx);
-            }
+            state.serve(ctx, ready);
         }
         Progress::Invalid(error) => {
             let answer = refuse_head(ctx.access_format.as_ref(), &peer, &error, &reader.buf);
             let _ = stream.write_all(&answer).await;
         }
         Progress::NeedMore => {
-            let options = Arc::clone(options);
             let ctx = Arc::clone(ctx);
-            let ready_tx = ready_tx.clone();
-            let idle = Arc::clone(idle);
+            let state = Arc::clone(state);
             let buffered = std::mem::take(&mut reader.buf);
             tokio::spawn(async move {
+                let options = &state.options;
                 let mut reader = HeadReader::new(&options.parser, &options.proxy, PREREAD_LIMIT);
                 reader.buf = buffered;
                 let deadline = Instant::now() + options.header_timeout;
                 if reader.buf.is_empty() {
-                    // Silent so far: the accept path may close it for room.
-                    let entry = idle.enter();
+                    // Silent so far: the accept path may close it for room,
+                    // and a stopping worker does not wait for it.
+                    let entry = state.idle.enter();
+                    let mut stopping = state.stopping.clone();
                     tokio::select! {
                         _ = tokio::time::timeout_at(deadline, stream.has_data()) => {}
                         _ = entry.evicted() => return,
+                        _ = stopping.wait_for(|stopping| *stopping) => return,
                     }
                 }
                 match read_head(&mut stream, &mut reader, &mut peer, deadline).await {
                     Ok(head) => {
-                        let _ = ready_tx.send(Ready {
+                        let _ = state.ready_tx.send(Ready {
                             stream,
                             peer,
                             head,
                             _admitted: admitted,
                         });
                     }
-                    Err(HeadError::Invalid(error)) => {
+                    Err(error) => {
                         let access = ctx.access_format.as_ref();
-                        let answer = refuse_head(access, &peer, &error, &reader.buf);
-                        let _ = stream.write_all(&answer).await;
+                        let timeout = options.header_timeout;
+                        if let Some(answer) = error.answer(access, &peer, &reader.buf, timeout) {
+                            let _ = stream.write_all(&answer).await;
+                        }
                     }
-                    Err(HeadError::Timeout) => {
-                        let error = timeout_error(options.header_timeout);
-                        let _ = stream.write_all(&error.to_response()).await;
-                    }
-                    Err(HeadError::Closed) => {}
                 }
             });
         }
@@ -279,9 +277,9 @@ fn serve_inline(ctx: &Arc<ExchangeContext>, options: &ClassOptions, ready: Ready
         return None;
     }
     let ctx = Arc::clone(ctx);
-    let sending = Sending::start();
     tokio::spawn(async move {
-        let _sending = sending;
+        // The slot is held until the response is out: the graceful stop
+        // waits for it.
         let _admitted = _admitted;
         let mut stream = stream;
         let mut ending = ending;
@@ -305,15 +303,10 @@ fn serve_inline(ctx: &Arc<ExchangeContext>, options: &ClassOptions, ready: Ready
 /// a descriptor: frees one (closing the oldest idle connection, or waiting
 /// for one of ours to close) and queues the request again, until its
 /// `--header-timeout` has passed.
-fn retry_when_freed(
-    ready: Ready,
-    options: &Arc<ClassOptions>,
-    idle: &Arc<IdleSet>,
-    ready_tx: &mpsc::UnboundedSender<Ready>,
-) {
-    let idle = Arc::clone(idle);
-    let ready_tx = ready_tx.clone();
-    let deadline = Instant::now() + options.header_timeout;
+fn retry_when_freed(ready: Ready, state: &Arc<LoopState>) {
+    let idle = Arc::clone(&state.idle);
+    let ready_tx = state.ready_tx.clone();
+    let deadline = Instant::now() + state.options.header_timeout;
     tokio::spawn(async move {
         loop {
             idle.free_one().await;

@@ -16,19 +16,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferricorn_http::{BodyDecoder, BodyKind, HttpError};
-use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use crate::admission::{AcceptErrors, Admitted, IdleSet};
+use crate::admission::{Admitted, IdleSet};
 use crate::body::DRAIN_LIMIT;
 use crate::channel_io::{BodyChunk, ChannelBody, Frame, NoticeRead};
 use crate::exchange::{self, Ending, Exchange, ExchangeContext, Next, Peer, Pending};
 use crate::gil_probe::GilProbe;
-use crate::head::{read_head, refuse_head, timeout_error, HeadError, HeadReader, PREREAD_LIMIT};
+use crate::head::{read_head, HeadReader, PREREAD_LIMIT};
 use crate::io::{Accepted, AsyncListener, AsyncStream};
 use crate::outbuf::{self, BufferedWriter, OutBuf};
 use crate::pool::AppPool;
+use crate::shutdown::{ConnLimit, Shutdown};
 use crate::sink::HttpSink;
 use crate::stream::Listener;
 use crate::{ClassOptions, WorkerError};
@@ -41,6 +41,7 @@ const FRAME_CHANNEL: usize = 16;
 const READ_CHUNK: usize = 64 * 1024;
 
 /// The pool shape of a threaded class.
+#[derive(Debug)]
 pub struct PoolShape {
     /// Threads started with the worker.
     pub initial: usize,
@@ -122,74 +123,36 @@ async fn serve(
     pool: AppPool,
     probe: GilProbe,
 ) -> Result<(), WorkerError> {
-    let listeners = listeners
-        .into_iter()
-        .map(AsyncListener::register)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(WorkerError::Runtime)?;
-    let mut terminate = signal(SignalKind::terminate()).map_err(WorkerError::Runtime)?;
-    let (shutdown_tx, shutdown) = watch::channel(false);
-    let max_connections = options.max_connections.max(1);
-    let slots = Arc::new(Semaphore::new(max_connections));
-    let graceful = options.graceful_timeout;
+    let listeners = AsyncListener::register_all(listeners)?;
+    let mut shutdown = Shutdown::listen(options.graceful_timeout)?;
+    let limit = ConnLimit::new(options.max_connections);
     let tls = options.tls.clone().map(tokio_rustls::TlsAcceptor::from);
     let shared = Arc::new(Shared {
         ctx,
         options,
         pool,
-        shutdown,
+        shutdown: shutdown.notice(),
         tls,
         growth_watch: std::sync::atomic::AtomicBool::new(false),
         idle: Arc::new(IdleSet::default()),
         probe,
     });
-    let mut tick = tokio::time::interval(crate::BEAT_INTERVAL);
     shared.ctx.heartbeat.ready();
-    let acceptor = tokio::spawn(accept_loop(
-        Arc::clone(&shared),
+    let idle = Arc::clone(&shared.idle);
+    crate::admission::accept_until_stopped(
         listeners,
-        Arc::clone(&slots),
-    ));
-
-    loop {
-        tokio::select! {
-            biased;
-            _ = terminate.recv() => break,
-            _ = tick.tick() => shared.beat(),
-        }
-    }
-
-    // Graceful stop: no new connections (the acceptor owns the listeners);
-    // idle ones close now, busy ones after their current response.
-    acceptor.abort();
-    let _ = acceptor.await;
-    let _ = shutdown_tx.send(true);
-    let all = u32::try_from(max_connections).unwrap_or(u32::MAX);
-    let drained = async {
-        loop {
-            tokio::select! {
-                _ = slots.acquire_many(all) => break,
-                _ = tick.tick() => shared.beat(),
-            }
-        }
-    };
-    let _ = tokio::time::timeout(graceful, drained).await;
+        &limit,
+        &idle,
+        &mut shutdown,
+        |conn, admitted| {
+            tokio::spawn(connection(Arc::clone(&shared), conn, admitted));
+        },
+        || shared.beat(),
+    )
+    .await;
+    // Idle connections close now, busy ones after their current response.
+    shutdown.drain(&limit, || shared.beat()).await;
     Ok(())
-}
-
-/// Accepts connections as [`crate::admission::accept`] admits them, until
-/// aborted; out of descriptors, it backs off (see [`AcceptErrors::recover`]).
-async fn accept_loop(shared: Arc<Shared>, listeners: Vec<AsyncListener>, slots: Arc<Semaphore>) {
-    let mut errors = AcceptErrors::default();
-    loop {
-        match crate::admission::accept(&listeners, &slots, &shared.idle).await {
-            Ok((conn, admitted)) => {
-                tokio::spawn(connection(Arc::clone(&shared), conn, admitted));
-                shared.beat();
-            }
-            Err(error) => errors.recover(error, &shared.idle).await,
-        }
-    }
 }
 
 /// Waits for the first bytes of a request, as a connection the accept path
@@ -313,20 +276,16 @@ async fn connection(shared: Arc<Shared>, conn: Accepted, _admitted: Admitted) {
         first = false;
         let ready = match read_head(&mut stream, &mut reader, &mut peer, deadline).await {
             Ok(ready) => ready,
-            Err(HeadError::Invalid(error)) => {
+            Err(error) => {
                 let access = shared.ctx.access_format.as_ref();
-                let answer = refuse_head(access, &peer, &error, &reader.buf);
-                let _ = stream.write_all(&answer).await;
+                let timeout = options.header_timeout;
+                if let Some(answer) = error.answer(access, &peer, &reader.buf, timeout) {
+                    let _ = stream.write_all(&answer).await;
+                }
                 return;
             }
-            Err(HeadError::Timeout) => {
-                let error = timeout_error(options.header_timeout);
-                let _ = stream.write_all(&error.to_response()).await;
-                return;
-            }
-            Err(HeadError::Closed) => return,
         };
-        let keep_alive = !options.keepalive.is_zero() && !*shutdown.borrow();
+        let keep_alive = options.keep_alive(&shutdown);
         let frames = (&frames_tx, &mut frames_rx);
         out.reset();
         match exchange(&shared, &mut stream, &out, frames, peer, ready, keep_alive).await {

@@ -339,12 +339,14 @@ class WsCycle(_WriteCredit):
 class Server:
     """Dispatches the I/O thread's events to per-request cycles."""
 
-    def __init__(self, app, inbox, log, grace, state):
+    def __init__(self, app, inbox, log, grace, state, hooks):
         self.app = app
         self.inbox = inbox
         self.log = log
         self.grace = grace
         self.state = state
+        # pre_request/post_request (hooks.py's AsgiHooks), or None.
+        self.hooks = hooks
         self.cycles = {}
         self.stopped = None
 
@@ -389,6 +391,9 @@ class Server:
         cycle.task = asyncio.get_running_loop().create_task(self.run(rid, cycle, scope))
 
     async def run(self, rid, cycle, scope):
+        hooked = None
+        if self.hooks is not None and scope["type"] == "http":
+            hooked = self.hooks.before(scope, self.log)
         try:
             result = await self.app(scope, cycle.receive, cycle.send)
         except ClientDisconnected:
@@ -424,6 +429,9 @@ class Server:
                 cycle.reply.abort()
         finally:
             self.cycles.pop(rid, None)
+            if hooked is not None:
+                # A response the app never started went out as a 500.
+                self.hooks.after(hooked, cycle.status or 500, self.log)
 
 
 class Lifespan:
@@ -520,7 +528,7 @@ class Lifespan:
 class Runner:
     """The worker's loop, driven in three steps by Rust."""
 
-    def __init__(self, app, inbox, log, loop_kind, lifespan, grace):
+    def __init__(self, app, inbox, log, loop_kind, lifespan, grace, hooks):
         self.loop = new_loop(loop_kind)
         asyncio.set_event_loop(self.loop)
         self.app = single_callable(app)
@@ -528,6 +536,7 @@ class Runner:
         self.log = log
         self.lifespan = Lifespan(self.app, lifespan, log)
         self.grace = grace
+        self.hooks = hooks
         self.server = None
 
     def startup(self, timeout):
@@ -535,7 +544,7 @@ class Runner:
 
     def serve(self):
         state = self.lifespan.state if self.lifespan.supported else None
-        self.server = Server(self.app, self.inbox, self.log, self.grace, state)
+        self.server = Server(self.app, self.inbox, self.log, self.grace, state, self.hooks)
         self.server.stopped = self.loop.create_future()
         self.loop.add_reader(self.inbox.fileno(), self.server.wake)
         try:

@@ -119,12 +119,15 @@ pub struct AsgiRunner {
 }
 
 impl AsgiRunner {
-    /// Creates the loop (`--asgi-loop`) for `app`, fed by `queue`.
+    /// Creates the loop (`--asgi-loop`) for `app`, fed by `queue`;
+    /// `request_hooks` (`pre_request`/`post_request`) run around each HTTP
+    /// request on the loop.
     pub fn new(
         py: Python<'_>,
         app: Py<PyAny>,
         queue: Arc<LoopQueue>,
         options: &AsgiOptions,
+        request_hooks: Option<Py<PyAny>>,
     ) -> Result<Self, String> {
         let inbox = Inbox::new(queue, options.root_path.clone());
         bridge(py)
@@ -136,6 +139,7 @@ impl AsgiRunner {
                     &options.loop_kind,
                     &options.lifespan,
                     options.disconnect_grace,
+                    request_hooks,
                 ))
             })
             .map(|runner| Self {

@@ -25,7 +25,7 @@ use super::response::Response;
 use super::AsgiShared;
 use crate::clock::unix_now;
 use crate::exchange::Peer;
-use crate::head::{read_head, refuse_head, timeout_error, HeadError, HeadReader, ReadyHead};
+use crate::head::{read_head, HeadReader, ReadyHead};
 use crate::io::{Accepted, AsyncStream};
 
 /// Largest piece read from the socket at once.
@@ -88,19 +88,16 @@ pub(crate) async fn connection(
         let deadline = Instant::now() + options.header_timeout;
         let ready = match read_head(&mut stream, &mut reader, &mut peer, deadline).await {
             Ok(ready) => ready,
-            Err(HeadError::Invalid(error)) => {
-                let answer = refuse_head(shared.access_format.as_ref(), &peer, &error, &reader.buf);
-                let _ = stream.write_all(&answer).await;
+            Err(error) => {
+                let access = shared.access_format.as_ref();
+                let timeout = options.header_timeout;
+                if let Some(answer) = error.answer(access, &peer, &reader.buf, timeout) {
+                    let _ = stream.write_all(&answer).await;
+                }
                 return;
             }
-            Err(HeadError::Timeout) => {
-                let error = timeout_error(options.header_timeout);
-                let _ = stream.write_all(&error.to_response()).await;
-                return;
-            }
-            Err(HeadError::Closed) => return,
         };
-        let keep_alive = !options.keepalive.is_zero() && !*shutdown.borrow();
+        let keep_alive = options.keep_alive(&shutdown);
         match exchange(&shared, &mut stream, &peer, tls.as_ref(), ready, keep_alive).await {
             Some(leftover) if keep_alive => reader.buf = leftover,
             _ => {

@@ -24,13 +24,13 @@ use std::time::{Duration, Instant};
 use ferricorn_python::asgi::events::{LoopQueue, ToLoop};
 use ferricorn_python::asgi::{AsgiOptions, AsgiRunner};
 use pyo3::{Py, PyAny, Python};
-use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 
 use crate::access_log::AccessFormat;
-use crate::admission::{AcceptErrors, IdleSet};
+use crate::admission::IdleSet;
 use crate::io::AsyncListener;
 use crate::policy::RequestPolicy;
+use crate::shutdown::{ConnLimit, Shutdown};
 use crate::stream::Listener;
 use crate::{ClassOptions, Heartbeat, WorkerError};
 
@@ -124,6 +124,9 @@ pub struct AsgiSetup {
     pub startup_timeout: Duration,
     /// The WebSocket limits and keepalive.
     pub ws: WsOptions,
+    /// `pre_request`/`post_request`, called on the loop around each HTTP
+    /// request.
+    pub request_hooks: Option<Py<PyAny>>,
 }
 
 /// Runs an ASGI worker until `TERM`.
@@ -133,9 +136,11 @@ pub fn run(
     options: ClassOptions,
 ) -> Result<(), WorkerError> {
     let queue = LoopQueue::new().map_err(WorkerError::Runtime)?;
-    let runner =
-        Python::attach(|py| AsgiRunner::new(py, setup.app, Arc::clone(&queue), &setup.options))
-            .map_err(WorkerError::Boot)?;
+    let runner = Python::attach(|py| {
+        let queue = Arc::clone(&queue);
+        AsgiRunner::new(py, setup.app, queue, &setup.options, setup.request_hooks)
+    })
+    .map_err(WorkerError::Boot)?;
     let timeout = if setup.startup_timeout.is_zero() {
         f64::MAX
     } else {
@@ -148,9 +153,10 @@ pub fn run(
 
     let graceful = options.graceful_timeout;
     let tls = options.tls.clone().map(tokio_rustls::TlsAcceptor::from);
-    let (shutdown_tx, shutdown) = watch::channel(false);
-    let shared = Arc::new(AsgiShared {
-        queue: Arc::clone(&queue),
+    let loop_queue = Arc::clone(&queue);
+    // Built on the I/O thread, where the shutdown notice comes to exist.
+    let shared = move |shutdown| AsgiShared {
+        queue: loop_queue,
         policy: setup.policy,
         access_format: setup.access_format,
         heartbeat: setup.heartbeat,
@@ -159,7 +165,7 @@ pub fn run(
         tls,
         ws: setup.ws,
         next_id: std::sync::atomic::AtomicU64::new(0),
-    });
+    };
     let io = std::thread::Builder::new()
         .name("ferricorn-io".into())
         .spawn(move || {
@@ -167,7 +173,14 @@ pub fn run(
                 .enable_all()
                 .build()
                 .map_err(WorkerError::Runtime)
-                .and_then(|runtime| runtime.block_on(serve(shared, listeners, shutdown_tx)));
+                .and_then(|runtime| {
+                    runtime.block_on(async move {
+                        let listeners = AsyncListener::register_all(listeners)?;
+                        let shutdown = Shutdown::listen(graceful)?;
+                        let shared = Arc::new(shared(shutdown.notice()));
+                        serve(shared, listeners, shutdown).await
+                    })
+                });
             // Whatever happened, the loop must stop waiting for requests.
             queue.push(ToLoop::Stop);
             result
@@ -193,57 +206,25 @@ pub fn run(
 
 async fn serve(
     shared: Arc<AsgiShared>,
-    listeners: Vec<Listener>,
-    shutdown_tx: watch::Sender<bool>,
+    listeners: Vec<AsyncListener>,
+    mut shutdown: Shutdown,
 ) -> Result<(), WorkerError> {
-    let listeners = listeners
-        .into_iter()
-        .map(AsyncListener::register)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(WorkerError::Runtime)?;
-    let mut terminate = signal(SignalKind::terminate()).map_err(WorkerError::Runtime)?;
-    let max_connections = shared.options.max_connections.max(1);
-    let slots = Arc::new(Semaphore::new(max_connections));
-    let mut tick = tokio::time::interval(crate::BEAT_INTERVAL);
+    let limit = ConnLimit::new(shared.options.max_connections);
     // ASGI connections do not register as idle yet, so the set only
     // serves the out-of-descriptors back-off.
     let idle = Arc::new(IdleSet::default());
-    let mut errors = AcceptErrors::default();
     shared.heartbeat.ready();
-    {
-        // Kept across turns of the loop: a connection accepted while waiting
-        // for a slot must not be dropped when another branch wins.
-        let accept = crate::admission::accept(&listeners, &slots, &idle);
-        tokio::pin!(accept);
-        loop {
-            tokio::select! {
-                biased;
-                _ = terminate.recv() => break,
-                accepted = &mut accept => {
-                    accept.set(crate::admission::accept(&listeners, &slots, &idle));
-                    match accepted {
-                        Ok((accepted, admitted)) => {
-                            tokio::spawn(conn::connection(Arc::clone(&shared), accepted, admitted));
-                        }
-                        Err(error) => errors.recover(error, &idle).await,
-                    }
-                },
-                _ = tick.tick() => {}
-            }
-            shared.heartbeat.beat();
-        }
-    }
-    drop(listeners);
-    let _ = shutdown_tx.send(true);
-    let all = u32::try_from(max_connections).unwrap_or(u32::MAX);
-    let drained = async {
-        loop {
-            tokio::select! {
-                _ = slots.acquire_many(all) => break,
-                _ = tick.tick() => shared.heartbeat.beat(),
-            }
-        }
-    };
-    let _ = tokio::time::timeout(shared.options.graceful_timeout, drained).await;
+    crate::admission::accept_until_stopped(
+        listeners,
+        &limit,
+        &idle,
+        &mut shutdown,
+        |accepted, admitted| {
+            tokio::spawn(conn::connection(Arc::clone(&shared), accepted, admitted));
+        },
+        || shared.heartbeat.beat(),
+    )
+    .await;
+    shutdown.drain(&limit, || shared.heartbeat.beat()).await;
     Ok(())
 }
