@@ -522,6 +522,26 @@ def test_lifespan_startup_longer_than_timeout_is_a_boot_failure(ferricorn_bin):
     assert time.monotonic() - started < 20
 
 
+def test_a_loop_blocked_by_the_app_is_a_worker_timeout(spawn):
+    """--timeout 2, a view that blocks the asyncio loop in time.sleep(30):
+    the I/O thread stays free but stops beating for the stuck loop, so the
+    master logs `WORKER TIMEOUT (pid:N)`, a new worker boots and serves
+    (as gunicorn's ASGI worker, which beats from its loop)."""
+    server = start(spawn, "asgiraw:app", "--timeout", "2", "--graceful-timeout", "1")
+    (old,) = server.booted_pids()
+    mark = server.mark()
+    blocked = socket.create_connection(("127.0.0.1", server.port), timeout=IO_TIMEOUT)
+    blocked.sendall(b"GET /block?30 HTTP/1.1\r\nHost: x\r\n\r\n")
+    server.stderr.wait_for(r"WORKER TIMEOUT \(pid:%d\)" % old, start=mark, timeout=15)
+    new = int(server.stderr.wait_for(r"Booting worker with pid: (\d+)", start=mark,
+                                     timeout=15)[0].group(1))
+    assert new != old
+    server.wait_until_serving(15)
+    status, _, body = server.get("/sleep?0")
+    assert (status, body) == (200, b"slept")
+    blocked.close()
+
+
 # -- access log ----------------------------------------------------------------
 
 def test_access_log_line(spawn):

@@ -128,6 +128,11 @@ async def app(scope, receive, send):
         await read_body(receive)
         await asyncio.sleep(float(scope["query_string"] or b"2"))
         await respond(send, 200, b"slept")
+    elif path == "/block":
+        # Synchronous sleep: the whole loop stops turning (a broken app).
+        import time
+        time.sleep(float(scope["query_string"] or b"5"))
+        await respond(send, 200, b"blocked")
     elif path == "/no-response":
         await read_body(receive)
     elif path == "/raise-before":

@@ -81,10 +81,21 @@ pub enum ToLoop {
     Stop,
 }
 
+/// How stale the loop's last drain may be before [`LoopQueue::loop_alive`]
+/// wakes it to prove it still turns.
+const NUDGE_AFTER_MS: u64 = 250;
+/// A loop that has not drained its queue for this long is stuck: an app
+/// blocking it in synchronous code (or holding the GIL). A few nudges, so
+/// an ordinary busy turn never trips it.
+const STUCK_AFTER_MS: u64 = 1500;
+
 /// The tokio → loop queue and its wakeup descriptor.
 pub struct LoopQueue {
     queue: Mutex<VecDeque<ToLoop>>,
     wake: OwnedFd,
+    epoch: std::time::Instant,
+    /// Milliseconds after `epoch` of the loop's last drain.
+    drained_ms: std::sync::atomic::AtomicU64,
 }
 
 impl LoopQueue {
@@ -101,7 +112,44 @@ impl LoopQueue {
         Ok(Arc::new(Self {
             queue: Mutex::new(VecDeque::new()),
             wake,
+            epoch: std::time::Instant::now(),
+            drained_ms: std::sync::atomic::AtomicU64::new(0),
         }))
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Whether the asyncio loop still turns, for the worker's heartbeat:
+    /// the I/O thread never waits on the loop, so without this a loop
+    /// stuck in an app's blocking call would look alive to the master
+    /// while it serves nothing (gunicorn's ASGI worker beats from its
+    /// loop and is replaced after `--timeout`). Wakes an idle loop when
+    /// its last drain is getting old, so the next call can tell.
+    pub fn loop_alive(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        let age = self
+            .now_ms()
+            .saturating_sub(self.drained_ms.load(Ordering::Relaxed));
+        if age >= NUDGE_AFTER_MS {
+            self.wake_loop();
+        }
+        age <= STUCK_AFTER_MS
+    }
+
+    /// Counts the loop as turning from now (it is about to serve; the
+    /// lifespan startup before it may have taken long).
+    pub fn loop_starting(&self) {
+        self.drained_ms
+            .store(self.now_ms(), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn wake_loop(&self) {
+        let one = 1u64.to_ne_bytes();
+        // SAFETY: writes 8 bytes from a live buffer to our own eventfd.
+        // EAGAIN (counter saturated) means a wakeup is pending anyway.
+        unsafe { libc::write(self.wake.as_raw_fd(), one.as_ptr().cast(), one.len()) };
     }
 
     fn lock(&self) -> MutexGuard<'_, VecDeque<ToLoop>> {
@@ -118,10 +166,7 @@ impl LoopQueue {
             was_empty
         };
         if was_empty {
-            let one = 1u64.to_ne_bytes();
-            // SAFETY: writes 8 bytes from a live buffer to our own eventfd.
-            // EAGAIN (counter saturated) means a wakeup is pending anyway.
-            unsafe { libc::write(self.wake.as_raw_fd(), one.as_ptr().cast(), one.len()) };
+            self.wake_loop();
         }
     }
 
@@ -130,6 +175,8 @@ impl LoopQueue {
         // SAFETY: reads at most 8 bytes into a live buffer from our eventfd;
         // EAGAIN just means no wakeup was pending.
         unsafe { libc::read(self.wake.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        self.drained_ms
+            .store(self.now_ms(), std::sync::atomic::Ordering::Relaxed);
         std::mem::take(&mut *self.lock())
     }
 }

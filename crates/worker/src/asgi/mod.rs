@@ -49,6 +49,15 @@ pub(crate) struct AsgiShared {
 }
 
 impl AsgiShared {
+    /// Beats the heartbeat while the asyncio loop still turns (see
+    /// [`LoopQueue::loop_alive`]): a stuck loop gets the worker replaced
+    /// after `--timeout`, as a stuck app thread does (`crate::gil_probe`).
+    fn beat(&self) {
+        if self.queue.loop_alive() {
+            self.heartbeat.beat();
+        }
+    }
+
     /// A worker-unique request id.
     pub(crate) fn next_id(&self) -> u64 {
         self.next_id
@@ -166,6 +175,7 @@ pub fn run(
         ws: setup.ws,
         next_id: std::sync::atomic::AtomicU64::new(0),
     };
+    queue.loop_starting();
     let io = std::thread::Builder::new()
         .name("ferricorn-io".into())
         .spawn(move || {
@@ -222,9 +232,9 @@ async fn serve(
         |accepted, admitted| {
             tokio::spawn(conn::connection(Arc::clone(&shared), accepted, admitted));
         },
-        || shared.heartbeat.beat(),
+        || shared.beat(),
     )
     .await;
-    shutdown.drain(&limit, || shared.heartbeat.beat()).await;
+    shutdown.drain(&limit, || shared.beat()).await;
     Ok(())
 }
