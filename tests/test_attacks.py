@@ -25,6 +25,8 @@ from harness import Server, get_status_body
 
 THREADED = ["gthread", "async"]
 ALL = ["sync", "gthread", "async"]
+# "asgi": -k async serving an ASGI app.
+ASGI = "asgi"
 PROBES = 40
 PROBE_TIMEOUT = 3.0
 P99_LIMIT = 0.2
@@ -98,9 +100,17 @@ def assert_rss_bounded(before, server):
     assert max(grown.values()) < RSS_GROWTH_LIMIT_KB, "worker RSS grew (kB): %r" % grown
 
 
+def app_args(kind):
+    """The app and `-k` for a kind of THREADED/ALL, or ASGI."""
+    if kind == ASGI:
+        return "attackapp:asgi_application", ["-k", "async"]
+    return "attackapp:application", ["-k", kind]
+
+
 def start(spawn, kind, *args, workers_count=2, binary=None, server_cls=Server):
-    server = server_cls(binary or spawn.binary, "attackapp:application",
-                        args=["-k", kind, "-w", str(workers_count), *args],
+    app, class_args = app_args(kind)
+    server = server_cls(binary or spawn.binary, app,
+                        args=[*class_args, "-w", str(workers_count), *args],
                         workers=workers_count)
     spawn.servers.append(server)
     return server.start()
@@ -128,7 +138,7 @@ def closed_by_server(sock):
 
 # -- idle floods ----------------------------------------------------------------
 
-@pytest.mark.parametrize("kind", THREADED)
+@pytest.mark.parametrize("kind", THREADED + [ASGI])
 def test_idle_keepalive_flood_at_the_connection_cap(spawn, kind):
     """300 keep-alive connections, each idle after one request, against two
     workers of 100 connections each: new clients are admitted by closing
@@ -152,7 +162,7 @@ def test_idle_keepalive_flood_at_the_connection_cap(spawn, kind):
     assert get_status_body(server.port)[0] == 200
 
 
-@pytest.mark.parametrize("kind", ALL)
+@pytest.mark.parametrize("kind", ALL + [ASGI])
 def test_silent_flood_at_the_connection_cap(spawn, tmp_path, kind):
     """300 connections that send nothing against two workers of 100
     connections each: the oldest silent ones are closed to admit new
@@ -160,8 +170,9 @@ def test_silent_flood_at_the_connection_cap(spawn, tmp_path, kind):
     TCP, TCP_DEFER_ACCEPT keeps silent connections in the kernel for a
     while, which would make the attack's timing the kernel's.)"""
     path = str(tmp_path / "s.sock")
-    server = spawn.prepare("attackapp:application", bind="unix:" + path,
-                           args=["-k", kind, "-w", "2", "--worker-connections", "100"],
+    app, class_args = app_args(kind)
+    server = spawn.prepare(app, bind="unix:" + path,
+                           args=[*class_args, "-w", "2", "--worker-connections", "100"],
                            workers=2).start()
     before = workers_rss(server)
     base_fds = {pid: open_fds(pid) for pid in before}
@@ -199,7 +210,7 @@ def low_nofile(ferricorn_bin, tmp_path):
     return str(wrapper)
 
 
-@pytest.mark.parametrize("kind", ALL)
+@pytest.mark.parametrize("kind", ALL + [ASGI])
 def test_silent_connections_past_the_descriptor_limit(spawn, low_nofile, kind):
     """600 silent connections against two workers limited to 256
     descriptors each: accept() fails with EMFILE, the worker logs it (once
@@ -369,7 +380,7 @@ def reset_once_accepted(sock, stop, counter):
 
 
 @pytest.mark.parametrize("mode", [reset_at_once, reset_once_accepted])
-@pytest.mark.parametrize("kind", THREADED)
+@pytest.mark.parametrize("kind", THREADED + [ASGI])
 def test_h2_rapid_reset(spawn, kind, mode):
     """Four connections open streams and reset them as fast as they can
     (CVE-2023-44487): either before the server accepts them (h2's
@@ -414,7 +425,7 @@ def test_h2_rapid_reset(spawn, kind, mode):
         server.log(mark)[-3000:])
 
 
-@pytest.mark.parametrize("kind", THREADED)
+@pytest.mark.parametrize("kind", THREADED + [ASGI])
 def test_h2_continuation_flood(spawn, kind):
     """A header block that never ends (CONTINUATION frames without
     END_HEADERS, up to 20 MB): the server closes that connection once the
@@ -445,7 +456,7 @@ def test_h2_continuation_flood(spawn, kind):
 
 # -- garbage and old TLS -------------------------------------------------------------
 
-@pytest.mark.parametrize("kind", ALL)
+@pytest.mark.parametrize("kind", ALL + [ASGI])
 def test_garbage_is_refused_alone(spawn, kind):
     """Connections sending binary garbage get a 400 and are closed; probes
     between them are served."""
@@ -491,7 +502,7 @@ class TlsServer(Server):
 
 
 @pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1")
-@pytest.mark.parametrize("kind", ALL)
+@pytest.mark.parametrize("kind", ALL + [ASGI])
 def test_old_tls_handshakes_are_refused_alone(spawn, cert, kind):
     """TLS 1.0 and 1.1 ClientHellos are refused (the server speaks 1.2+);
     TLS 1.2+ clients in between are served."""

@@ -19,3 +19,18 @@ def application(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain"),
                               ("Content-Length", str(len(body)))])
     return [body]
+
+
+async def asgi_application(scope, receive, send):
+    """`/` and `/sleep` (asyncio.sleep) for ASGI (`-k async`, the suite's kind "asgi")."""
+    if scope["type"] != "http":
+        return
+    if scope["path"] == "/sleep":
+        import asyncio
+        query = scope["query_string"].decode()
+        await asyncio.sleep(float(query.partition("=")[2] or 1))
+    body = b"ok\n"
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/plain"),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})

@@ -401,7 +401,7 @@ class Server:
         except asyncio.CancelledError:
             cycle.reply.abort()
         except BaseException as error:
-            if isinstance(error, OSError) and cycle.disconnected:
+            if isinstance(error, OSError) and (cycle.disconnected or cycle.reply.closed):
                 cycle.reply.abort()
             else:
                 self.log(40, "Exception in ASGI application\n" + traceback.format_exc().rstrip())

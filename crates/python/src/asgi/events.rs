@@ -16,7 +16,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use pyo3::exceptions::PyRuntimeError;
+use pyo3::exceptions::PyConnectionError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
 use tokio::sync::{mpsc, Notify};
@@ -270,6 +270,9 @@ pub struct ReplyShared {
 pub struct Reply {
     tx: mpsc::UnboundedSender<FromApp>,
     shared: Arc<ReplyShared>,
+    /// A slot the app call holds until it ends (the reply is dropped with
+    /// the call's task), bounding a connection's concurrent app calls.
+    _slot: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl Reply {
@@ -280,23 +283,31 @@ impl Reply {
         let reply = Reply {
             tx,
             shared: Arc::clone(&shared),
+            _slot: None,
         };
         (reply, rx, shared)
+    }
+
+    /// Holds `slot` for as long as the app call lives.
+    pub fn hold(&mut self, slot: tokio::sync::OwnedSemaphorePermit) {
+        self._slot = Some(slot);
     }
 
     fn post(&self, message: FromApp) -> PyResult<()> {
         self.tx
             .send(message)
-            .map_err(|_| PyRuntimeError::new_err("the connection is gone"))
+            // An OSError, as spec 2.4 promises for a send after the
+            // client left (the I/O side dropped the response already).
+            .map_err(|_| PyConnectionError::new_err("client disconnected"))
     }
 }
 
 #[pymethods]
 impl Reply {
-    /// Whether the client is gone.
+    /// Whether the client is gone (or the I/O side stopped listening).
     #[getter]
     fn closed(&self) -> bool {
-        self.shared.closed.load(Ordering::Acquire)
+        self.shared.closed.load(Ordering::Acquire) || self.tx.is_closed()
     }
 
     /// Queues the response head (`trailers`: trailers follow the body).

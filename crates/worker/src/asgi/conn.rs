@@ -74,18 +74,32 @@ pub(crate) async fn connection(
     let mut shutdown = shared.shutdown.clone();
     let mut first = true;
     loop {
-        if !first && reader.buf.is_empty() {
-            let idle = tokio::time::timeout(options.keepalive, stream.read_buf(&mut reader.buf));
+        let mut deadline = Instant::now() + options.header_timeout;
+        if reader.buf.is_empty() {
+            // Waiting for a request's first bytes: the accept path may
+            // close this connection to admit another, and a stopping worker
+            // does not wait for it.
+            let until = if first {
+                deadline
+            } else {
+                Instant::now() + options.keepalive
+            };
+            let entry = shared.idle.enter();
             tokio::select! {
-                read = idle => match read {
+                read = tokio::time::timeout_at(until, stream.read_buf(&mut reader.buf)) => match read {
                     Ok(Ok(n)) if n > 0 => {}
+                    // read_head answers the late first head with its 408.
+                    Err(_) if first => {}
                     _ => return,
                 },
-                _ = shutdown.changed() => return,
+                _ = shutdown.wait_for(|stopping| *stopping) => return,
+                _ = entry.evicted() => return,
+            }
+            if !first {
+                deadline = Instant::now() + options.header_timeout;
             }
         }
         first = false;
-        let deadline = Instant::now() + options.header_timeout;
         let ready = match read_head(&mut stream, &mut reader, &mut peer, deadline).await {
             Ok(ready) => ready,
             Err(error) => {

@@ -19,7 +19,7 @@ use ferricorn_python::asgi::scope::{Extensions, ScopeData, TlsInfo};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming};
 use hyper::{Request, Response};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 
 use super::AsgiShared;
 use crate::exchange::Peer;
@@ -35,8 +35,21 @@ pub(crate) async fn serve(
 ) {
     let service_shared = Arc::clone(&shared);
     let tls = tls.map(Arc::new);
+    // The app calls of one connection, running or queued on the loop: h2
+    // bounds open streams, but a stream the client resets is closed at
+    // once while its call goes on, so without this bound a reset flood
+    // (CVE-2023-44487) would queue calls without end.
+    let slots = usize::try_from(shared.options.http2.max_concurrent_streams.max(1));
+    let calls = Arc::new(Semaphore::new(slots.unwrap_or(usize::MAX)));
     let service = hyper::service::service_fn(move |request| {
-        handle(Arc::clone(&service_shared), peer, tls.clone(), request)
+        let calls = Arc::clone(&calls);
+        handle(
+            Arc::clone(&service_shared),
+            peer,
+            tls.clone(),
+            calls,
+            request,
+        )
     });
     crate::h2::drive(
         &shared.options.http2,
@@ -52,8 +65,17 @@ async fn handle(
     shared: Arc<AsgiShared>,
     peer: Peer,
     tls: Option<Arc<TlsInfo>>,
+    calls: Arc<Semaphore>,
     request: Request<Incoming>,
 ) -> Result<Response<AppBody>, Infallible> {
+    // A stream reset while waiting here is dropped with this future: its
+    // call never reaches the app.
+    let Ok(slot) = calls.acquire_owned().await else {
+        // Never closed; answered as a worker that cannot take the call.
+        let mut response = Response::new(AppBody::fixed(Vec::new()));
+        *response.status_mut() = hyper::StatusCode::SERVICE_UNAVAILABLE;
+        return Ok(response);
+    };
     let (mut parts, incoming) = request.into_parts();
     let websocket = is_websocket(&parts);
     // `:authority` becomes `host`, at the front (the ASGI spec's rule).
@@ -108,7 +130,8 @@ async fn handle(
     let mut log = log;
     log.token = token;
     let id = shared.next_id();
-    let (reply, mut replies, state) = Reply::new();
+    let (mut reply, mut replies, state) = Reply::new();
+    reply.hold(slot);
     let scope = ScopeData {
         http_version: "2",
         method: parts.method.as_str().to_string(),

@@ -45,6 +45,8 @@ pub(crate) struct AsgiShared {
     pub(crate) tls: Option<tokio_rustls::TlsAcceptor>,
     /// The WebSocket limits and keepalive.
     pub(crate) ws: WsOptions,
+    /// Connections waiting for a request's first bytes, evictable.
+    pub(crate) idle: Arc<IdleSet>,
     next_id: std::sync::atomic::AtomicU64,
 }
 
@@ -173,6 +175,7 @@ pub fn run(
         shutdown,
         tls,
         ws: setup.ws,
+        idle: Arc::new(IdleSet::default()),
         next_id: std::sync::atomic::AtomicU64::new(0),
     };
     queue.loop_starting();
@@ -220,9 +223,7 @@ async fn serve(
     mut shutdown: Shutdown,
 ) -> Result<(), WorkerError> {
     let limit = ConnLimit::new(shared.options.max_connections);
-    // ASGI connections do not register as idle yet, so the set only
-    // serves the out-of-descriptors back-off.
-    let idle = Arc::new(IdleSet::default());
+    let idle = Arc::clone(&shared.idle);
     shared.heartbeat.ready();
     crate::admission::accept_until_stopped(
         listeners,
