@@ -78,7 +78,9 @@ def test_logconfig_dict_in_toml_sends_error_and_access_lines_to_a_file(spawn, tm
     log_file = tmp_path / "app.log"
     config = tmp_path / "ferricorn.toml"
     config.write_text("logconfig_dict = %s\n" % toml_value(dict_config(log_file)))
-    server = spawn.start("hello:app", args=["-c", str(config), "-w", "2"], workers=2)
+    # One worker: it answered, so it is past its signal setup and stops
+    # gracefully on TERM (a worker TERMed while booting just dies).
+    server = spawn.start("hello:app", args=["-c", str(config)])
     status, _, _ = server.get("/logconfig-probe")
     assert status == 200
     access = wait_for_lines(log_file, r"GET /logconfig-probe ")
@@ -93,7 +95,8 @@ def test_logconfig_dict_in_toml_sends_error_and_access_lines_to_a_file(spawn, tm
     lines = lines_of(log_file)
     assert "gunicorn.error INFO Handling signal: term" in lines, lines
     assert lines[-1] == "gunicorn.error INFO Shutting down: Master", lines
-    assert sum("Worker exiting (pid: " in line for line in lines) == 2, lines
+    (pid,) = server.booted_pids()
+    assert "gunicorn.error INFO Worker exiting (pid: %d)" % pid in lines, lines
     # Every record went through the configured formatter.
     assert all(line.startswith(("gunicorn.error ", "gunicorn.access ")) for line in lines), lines
 
@@ -295,3 +298,52 @@ def test_same_logger_names_and_levels_as_gunicorn(spawn, tmp_path):
     }
     assert logger_levels(theirs) == expected
     assert logger_levels(ours) == expected
+
+
+def test_usr1_reopens_the_handlers_files(spawn, tmp_path):
+    """As gunicorn's reopen_files: every FileHandler opens its path again,
+    in the master and in each worker."""
+    log_file = tmp_path / "app.log"
+    path = tmp_path / "logging.json"
+    path.write_text(json.dumps(dict_config(log_file)))
+    server = spawn.start("hello:app", args=["--log-config-json", str(path), "-w", "2"],
+                         workers=2)
+    assert server.get("/before")[0] == 200
+    wait_for_lines(log_file, r"GET /before ")
+    os.rename(log_file, tmp_path / "app.log.1")
+    server.signal(signal.SIGUSR1)
+    wait_for_lines(log_file, r"^gunicorn\.error INFO Handling signal: usr1$")
+    for n in range(20):
+        assert server.get("/after-%d" % n)[0] == 200
+    wait_for_lines(log_file, r'"GET /after-\d+ HTTP', count=20)
+    old = (tmp_path / "app.log.1").read_text()
+    assert "/after-" not in old, old
+
+
+def test_hup_applies_the_changed_configuration_to_new_workers(spawn, tmp_path):
+    log_file = tmp_path / "app.log"
+    path = tmp_path / "logging.json"
+    path.write_text(json.dumps(dict_config(log_file, {"format": "V1 " + PLAIN})))
+    server = spawn.start("hello:app", args=["--log-config-json", str(path)])
+    (old,) = server.booted_pids()
+    wait_for_lines(log_file, r"^V1 gunicorn\.error INFO Booting worker with pid: %d$" % old)
+    path.write_text(json.dumps(dict_config(log_file, {"format": "V2 " + PLAIN})))
+    mark = server.mark()
+    server.signal(signal.SIGHUP)
+    new = int(server.stderr.wait_for(r"Booting worker with pid: (\d+)", start=mark,
+                                     timeout=20)[0].group(1))
+    assert new != old
+    wait_for_lines(log_file, r"^V2 gunicorn\.error INFO Booting worker with pid: %d$" % new)
+    # Only the new worker is left to answer.
+    server.stderr.wait_for(r"Worker exiting \(pid: %d\)" % old, start=mark, timeout=20)
+    assert server.get("/after-hup")[0] == 200
+    wait_for_lines(log_file, r'^V2 gunicorn\.access INFO .*"GET /after-hup ')
+
+
+def test_wsgi_errors_text_is_an_error_record(spawn, tmp_path):
+    log_file = tmp_path / "app.log"
+    path = tmp_path / "logging.json"
+    path.write_text(json.dumps(dict_config(log_file)))
+    server = spawn.start("wsgiapp:application", args=["--log-config-json", str(path)])
+    assert server.get("/errors?msg=hello-errors")[0] == 200
+    wait_for_lines(log_file, r"^gunicorn\.error ERROR wsgi\.errors says hello-errors$")

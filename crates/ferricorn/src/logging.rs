@@ -42,7 +42,7 @@ const WSGI_ERRORS_TARGET: &str = "wsgi.errors";
 const CRITICAL_TARGET: &str = "ferricorn.critical";
 
 /// Bumped by every `USR1`; a sink that saw an older value reopens its file.
-static REOPEN_GENERATION: AtomicU64 = AtomicU64::new(0);
+pub(crate) static REOPEN_GENERATION: AtomicU64 = AtomicU64::new(0);
 
 /// `--capture-output` is on: reopening the error log also moves stdio.
 static CAPTURING: AtomicBool = AtomicBool::new(false);

@@ -127,6 +127,22 @@ def reset():
                 log.removeHandler(handler)
 
 
+def reopen():
+    """USR1, as gunicorn's Logger.reopen_files: every FileHandler of every
+    logger opens its file again (logrotate moved it)."""
+    root = logging.root
+    for log in [logging.getLogger(name) for name in list(root.manager.loggerDict)]:
+        for handler in getattr(log, "handlers", []):
+            if isinstance(handler, logging.FileHandler):
+                handler.acquire()
+                try:
+                    if handler.stream:
+                        handler.close()
+                        handler.stream = handler._open()
+                finally:
+                    handler.release()
+
+
 def emit(records):
     """Logs each (level, access?, message, created) record."""
     for level, access, message, created in records:

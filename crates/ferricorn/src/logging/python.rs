@@ -298,6 +298,7 @@ fn forward(forwarder: &'static Forwarder, receiver: Receiver<Record>) {
     else {
         return;
     };
+    let mut generation = super::REOPEN_GENERATION.load(Ordering::Relaxed);
     while let Ok(first) = receiver.recv() {
         let mut batch = Vec::with_capacity(16);
         let dropped = forwarder.dropped.swap(0, Ordering::Relaxed);
@@ -314,7 +315,16 @@ fn forward(forwarder: &'static Forwarder, receiver: Receiver<Record>) {
         batch.push(first);
         batch.extend(receiver.try_iter().take(BATCH));
         let count = batch.len() - usize::from(dropped > 0);
+        // USR1 reopens the handlers' files before the next line, as the
+        // built-in sinks do.
+        let reopen = super::REOPEN_GENERATION.load(Ordering::Relaxed);
         Python::attach(|py| {
+            if reopen != generation {
+                generation = reopen;
+                if let Err(error) = module.bind(py).call_method0("reopen") {
+                    error.print(py);
+                }
+            }
             let items = batch
                 .into_iter()
                 .map(|r| (r.level, r.access, r.message, r.created));
