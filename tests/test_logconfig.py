@@ -347,3 +347,56 @@ def test_wsgi_errors_text_is_an_error_record(spawn, tmp_path):
     server = spawn.start("wsgiapp:application", args=["--log-config-json", str(path)])
     assert server.get("/errors?msg=hello-errors")[0] == 200
     wait_for_lines(log_file, r"^gunicorn\.error ERROR wsgi\.errors says hello-errors$")
+
+
+def unix_get(path, target, timeout=20):
+    """GET `target` over the unix socket `path`, retrying until the server
+    is up; the status code."""
+    import socket
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(IO_TIMEOUT)
+                sock.connect(str(path))
+                sock.sendall(b"GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                             % target.encode())
+                reply = sock.recv(65536)
+                return int(reply.split()[1])
+        except (FileNotFoundError, ConnectionRefusedError):
+            assert time.monotonic() < deadline, "server never answered on %s" % path
+            time.sleep(0.05)
+
+
+def test_the_configurations_levels_apply_not_log_level(spawn, tmp_path, ferricorn_bin):
+    """gunicorn sets --log-level, then dictConfig sets the logger's level."""
+    loud_file = tmp_path / "loud.log"
+    (tmp_path / "loud.json").write_text(json.dumps(dict_config(loud_file)))
+    # --log-level error, but the logger says INFO: INFO lines are logged.
+    server = spawn.start("wsgiapp:application", args=[
+        "--log-config-json", str(tmp_path / "loud.json"), "--log-level", "error"])
+    (pid,) = server.booted_pids()
+    wait_for_lines(loud_file, r"^gunicorn\.error INFO Booting worker with pid: %d$" % pid)
+
+    # --log-level debug, but the logger says ERROR: only errors.
+    quiet_file, sock = tmp_path / "quiet.log", tmp_path / "s.sock"
+    quiet = dict_config(quiet_file)
+    quiet["loggers"]["gunicorn.error"] = {"level": "ERROR", "handlers": ["file"]}
+    (tmp_path / "quiet.json").write_text(json.dumps(quiet))
+    proc = subprocess.Popen(
+        [ferricorn_bin, "-b", "unix:%s" % sock, "--chdir", str(APPS_DIR), "--log-level", "debug",
+         "--log-config-json", str(tmp_path / "quiet.json"), "wsgiapp:application"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=child_env(), cwd=APPS_DIR, start_new_session=True)
+    try:
+        assert unix_get(sock, "/raise") == 500
+        wait_for_lines(quiet_file, r"^gunicorn\.error ERROR Error handling request /raise")
+        wait_for_lines(quiet_file, r'^gunicorn\.access INFO .*"GET /raise HTTP/1\.1" 500')
+        lines = lines_of(quiet_file)
+        assert not [line for line in lines if line.startswith("gunicorn.error INFO")], lines
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=STOP_TIMEOUT) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()

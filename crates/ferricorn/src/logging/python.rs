@@ -230,21 +230,64 @@ fn start_forwarder() {
 }
 
 fn start_forwarder_replacing() {
-    let (queue, receiver) = mpsc::sync_channel(QUEUE);
-    let forwarder: &'static Forwarder = Box::leak(Box::new(Forwarder {
-        queue,
-        pending: AtomicUsize::new(0),
-        dropped: AtomicU64::new(0),
-    }));
+    let (forwarder, receiver) = Forwarder::new(QUEUE);
+    let forwarder: &'static Forwarder = Box::leak(Box::new(forwarder));
     let spawned = std::thread::Builder::new()
         .name("ferricorn-log".into())
         .spawn(move || forward(forwarder, receiver));
-    if spawned.is_err() {
-        // Without the thread nothing would drain the queue; the lines are
-        // counted as dropped instead of piling up.
-        eprintln!("ferricorn: cannot start the logging thread; Python log records are dropped");
+    if let Err(error) = spawned {
+        // Nothing would drain a queue: the lines are lost instead of
+        // piling up (and of making every flush wait).
+        eprintln!("ferricorn: cannot start the logging thread ({error}); log records for Python's handlers are lost");
+        FORWARDER.store(std::ptr::null_mut(), Ordering::Release);
+        return;
     }
     FORWARDER.store(std::ptr::from_ref(forwarder).cast_mut(), Ordering::Release);
+}
+
+impl Forwarder {
+    fn new(capacity: usize) -> (Self, Receiver<Record>) {
+        let (queue, receiver) = mpsc::sync_channel(capacity);
+        let forwarder = Forwarder {
+            queue,
+            pending: AtomicUsize::new(0),
+            dropped: AtomicU64::new(0),
+        };
+        (forwarder, receiver)
+    }
+
+    /// Queues `record` without waiting; a full queue counts it as dropped.
+    fn push(&self, record: Record) {
+        self.pending.fetch_add(1, Ordering::AcqRel);
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
+            self.queue.try_send(record)
+        {
+            self.pending.fetch_sub(1, Ordering::AcqRel);
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// `first` and what else is queued (up to [`BATCH`]), after a WARNING
+    /// record counting the lines dropped since the last batch; and how
+    /// many of them came off the queue.
+    fn next_batch(&self, first: Record, receiver: &Receiver<Record>) -> (Vec<Record>, usize) {
+        let mut batch = Vec::with_capacity(16);
+        let dropped = self.dropped.swap(0, Ordering::Relaxed);
+        if dropped > 0 {
+            batch.push(Record {
+                level: WARNING,
+                access: false,
+                message: format!(
+                    "{dropped} log records were dropped: the Python logging handlers could not keep up"
+                ),
+                created: first.created,
+            });
+        }
+        batch.push(first);
+        batch.extend(receiver.try_iter().take(BATCH));
+        let taken = batch.len() - usize::from(dropped > 0);
+        (batch, taken)
+    }
 }
 
 fn forwarder() -> Option<&'static Forwarder> {
@@ -261,19 +304,12 @@ pub fn send(level: i32, access: bool, message: String) {
     let created = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64());
-    forwarder.pending.fetch_add(1, Ordering::AcqRel);
-    let record = Record {
+    forwarder.push(Record {
         level,
         access,
         message,
         created,
-    };
-    if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
-        forwarder.queue.try_send(record)
-    {
-        forwarder.pending.fetch_sub(1, Ordering::AcqRel);
-        forwarder.dropped.fetch_add(1, Ordering::Relaxed);
-    }
+    });
 }
 
 /// Waits (at most two seconds) until every queued line has been logged,
@@ -298,23 +334,11 @@ fn forward(forwarder: &'static Forwarder, receiver: Receiver<Record>) {
     else {
         return;
     };
+    // Signals go to the threads that handle them, never to this one.
+    let _ = nix::sys::signal::SigSet::all().thread_block();
     let mut generation = super::REOPEN_GENERATION.load(Ordering::Relaxed);
     while let Ok(first) = receiver.recv() {
-        let mut batch = Vec::with_capacity(16);
-        let dropped = forwarder.dropped.swap(0, Ordering::Relaxed);
-        if dropped > 0 {
-            batch.push(Record {
-                level: WARNING,
-                access: false,
-                message: format!(
-                    "{dropped} log records were dropped: the Python logging handlers could not keep up"
-                ),
-                created: first.created,
-            });
-        }
-        batch.push(first);
-        batch.extend(receiver.try_iter().take(BATCH));
-        let count = batch.len() - usize::from(dropped > 0);
+        let (batch, count) = forwarder.next_batch(first, &receiver);
         // USR1 reopens the handlers' files before the next line, as the
         // built-in sinks do.
         let reopen = super::REOPEN_GENERATION.load(Ordering::Relaxed);
@@ -334,5 +358,58 @@ fn forward(forwarder: &'static Forwarder, receiver: Receiver<Record>) {
             }
         });
         forwarder.pending.fetch_sub(count, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(message: &str) -> Record {
+        Record {
+            level: INFO,
+            access: true,
+            message: message.into(),
+            created: 1.5,
+        }
+    }
+
+    #[test]
+    fn a_full_queue_drops_counts_and_the_next_batch_says_so() {
+        let (forwarder, receiver) = Forwarder::new(2);
+        for n in 0..5 {
+            forwarder.push(record(&n.to_string()));
+        }
+        assert_eq!(forwarder.pending.load(Ordering::Relaxed), 2);
+        assert_eq!(forwarder.dropped.load(Ordering::Relaxed), 3);
+        let first = receiver.recv().unwrap();
+        let (batch, taken) = forwarder.next_batch(first, &receiver);
+        assert_eq!(taken, 2);
+        let messages: Vec<&str> = batch.iter().map(|r| r.message.as_str()).collect();
+        assert_eq!(
+            messages,
+            [
+                "3 log records were dropped: the Python logging handlers could not keep up",
+                "0",
+                "1"
+            ]
+        );
+        assert_eq!((batch[0].level, batch[0].access), (WARNING, false));
+        // Reported once.
+        forwarder.push(record("2"));
+        let (batch, taken) = forwarder.next_batch(receiver.recv().unwrap(), &receiver);
+        assert_eq!((batch.len(), taken), (1, 1));
+    }
+
+    #[test]
+    fn route_codes_match_logconfig_py() {
+        assert_eq!(Route::from_code(0), Route::Builtin);
+        assert_eq!(Route::from_code(-1), Route::Off);
+        assert_eq!(Route::from_code(10), Route::Python(DEBUG));
+        let cell = AtomicI32::new(0);
+        for route in [Route::Off, Route::Python(INFO), Route::Builtin] {
+            route.store(&cell);
+            assert_eq!(Route::load(&cell), route);
+        }
     }
 }
