@@ -1,13 +1,17 @@
 """--log-config (ini), --log-config-json and logconfig_dict: Python's
 logging.config sets up the gunicorn.error and gunicorn.access loggers, as in
 gunicorn, and ferricorn's error and access lines become their records."""
+import http.client
 import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
+
+import pytest
 
 from harness import APPS_DIR, IO_TIMEOUT, STOP_TIMEOUT, child_env, run_ferricorn
 
@@ -266,7 +270,6 @@ def run_gunicorn(config, log_file):
                                    timeout=20)
         wait_for_lines(log_file, r"Booting worker with pid: ", timeout=20)
         port = int(re.search(r":(\d+) \(", listening[0]).group(1))
-        import http.client
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=IO_TIMEOUT)
         conn.request("GET", "/same")
         assert conn.getresponse().status == 200
@@ -352,7 +355,6 @@ def test_wsgi_errors_text_is_an_error_record(spawn, tmp_path):
 def unix_get(path, target, timeout=20):
     """GET `target` over the unix socket `path`, retrying until the server
     is up; the status code."""
-    import socket
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -400,3 +402,18 @@ def test_the_configurations_levels_apply_not_log_level(spawn, tmp_path, ferricor
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+@pytest.mark.parametrize("app, args", [
+    ("hello:app", ["-k", "gthread", "--threads", "2"]),
+    ("asgiraw:app", ["-k", "async"]),
+])
+def test_every_worker_class_logs_access_lines_to_the_handlers(spawn, tmp_path, app, args):
+    log_file = tmp_path / "app.log"
+    path = tmp_path / "logging.json"
+    path.write_text(json.dumps(dict_config(log_file)))
+    server = spawn.start(app, args=["--log-config-json", str(path), *args])
+    status = server.get("/per-class")[0]
+    wait_for_lines(log_file, r'^gunicorn\.access INFO .*"GET /per-class HTTP/1\.1" %d ' % status)
+    (pid,) = server.booted_pids()
+    wait_for_lines(log_file, r"^gunicorn\.error INFO Booting worker with pid: %d$" % pid)
