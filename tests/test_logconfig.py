@@ -238,7 +238,7 @@ def test_bad_logconfig_stops_startup_naming_the_setting(tmp_path, ferricorn_bin)
     for args, setting, detail in cases:
         result = run_ferricorn(ferricorn_bin, ["-b", "127.0.0.1:0", *args, "hello:app"])
         assert result.returncode == 2, (args, result.stderr)
-        assert "Error: %s could not be applied: " % setting in result.stderr, result.stderr
+        assert "error: %s could not be applied: " % setting in result.stderr, result.stderr
         assert detail in result.stderr, result.stderr
         assert "Booting worker" not in result.stderr, result.stderr
 

@@ -129,7 +129,7 @@ impl std::fmt::Display for ConfigureError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "Error: {} could not be applied: {}",
+            "error: {} could not be applied: {}",
             self.setting, self.error
         )
     }
