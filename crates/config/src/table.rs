@@ -1975,7 +1975,7 @@ pub(crate) static UNSUPPORTED: &[Unsupported] = &[
         opt("logger_class", &["--logger-class"]),
         "it names a Python subclass of gunicorn.glogging.Logger, and ferricorn's logging is not \
          Python; use --error-logfile, --access-logfile, --access-logformat and --log-level \
-         (gunicorn's line formats)",
+         (gunicorn's line formats), or --log-config/logconfig_dict for Python logging handlers",
     ),
     file_only("default_proc_name"),
     never(opt("paste", &["--paste", "--paster"]), PASTE_WHY),
