@@ -259,7 +259,11 @@ fn file_layer(path: &Path) -> Result<Layer, ConfigError> {
                 ),
             });
         }
-        if table::find(&key).is_some() {
+        if key == "logconfig_dict" {
+            // Nested as written: dictConfig tells lists from tables.
+            let json = crate::logconfig::toml_to_json(value).to_string();
+            values.insert(key, Value::from(json));
+        } else if table::find(&key).is_some() {
             values.insert(key, toml_to_value(value));
         } else if let Some(unsupported) = table::find_unsupported(&key) {
             return Err(ConfigError::UnsupportedKey {

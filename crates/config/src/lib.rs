@@ -31,6 +31,7 @@ mod error;
 mod example;
 mod layers;
 mod loaded;
+mod logconfig;
 mod operability;
 mod settings;
 mod shell;
@@ -53,6 +54,7 @@ pub use cli::{help_text, VERSION};
 pub use error::{ConfigError, ParseError};
 pub use example::example_config;
 pub use loaded::Loaded;
+pub use logconfig::{ActiveLogConfig, LogConfig};
 pub use operability::{
     default_control_socket, statsd_prefix, LogFormat, Operability, StatsdAddr, STATSD_DEFAULT_PORT,
 };

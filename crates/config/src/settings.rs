@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use crate::bind::Bind;
 use crate::cidr::AllowList;
+use crate::logconfig::LogConfig;
 use crate::operability::Operability;
 use crate::types::{HeaderMap, LogLevel, ProxyProtocol, ReloadEngine, SslVersion, WorkerClass};
 
@@ -125,6 +126,9 @@ pub struct Settings {
     pub loglevel: LogLevel,
     /// Send the workers' stdout/stderr to the error log file (`--capture-output`).
     pub capture_output: bool,
+    /// Python logging configuration (`--log-config`, `--log-config-json`,
+    /// `logconfig_dict`).
+    pub logconfig: LogConfig,
     /// Check the configuration and exit (`--check-config`).
     pub check_config: bool,
     /// Print the resolved configuration and exit (`--print-config`); implies `check_config`.
@@ -258,6 +262,7 @@ impl Settings {
             access_log_format: String::new(),
             errorlog: String::new(),
             loglevel: LogLevel::Info,
+            logconfig: LogConfig::default(),
             check_config: false,
             print_config: false,
             forwarded_allow_ips: AllowList::default(),

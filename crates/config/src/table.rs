@@ -1000,6 +1000,50 @@ pub(crate) static SETTINGS: &[SettingDef] = &[
         ..BASE
     },
     SettingDef {
+        name: "logconfig",
+        long: Some("log-config"),
+        metavar: "FILE",
+        example: Some("\"logging.ini\""),
+        help: "A Python logging.config.fileConfig ini file for the gunicorn.error and gunicorn.access loggers (see logconfig_dict).",
+        apply: |s, v, ctx| {
+            s.logconfig.file = values::opt_string(v)?
+                .map(|p| values::absolute(ctx.cwd, Path::new(&p)));
+            Ok(())
+        },
+        show: |s| s.logconfig.file.as_deref().and_then(t_path),
+        ..BASE
+    },
+    SettingDef {
+        name: "logconfig_dict",
+        cli: CliKind::None,
+        example: Some("{ version = 1, root = { level = \"INFO\" } }"),
+        help: "A table for Python's logging.config.dictConfig, shallow-merged over gunicorn's defaults; ferricorn's error and access lines become records of the gunicorn.error and gunicorn.access loggers. Takes precedence over logconfig_json and logconfig (JSON object text in the environment).",
+        apply: |s, v, _| {
+            s.logconfig.dict = crate::logconfig::dict(v)?;
+            Ok(())
+        },
+        show: |s| {
+            s.logconfig.dict.as_ref().map(|d| {
+                crate::logconfig::json_to_toml(&serde_json::Value::Object(d.clone()))
+            })
+        },
+        ..BASE
+    },
+    SettingDef {
+        name: "logconfig_json",
+        long: Some("log-config-json"),
+        metavar: "FILE",
+        example: Some("\"logging.json\""),
+        help: "A JSON file for Python's logging.config.dictConfig, as logconfig_dict; takes precedence over logconfig.",
+        apply: |s, v, ctx| {
+            s.logconfig.json = values::opt_string(v)?
+                .map(|p| values::absolute(ctx.cwd, Path::new(&p)));
+            Ok(())
+        },
+        show: |s| s.logconfig.json.as_deref().and_then(t_path),
+        ..BASE
+    },
+    SettingDef {
         name: "capture_output",
         long: Some("capture-output"),
         cli: CliKind::Flag,
@@ -1919,11 +1963,6 @@ const PASTE_WHY: &str =
      give APP_MODULE a module that builds the app instead, e.g. \
      application = paste.deploy.loadapp('config:/path/to/app.ini')";
 
-const LOGCONFIG_WHY: &str =
-    "it configures Python's logging module (handlers, formatters, filters), and ferricorn's \
-     logs are not written by Python; use --log-format json for structured lines, --log-syslog \
-     for syslog, and --error-logfile, --access-logfile, --access-logformat and --log-level";
-
 /// Every other gunicorn setting.
 pub(crate) static UNSUPPORTED: &[Unsupported] = &[
     never(
@@ -1936,11 +1975,8 @@ pub(crate) static UNSUPPORTED: &[Unsupported] = &[
         opt("logger_class", &["--logger-class"]),
         "it names a Python subclass of gunicorn.glogging.Logger, and ferricorn's logging is not \
          Python; use --error-logfile, --access-logfile, --access-logformat and --log-level \
-         (gunicorn's line formats)",
+         (gunicorn's line formats), or --log-config/logconfig_dict for Python logging handlers",
     ),
-    never(opt("logconfig", &["--log-config"]), LOGCONFIG_WHY),
-    never(file_only("logconfig_dict"), LOGCONFIG_WHY),
-    never(opt("logconfig_json", &["--log-config-json"]), LOGCONFIG_WHY),
     file_only("default_proc_name"),
     never(opt("paste", &["--paste", "--paster"]), PASTE_WHY),
     never(opt("raw_paste_global_conf", &["--paste-global"]), PASTE_WHY),

@@ -541,6 +541,53 @@ fn unsupported_gunicorn_flags_are_refused() {
 }
 
 #[test]
+fn logconfig_settings_keep_gunicorn_precedence_and_toml_nesting() {
+    let dir = TempDir::new();
+    dir.write(
+        "ferricorn.toml",
+        "[logconfig_dict]\nversion = 1\n[logconfig_dict.loggers.\"gunicorn.error\"]\n\
+         handlers = [\"a\", \"b\"]\nlevel = \"DEBUG\"\n\
+         [logconfig_dict.handlers.s]\naddress = [[\"x\", 1]]\n",
+    );
+    let s = ok_in(
+        dir.path(),
+        &["-c", "ferricorn.toml", "--log-config", "log.ini"],
+        &[],
+    )
+    .settings;
+    let Some(crate::ActiveLogConfig::Dict(dict)) = s.logconfig.active() else {
+        panic!("the dict wins: {:?}", s.logconfig);
+    };
+    assert_eq!(
+        serde_json::Value::Object(dict.clone()),
+        serde_json::json!({
+            "version": 1,
+            "loggers": {"gunicorn.error": {"handlers": ["a", "b"], "level": "DEBUG"}},
+            "handlers": {"s": {"address": [["x", 1]]}},
+        })
+    );
+    assert_eq!(s.logconfig.file, Some(dir.path().join("log.ini")));
+
+    let s = ok(
+        &["--log-config", "a.ini", "--log-config-json", "b.json"],
+        &[],
+    )
+    .settings;
+    assert!(matches!(
+        s.logconfig.active(),
+        Some(crate::ActiveLogConfig::Json(p)) if p.ends_with("b.json")
+    ));
+    let s = ok(&[], &[("FERRICORN_LOGCONFIG_DICT", r#"{"version": 1}"#)]).settings;
+    assert!(s.logconfig.dict.is_some());
+    // gunicorn ignores an empty dict.
+    let s = ok(&[], &[("FERRICORN_LOGCONFIG_DICT", "{}")]).settings;
+    assert_eq!(s.logconfig.active(), None);
+    let text = message(&[], &[("FERRICORN_LOGCONFIG_DICT", "[1]")]);
+    assert!(text.contains("logconfig_dict"), "{text}");
+    assert!(text.contains("a JSON object"), "{text}");
+}
+
+#[test]
 fn flags_that_cannot_work_say_why_and_what_instead() {
     let cases: &[(&[&str], &str, &str)] = &[
         (&["--spew", "app:app"], "--spew", "sys.settrace"),
@@ -551,16 +598,6 @@ fn flags_that_cannot_work_say_why_and_what_instead() {
             &["--logger-class", "my.Logger"],
             "--logger-class",
             "--access-logformat",
-        ),
-        (
-            &["--log-config", "log.ini"],
-            "--log-config",
-            "--log-format json",
-        ),
-        (
-            &["--log-config-json", "log.json"],
-            "--log-config-json",
-            "--log-syslog",
         ),
     ];
     for (args, flag, instead) in cases {

@@ -113,12 +113,17 @@ impl WorkerLauncher for Launcher {
             preloaded: self.python.as_ref().and_then(MasterPython::app),
             age,
         });
-        // Batched request metrics are not lost when a worker stops.
+        // Batched request metrics and queued log records are not lost
+        // when a worker stops.
         ferricorn_master::metrics::statsd::flush();
+        crate::logging::python::flush();
         code
     }
 
     fn before_fork(&self) {
+        // The master's queued lines go out before the new worker's, and
+        // its logging thread holds no Python lock across the fork.
+        crate::logging::python::flush();
         *self.fork.borrow_mut() = ForkGuard::before();
     }
 
@@ -129,6 +134,9 @@ impl WorkerLauncher for Launcher {
             } else {
                 guard.parent();
             }
+        }
+        if in_child {
+            crate::logging::python::after_fork_child();
         }
     }
 

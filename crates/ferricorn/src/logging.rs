@@ -31,8 +31,10 @@ use tracing::{Event, Level, Metadata, Subscriber};
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::prelude::*;
 
+pub mod python;
 mod syslog;
 
+use python::Route;
 use syslog::{Severity, SyslogSink};
 
 const ACCESS_TARGET: &str = "ferricorn.access";
@@ -40,7 +42,7 @@ const WSGI_ERRORS_TARGET: &str = "wsgi.errors";
 const CRITICAL_TARGET: &str = "ferricorn.critical";
 
 /// Bumped by every `USR1`; a sink that saw an older value reopens its file.
-static REOPEN_GENERATION: AtomicU64 = AtomicU64::new(0);
+pub(crate) static REOPEN_GENERATION: AtomicU64 = AtomicU64::new(0);
 
 /// `--capture-output` is on: reopening the error log also moves stdio.
 static CAPTURING: AtomicBool = AtomicBool::new(false);
@@ -280,10 +282,26 @@ fn write_line(sink: &Sink, line: &str) {
 
 impl GunicornFormat {
     fn wanted(&self, metadata: &Metadata<'_>) -> bool {
-        match metadata.target() {
-            ACCESS_TARGET => {
-                self.access.is_some() || self.syslog.as_ref().is_some_and(SyslogSink::takes_access)
+        let target = metadata.target();
+        if target == ACCESS_TARGET {
+            return match python::access_route() {
+                Route::Builtin => {
+                    self.access.is_some()
+                        || self.syslog.as_ref().is_some_and(SyslogSink::takes_access)
+                }
+                Route::Off => false,
+                Route::Python(threshold) => threshold <= python::INFO,
+            };
+        }
+        match python::error_route() {
+            Route::Builtin => {}
+            Route::Off => return false,
+            Route::Python(threshold) => {
+                return python_level(metadata) >= threshold
+                    && (!is_protocol_library(target) || threshold <= python::DEBUG);
             }
+        }
+        match target {
             WSGI_ERRORS_TARGET | CRITICAL_TARGET => true,
             // The protocol libraries warn about each misbehaving peer (an
             // HTTP/2 rapid reset, a bad handshake) at a rate the peer
@@ -293,6 +311,45 @@ impl GunicornFormat {
             }
             _ => !self.critical_only && *metadata.level() <= self.level,
         }
+    }
+
+    /// With a logconfig that takes this event's log: hands it to Python's
+    /// logging and returns true.
+    fn forwarded(&self, event: &Event<'_>) -> bool {
+        let metadata = event.metadata();
+        let access = metadata.target() == ACCESS_TARGET;
+        let route = if access {
+            python::access_route()
+        } else {
+            python::error_route()
+        };
+        if !matches!(route, Route::Python(_)) {
+            return false;
+        }
+        let mut message = Message(String::new());
+        event.record(&mut message);
+        let mut text = message.0;
+        if metadata.target() == WSGI_ERRORS_TARGET && text.ends_with('\n') {
+            text.pop();
+        }
+        python::send(python_level(metadata), access, text);
+        true
+    }
+}
+
+/// The Python logging level of an event: what the app wrote to
+/// `wsgi.errors` counts as an error, as in `--log-format json`.
+fn python_level(metadata: &Metadata<'_>) -> i32 {
+    match metadata.target() {
+        CRITICAL_TARGET => python::CRITICAL,
+        WSGI_ERRORS_TARGET => python::ERROR,
+        _ => match *metadata.level() {
+            Level::ERROR => python::ERROR,
+            Level::WARN => python::WARNING,
+            Level::INFO => python::INFO,
+            Level::DEBUG => python::DEBUG,
+            _ => python::DEBUG / 2,
+        },
     }
 }
 
@@ -316,7 +373,7 @@ impl<S: Subscriber> Layer<S> for GunicornFormat {
 
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
         let metadata = event.metadata();
-        if !self.wanted(metadata) {
+        if !self.wanted(metadata) || self.forwarded(event) {
             return;
         }
         if self.json {

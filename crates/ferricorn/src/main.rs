@@ -106,6 +106,12 @@ pub fn run(args: Vec<OsString>, exec_args: Vec<OsString>) -> i32 {
         proctitle::name(&settings)
     ));
 
+    // After daemonizing, whose fork the logging thread would not survive;
+    // before the app is imported, as gunicorn sets its logger up first.
+    if let Err(error) = logging::python::configure(&settings) {
+        eprintln!("{error}");
+        return 2;
+    }
     let python = match master_python::MasterPython::start(&settings) {
         Ok(python) => python,
         Err(error) => {
@@ -127,7 +133,7 @@ pub fn run(args: Vec<OsString>, exec_args: Vec<OsString>) -> i32 {
             return 1;
         }
     };
-    match Arbiter::new(settings, listeners, launcher::Launcher::new(python, owner)) {
+    let code = match Arbiter::new(settings, listeners, launcher::Launcher::new(python, owner)) {
         Ok(arbiter) => arbiter
             .with_upgrade(Upgrade::new(&exec_args, &start_dir))
             .with_reloader(reloader(args, start_dir))
@@ -137,7 +143,10 @@ pub fn run(args: Vec<OsString>, exec_args: Vec<OsString>) -> i32 {
             tracing::error!("{error}");
             1
         }
-    }
+    };
+    // "Shutting down: Master" reaches the Python handlers too.
+    logging::python::flush();
+    code
 }
 
 /// `HUP`: the configuration file and environment read again with the
@@ -150,6 +159,9 @@ fn reloader(args: Vec<std::ffi::OsString>, start_dir: std::path::PathBuf) -> Rel
         let loaded = ferricorn_config::load(args.clone(), &env, &start_dir)
             .map_err(|error| error.to_string())?;
         prepare_process(&loaded.settings)?;
+        // As gunicorn's Logger.setup on reload; workers forked from here on
+        // inherit the new configuration.
+        logging::python::configure(&loaded.settings).map_err(|error| error.to_string())?;
         Ok(loaded.settings)
     })
 }
@@ -180,6 +192,10 @@ fn check_config(settings: &Settings) -> i32 {
         pythonpath: settings.pythonpath.clone(),
     };
     if let Err(error) = interpreter::start(&options) {
+        eprintln!("{error}");
+        return 1;
+    }
+    if let Err(error) = crate::logging::python::configure(settings) {
         eprintln!("{error}");
         return 1;
     }

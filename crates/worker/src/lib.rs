@@ -298,8 +298,10 @@ pub fn run(setup: WorkerSetup) -> i32 {
         header_map: settings.header_map,
         script_name: std::env::var("SCRIPT_NAME").unwrap_or_default(),
     };
-    // gunicorn logs requests to syslog even without an access log file.
+    // gunicorn logs requests to syslog, or to a logconfig's handlers, even
+    // without an access log file.
     let access_format = (settings.accesslog.is_some()
+        || settings.logconfig.active().is_some()
         || (settings.ops.syslog.enabled && !settings.ops.syslog.disable_redirect_access))
         .then(|| {
             access_log::AccessFormat::compile(&settings.access_log_format)
