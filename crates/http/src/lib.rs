@@ -21,5 +21,5 @@ pub use chunked::ChunkedDecoder;
 pub use error::HttpError;
 pub use request::{
     parse_request_head, BodyKind, Header, HeaderMapPolicy, Parsed, ParserOptions, RequestHead,
-    RequestHeadParser, Version,
+    RequestHeadParser, RequestLine, Version,
 };

@@ -153,7 +153,34 @@ pub struct RequestHead {
     pub expect_continue: bool,
 }
 
+/// A request line, borrowed from its head: what the WSGI environ, the
+/// access log and the request hooks read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RequestLine<'a> {
+    /// The method; empty when the request line was unreadable.
+    pub method: &'a str,
+    /// The target exactly as sent (WSGI `RAW_URI`).
+    pub target: &'a [u8],
+    /// The path as sent (still percent-encoded), without the query.
+    pub path: &'a [u8],
+    /// The query string, without the `?`.
+    pub query: &'a [u8],
+    /// `HTTP/1.1` and the like; empty when the request line was unreadable.
+    pub version: &'a str,
+}
+
 impl RequestHead {
+    /// The head's request line.
+    pub fn line(&self) -> RequestLine<'_> {
+        RequestLine {
+            method: &self.method,
+            target: &self.target,
+            path: &self.path,
+            query: &self.query,
+            version: self.version.as_str(),
+        }
+    }
+
     /// Value of the first header named `name` (ASCII case-insensitive).
     pub fn header(&self, name: &str) -> Option<&[u8]> {
         self.headers
@@ -290,7 +317,7 @@ struct Scan {
 /// What a building scan collects.
 #[derive(Default)]
 struct Built<'b> {
-    line: Option<RequestLine<'b>>,
+    line: Option<ParsedLine<'b>>,
     headers: Vec<Header>,
     /// Index in `headers` of the last header, for unfolding; None if dropped.
     last_kept: Option<usize>,
@@ -568,7 +595,7 @@ fn ascii_string(token: &[u8]) -> Result<String, HttpError> {
 }
 
 /// The validated parts of a request line, borrowed from the buffer.
-struct RequestLine<'a> {
+struct ParsedLine<'a> {
     method: &'a [u8],
     target: &'a [u8],
     path: &'a [u8],
@@ -582,7 +609,7 @@ struct RequestLine<'a> {
 fn parse_request_line<'a>(
     line: &'a [u8],
     opts: &ParserOptions,
-) -> Result<RequestLine<'a>, HttpError> {
+) -> Result<ParsedLine<'a>, HttpError> {
     let malformed = || HttpError::bad_request("malformed request line");
     let sp1 = memchr::memchr(b' ', line).ok_or_else(malformed)?;
     let (method, rest) = line.split_at(sp1);
@@ -594,7 +621,7 @@ fn parse_request_line<'a>(
     check_method(method, opts)?;
     let (path, query) = parse_target(method, opts, target)?;
     let version = parse_version(version, opts)?;
-    Ok(RequestLine {
+    Ok(ParsedLine {
         method,
         target,
         path,

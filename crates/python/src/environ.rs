@@ -5,21 +5,15 @@
 
 use std::net::SocketAddr;
 
+use ferricorn_http::RequestLine;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 
 /// What the worker knows about one request, in the form the environ needs.
 pub struct RequestInfo<'a, H> {
-    /// The method, e.g. `GET`.
-    pub method: &'a str,
-    /// The raw path, still percent-encoded, without the query.
-    pub path: &'a [u8],
-    /// The raw query string, without the `?`.
-    pub query: &'a [u8],
-    /// The request target exactly as sent (`RAW_URI`).
-    pub raw_uri: &'a [u8],
-    /// `SERVER_PROTOCOL` exactly as sent, e.g. `HTTP/1.1`.
-    pub protocol: &'a str,
+    /// Method, target (`RAW_URI`), raw path and query, and
+    /// `SERVER_PROTOCOL`.
+    pub line: RequestLine<'a>,
     /// Header (name, value) pairs as received, in order.
     pub headers: H,
     /// The client's address; `None` for unix sockets.
@@ -174,14 +168,15 @@ impl BaseEnviron {
         }
         env.set_item(pyo3::intern!(py, "wsgi.input"), input)?;
         env.set_item(pyo3::intern!(py, "wsgi.url_scheme"), request.url_scheme)?;
-        env.set_item(pyo3::intern!(py, "REQUEST_METHOD"), request.method)?;
-        env.set_item(pyo3::intern!(py, "SERVER_PROTOCOL"), request.protocol)?;
+        let line = request.line;
+        env.set_item(pyo3::intern!(py, "REQUEST_METHOD"), line.method)?;
+        env.set_item(pyo3::intern!(py, "SERVER_PROTOCOL"), line.version)?;
         env.set_item(pyo3::intern!(py, "SERVER_NAME"), request.server_name)?;
         env.set_item(pyo3::intern!(py, "SERVER_PORT"), request.server_port)?;
-        env.set_item(pyo3::intern!(py, "QUERY_STRING"), latin1(py, request.query))?;
-        env.set_item(pyo3::intern!(py, "RAW_URI"), latin1(py, request.raw_uri))?;
+        env.set_item(pyo3::intern!(py, "QUERY_STRING"), latin1(py, line.query))?;
+        env.set_item(pyo3::intern!(py, "RAW_URI"), latin1(py, line.target))?;
 
-        let decoded = percent_decode(request.path);
+        let decoded = percent_decode(line.path);
         let script = request.script_name.as_bytes();
         let path_info = if !script.is_empty() && decoded.starts_with(script) {
             &decoded[script.len()..]

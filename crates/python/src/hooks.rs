@@ -6,6 +6,7 @@
 //! process down: the caller gets the formatted traceback and logs it
 //! (`on_starting` is the one whose failure stops startup).
 
+use ferricorn_http::RequestLine;
 use pyo3::call::PyCallArgs;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyModule};
@@ -162,12 +163,13 @@ impl Hooks {
                 )
             })
             .collect();
+        let line = req.line;
         self.helpers.bind(py).getattr("Request")?.call1((
-            req.method,
-            req.uri,
-            req.path,
-            req.query,
-            req.version,
+            line.method,
+            String::from_utf8_lossy(line.target),
+            String::from_utf8_lossy(line.path),
+            String::from_utf8_lossy(line.query),
+            line.version,
             headers,
         ))
     }
@@ -210,16 +212,8 @@ impl Hooks {
 
 /// A request as `pre_request`/`post_request` see it.
 pub struct HookRequest<'a> {
-    /// The method.
-    pub method: &'a str,
-    /// The request target as sent.
-    pub uri: &'a str,
-    /// The path as sent (still percent-encoded), without the query.
-    pub path: &'a str,
-    /// The query string.
-    pub query: &'a str,
-    /// `HTTP/1.1` and the like.
-    pub version: &'a str,
+    /// Method, target (`req.uri`), path, query and version.
+    pub line: RequestLine<'a>,
     /// The header fields that reach the app.
     pub headers: &'a [(String, Vec<u8>)],
 }

@@ -75,7 +75,7 @@ impl WsgiApp {
         H: IntoIterator<Item = (&'a str, &'a [u8])>,
     {
         let shared: SharedResponse = Arc::new(Mutex::new(ResponseState::new(sink)));
-        let raw_uri = request.raw_uri.to_vec();
+        let raw_uri = request.line.target.to_vec();
         Python::attach(|py| {
             let step = self
                 .start(py, request, body, &shared)

@@ -6,6 +6,7 @@ use std::io::{self, Cursor};
 use std::os::fd::RawFd;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use ferricorn_http::RequestLine;
 use ferricorn_python::environ::{KeptEnviron, RequestInfo};
 use ferricorn_python::interpreter::{self, InterpreterOptions};
 use ferricorn_python::response::ResponseSink;
@@ -227,11 +228,13 @@ fn call_keeping(
     });
     let captured = Arc::new(Mutex::new(Captured::default()));
     let request = RequestInfo {
-        method: "POST",
-        path: b"/caf%C3%A9/x",
-        query: b"a=1&b=%20",
-        raw_uri: b"/caf%C3%A9/x?a=1&b=%20",
-        protocol: "HTTP/1.1",
+        line: RequestLine {
+            method: "POST",
+            target: b"/caf%C3%A9/x?a=1&b=%20",
+            path: b"/caf%C3%A9/x",
+            query: b"a=1&b=%20",
+            version: "HTTP/1.1",
+        },
         headers: headers.iter().copied(),
         remote: Some("127.0.0.1:4000".parse().unwrap()),
         server_name: "example.com",
@@ -492,11 +495,13 @@ fn call_full(name: &str) -> (Called, Arc<Mutex<Captured>>) {
     });
     let captured = Arc::new(Mutex::new(Captured::default()));
     let request = RequestInfo {
-        method: "GET",
-        path: b"/",
-        query: b"",
-        raw_uri: b"/",
-        protocol: "HTTP/1.1",
+        line: RequestLine {
+            method: "GET",
+            target: b"/",
+            path: b"/",
+            query: b"",
+            version: "HTTP/1.1",
+        },
         headers: std::iter::empty(),
         remote: None,
         server_name: "example.com",

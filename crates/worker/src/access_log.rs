@@ -13,6 +13,7 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use ferricorn_http::RequestLine;
 use ferricorn_python::environ::percent_decode;
 
 mod json;
@@ -40,18 +41,10 @@ pub struct AccessFormat {
 pub struct AccessRecord<'a> {
     /// The client's address, `None` on unix sockets.
     pub remote: Option<SocketAddr>,
-    /// The request method; empty when the request line was unreadable.
-    pub method: &'a str,
-    /// The raw request target (`RAW_URI`).
-    pub target: &'a [u8],
-    /// The raw path, still percent-encoded.
-    pub path: &'a [u8],
-    /// The raw query string.
-    pub query: &'a [u8],
+    /// The request line; its parts are empty when it was unreadable.
+    pub line: RequestLine<'a>,
     /// The mount point, cut from the path for `U` (`PATH_INFO`).
     pub script_name: &'a str,
-    /// `HTTP/1.1` etc.; empty when the request line was unreadable.
-    pub protocol: &'a str,
     /// Request headers.
     pub request_headers: &'a [(String, Vec<u8>)],
     /// Response status.
@@ -270,19 +263,19 @@ fn write_atom(line: &mut String, atom: char, r: &AccessRecord<'_>) {
         't' => {
             let _ = write!(line, "[{}]", clf_time(r.started_unix));
         }
-        'r' if r.method.is_empty() => line.push('-'),
+        'r' if r.line.method.is_empty() => line.push('-'),
         'r' => {
-            push_escaped(line, r.method);
+            push_escaped(line, r.line.method);
             line.push(' ');
-            push_bytes(line, r.target);
+            push_bytes(line, r.line.target);
             line.push(' ');
-            push_escaped(line, r.protocol);
+            push_escaped(line, r.line.version);
         }
-        'm' => push_or_dash(line, r.method),
-        'U' if r.method.is_empty() => line.push('-'),
+        'm' => push_or_dash(line, r.line.method),
+        'U' if r.line.method.is_empty() => line.push('-'),
         'U' => {
             // PATH_INFO: decoded, without the mount point.
-            let decoded = percent_decode(r.path);
+            let decoded = percent_decode(r.line.path);
             let script = r.script_name.as_bytes();
             let path_info = match decoded.strip_prefix(script) {
                 Some(rest) if !script.is_empty() => rest,
@@ -290,8 +283,8 @@ fn write_atom(line: &mut String, atom: char, r: &AccessRecord<'_>) {
             };
             push_bytes(line, path_info);
         }
-        'q' => push_bytes(line, r.query),
-        'H' => push_or_dash(line, r.protocol),
+        'q' => push_bytes(line, r.line.query),
+        'H' => push_or_dash(line, r.line.version),
         's' => {
             let _ = write!(line, "{}", r.status);
         }
@@ -384,12 +377,14 @@ mod tests {
     ) -> AccessRecord<'a> {
         AccessRecord {
             remote: Some("127.0.0.1:5555".parse().unwrap()),
-            method: "GET",
-            target: b"/app/a%20b?b=1",
-            path: b"/app/a%20b",
-            query: b"b=1",
+            line: RequestLine {
+                method: "GET",
+                target: b"/app/a%20b?b=1",
+                path: b"/app/a%20b",
+                query: b"b=1",
+                version: "HTTP/1.1",
+            },
             script_name: "/app",
-            protocol: "HTTP/1.1",
             request_headers: headers,
             status: 200,
             response_headers: out,
@@ -478,7 +473,7 @@ mod tests {
     #[test]
     fn unreadable_request_line_logs_dashes() {
         let mut r = record(&[], &[], &[]);
-        (r.method, r.target, r.path, r.query, r.protocol) = ("", b"", b"", b"", "");
+        r.line = RequestLine::default();
         r.status = 414;
         let format = AccessFormat::compile(r#""%(r)s" %(m)s %(U)s %(H)s %(s)s"#);
         assert_eq!(format.format(&r), r#""-" - - - 414"#);

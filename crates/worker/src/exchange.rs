@@ -192,11 +192,7 @@ pub fn serve(
         .filter(|format| !format.environ_keys().is_empty())
         .map(|_| KeptEnviron::default());
     let request = RequestInfo {
-        method: &head.method,
-        path: &head.path,
-        query: &head.query,
-        raw_uri: &head.target,
-        protocol: head.version.as_str(),
+        line: head.line(),
         headers: headers.iter().map(|(n, v)| (n.as_str(), v.as_slice())),
         remote: peer.remote,
         server_name: &server_name,
@@ -315,12 +311,8 @@ impl AfterCall {
                 .unwrap_or_default();
             let line = format.format(&AccessRecord {
                 remote: peer.remote,
-                method: &head.method,
-                target: &head.target,
-                path: &head.path,
-                query: &head.query,
+                line: head.line(),
                 script_name: &script_name,
-                protocol: head.version.as_str(),
                 request_headers: &headers,
                 status: outcome.status,
                 response_headers: &outcome.headers,

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use ferricorn_config::{AllowList, ProxyProtocol};
 use ferricorn_http::proxy::{parse_proxy_header, ProxyParsed};
-use ferricorn_http::{BodyDecoder, BodyKind, HttpError, Parsed, ParserOptions, RequestHead};
+use ferricorn_http::{
+    BodyDecoder, BodyKind, HttpError, Parsed, ParserOptions, RequestHead, RequestLine,
+};
 use tokio::time::Instant;
 
 use crate::access_log::{AccessFormat, AccessRecord};
@@ -380,12 +382,14 @@ pub fn log_refused(
     };
     let text = format.format(&AccessRecord {
         remote: peer.remote,
-        method: line.method,
-        target: line.target,
-        path,
-        query,
+        line: RequestLine {
+            method: line.method,
+            target: line.target,
+            path,
+            query,
+            version: line.protocol,
+        },
         script_name: "",
-        protocol: line.protocol,
         request_headers: line.headers,
         status: error.status,
         response_headers: &[],

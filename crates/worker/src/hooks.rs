@@ -153,15 +153,8 @@ impl RequestHooks {
     /// `req` for [`Self::after`].
     pub fn before(&self, head: &RequestHead, headers: &[(String, Vec<u8>)]) -> Option<Py<PyAny>> {
         let hooks = &self.0;
-        let uri = String::from_utf8_lossy(&head.target);
-        let path = String::from_utf8_lossy(&head.path);
-        let query = String::from_utf8_lossy(&head.query);
         let request = HookRequest {
-            method: &head.method,
-            uri: &uri,
-            path: &path,
-            query: &query,
-            version: head.version.as_str(),
+            line: head.line(),
             headers,
         };
         Python::attach(|py| {

@@ -35,15 +35,15 @@ pub fn render(record: &AccessRecord<'_>, message: &str) -> String {
         ",\"ecs.version\":\"{ECS_VERSION}\",\"log.logger\":\"ferricorn.access\",\"process.pid\":{}",
         std::process::id()
     );
-    if !record.method.is_empty() {
-        member(&mut out, "http.request.method", record.method);
-        member_bytes(&mut out, "url.original", record.target);
-        member_bytes(&mut out, "url.path", record.path);
-        if !record.query.is_empty() {
-            member_bytes(&mut out, "url.query", record.query);
+    if !record.line.method.is_empty() {
+        member(&mut out, "http.request.method", record.line.method);
+        member_bytes(&mut out, "url.original", record.line.target);
+        member_bytes(&mut out, "url.path", record.line.path);
+        if !record.line.query.is_empty() {
+            member_bytes(&mut out, "url.query", record.line.query);
         }
     }
-    if let Some(version) = record.protocol.strip_prefix("HTTP/") {
+    if let Some(version) = record.line.version.strip_prefix("HTTP/") {
         member(&mut out, "http.version", version);
     }
     let _ = write!(
@@ -135,16 +135,19 @@ pub fn push_str(out: &mut String, text: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ferricorn_http::RequestLine;
 
     fn record<'a>(headers: &'a [(String, Vec<u8>)]) -> AccessRecord<'a> {
         AccessRecord {
             remote: Some("127.0.0.1:5555".parse().unwrap()),
-            method: "GET",
-            target: b"/a?b=1",
-            path: b"/a",
-            query: b"b=1",
+            line: RequestLine {
+                method: "GET",
+                target: b"/a?b=1",
+                path: b"/a",
+                query: b"b=1",
+                version: "HTTP/1.1",
+            },
             script_name: "",
-            protocol: "HTTP/1.1",
             request_headers: headers,
             status: 200,
             response_headers: &[],
@@ -183,7 +186,7 @@ mod tests {
     #[test]
     fn unreadable_request_omits_request_fields() {
         let mut r = record(&[]);
-        (r.method, r.target, r.path, r.query, r.protocol) = ("", b"", b"", b"", "");
+        r.line = RequestLine::default();
         r.status = 400;
         let line = render(&r, "-");
         assert!(!line.contains("http.request.method"), "{line}");

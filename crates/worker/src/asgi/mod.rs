@@ -96,12 +96,8 @@ impl Finished<'_> {
         if let Some(format) = &shared.access_format {
             let line = format.format(&crate::access_log::AccessRecord {
                 remote: self.peer.remote,
-                method: &head.method,
-                target: &head.target,
-                path: &head.path,
-                query: &head.query,
+                line: head.line(),
                 script_name: "",
-                protocol: head.version.as_str(),
                 request_headers: self.headers,
                 status: self.status,
                 response_headers: self.response_headers,
