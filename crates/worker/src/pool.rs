@@ -5,22 +5,26 @@
 //! gthread starts its `--threads` threads up front; async grows towards
 //! `--worker-connections` as concurrent requests need them.
 //!
-//! Growth rule: the pool grows while jobs outnumber threads (outstanding =
-//! submitted, not yet finished, which cannot race with a thread that has
-//! taken a job but not yet said so) and no thread has finished a job for
-//! [`STALL`]: threads are blocked in the app (sleeping, waiting on I/O),
-//! so more threads add concurrency. While jobs keep finishing, the threads
-//! are busy computing and more of them would only contend for the GIL.
-//! The event loop calls [`AppPool::grow_if_stalled`] while a backlog lasts.
-//! The queue parks waiting threads on a condition variable: no spinning,
-//! one wake-up per job.
+//! Wake rule: every app call needs the GIL, so a second thread woken while
+//! one is already running only queues for the GIL (a futex wait and two
+//! context switches per request, the cost that made `--threads 8` slower
+//! than `--threads 2` on hello world). A job therefore wakes a parked
+//! thread only when no thread is awake to take it; otherwise it waits for
+//! an awake thread to finish its current job. The threads may be awake
+//! but blocked in the app (sleeping, waiting on I/O): then no job finishes
+//! for [`STALL`] and the event loop, which calls [`AppPool::relieve`] while
+//! jobs wait, wakes parked threads for them, and grows the pool if none
+//! is parked (async's on-demand threads). While jobs keep finishing, the
+//! threads are busy computing and more of them would only contend for the
+//! GIL. Outstanding = submitted, not yet finished, which cannot race with
+//! a thread that has taken a job but not yet said so.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-/// How long without a finished job means every thread is blocked.
+/// How long without a finished job means every awake thread is blocked.
 pub const STALL: Duration = Duration::from_millis(2);
 
 /// Work for an app thread.
@@ -32,8 +36,31 @@ pub struct AppPool {
     max: usize,
 }
 
+/// The queue and who waits on it, under one lock.
+#[derive(Default)]
+struct Queue {
+    jobs: VecDeque<Job>,
+    /// Threads waiting on `available` (woken ones included until they run).
+    parked: usize,
+    /// Wake-ups sent to parked threads that have not yet run.
+    waking: usize,
+}
+
+impl Queue {
+    /// Wakes one parked thread, unless every parked one is already woken.
+    fn wake_one(&mut self, available: &Condvar) -> bool {
+        if self.parked > self.waking {
+            self.waking += 1;
+            available.notify_one();
+            true
+        } else {
+            false
+        }
+    }
+}
+
 struct PoolShared {
-    queue: Mutex<VecDeque<Job>>,
+    queue: Mutex<Queue>,
     available: Condvar,
     started: AtomicUsize,
     outstanding: AtomicUsize,
@@ -47,6 +74,22 @@ impl PoolShared {
     fn now_us(&self) -> u64 {
         u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX)
     }
+
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        // A thread panicked while holding the lock; the queue itself is
+        // still valid (every update is a single push, pop or count).
+        self.queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether no job finished for [`STALL`].
+    fn stalled(&self) -> bool {
+        let idle_for = self
+            .now_us()
+            .saturating_sub(self.last_finish_us.load(Ordering::Relaxed));
+        u128::from(idle_for) >= STALL.as_micros()
+    }
 }
 
 impl AppPool {
@@ -54,7 +97,7 @@ impl AppPool {
     pub fn new(initial: usize, max: usize) -> std::io::Result<Self> {
         let pool = Self {
             shared: Arc::new(PoolShared {
-                queue: Mutex::new(VecDeque::new()),
+                queue: Mutex::new(Queue::default()),
                 available: Condvar::new(),
                 started: AtomicUsize::new(0),
                 outstanding: AtomicUsize::new(0),
@@ -77,7 +120,8 @@ impl AppPool {
             .name(format!("app-{index}"))
             .spawn(move || {
                 ferricorn_python::interpreter::bind_thread_state();
-                while let Some(job) = shared.next_job() {
+                loop {
+                    let job = shared.next_job();
                     // A panicking job must not take the thread (and the
                     // pool's capacity) with it.
                     if std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).is_err() {
@@ -98,22 +142,30 @@ impl AppPool {
         }
     }
 
-    /// Whether jobs outnumber threads and the pool could still grow.
-    pub fn has_backlog(&self) -> bool {
-        let started = self.shared.started.load(Ordering::SeqCst);
-        self.shared.outstanding.load(Ordering::SeqCst) > started && started < self.max
+    /// Whether jobs wait in the queue: the event loop then calls
+    /// [`AppPool::relieve`] every [`STALL`].
+    pub fn has_waiting(&self) -> bool {
+        !self.shared.lock().jobs.is_empty()
     }
 
-    /// Starts threads for the jobs that wait, if no job finished lately.
-    pub fn grow_if_stalled(&self) {
-        let idle_for = self
-            .shared
-            .now_us()
-            .saturating_sub(self.shared.last_finish_us.load(Ordering::Relaxed));
-        if u128::from(idle_for) < STALL.as_micros() {
+    /// If no job finished for [`STALL`] (the awake threads are blocked in
+    /// the app), wakes parked threads for the waiting jobs and starts new
+    /// ones for the jobs no thread is left for.
+    pub fn relieve(&self) {
+        if !self.shared.stalled() {
             return;
         }
-        while self.has_backlog() {
+        {
+            let mut queue = self.shared.lock();
+            let mut waiting = queue.jobs.len();
+            while waiting > 0 && queue.wake_one(&self.shared.available) {
+                waiting -= 1;
+            }
+        }
+        while self.shared.outstanding.load(Ordering::SeqCst)
+            > self.shared.started.load(Ordering::SeqCst)
+            && self.shared.started.load(Ordering::SeqCst) < self.max
+        {
             if let Err(error) = self.start_thread() {
                 tracing::warn!("cannot start another app thread: {error}");
                 return;
@@ -121,31 +173,39 @@ impl AppPool {
         }
     }
 
-    /// Queues `job`.
-    pub fn submit(&self, job: Job) {
+    /// Queues `job`, waking a parked thread only if no thread is awake to
+    /// take it (see the module comment). True if the job waits for an
+    /// awake thread: the caller then watches it with [`AppPool::relieve`].
+    pub fn submit(&self, job: Job) -> bool {
         self.shared.outstanding.fetch_add(1, Ordering::SeqCst);
-        match self.shared.queue.lock() {
-            Ok(mut queue) => queue.push_back(job),
-            // A thread panicked while holding the lock; the queue itself
-            // is still a valid VecDeque.
-            Err(poisoned) => poisoned.into_inner().push_back(job),
+        let started = self.shared.started.load(Ordering::SeqCst);
+        let mut queue = self.shared.lock();
+        queue.jobs.push_back(job);
+        let awake = (started + queue.waking).saturating_sub(queue.parked);
+        if awake == 0 && queue.wake_one(&self.shared.available) {
+            return false;
         }
-        self.shared.available.notify_one();
+        true
     }
 }
 
 impl PoolShared {
     /// Blocks until a job is queued.
-    fn next_job(&self) -> Option<Job> {
-        let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+    fn next_job(&self) -> Job {
+        let mut queue = self.lock();
         loop {
-            if let Some(job) = queue.pop_front() {
-                return Some(job);
+            if let Some(job) = queue.jobs.pop_front() {
+                return job;
             }
+            queue.parked += 1;
             queue = self
                 .available
                 .wait(queue)
-                .unwrap_or_else(|p| p.into_inner());
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            queue.parked -= 1;
+            // A spurious wake-up may take a woken thread's place; either
+            // way one fewer wake-up is in flight.
+            queue.waking = queue.waking.saturating_sub(1);
         }
     }
 }
