@@ -14,14 +14,20 @@
 //! but blocked in the app (sleeping, waiting on I/O): then no job finishes
 //! for [`STALL`] and the event loop, which calls [`AppPool::relieve`] while
 //! jobs wait, wakes parked threads for them, and grows the pool if none
-//! is parked (async's on-demand threads). While jobs keep finishing, the
-//! threads are busy computing and more of them would only contend for the
-//! GIL. Outstanding = submitted, not yet finished, which cannot race with
-//! a thread that has taken a job but not yet said so.
+//! is parked (async's on-demand threads), one parked thread per check so
+//! that a thread merely descheduled by a busy machine does not wake them
+//! all. While jobs keep finishing, the threads are busy computing and more
+//! of them would only contend for the GIL: a thread that finishes a job
+//! while another thread finished one within [`STALL`] parks instead of
+//! taking the next job, as long as another thread stays awake, so the pool
+//! shrinks back to the threads that are needed. Outstanding = submitted,
+//! not yet finished, which cannot race with a thread that has taken a job
+//! but not yet said so.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 /// How long without a finished job means every awake thread is blocked.
@@ -40,34 +46,40 @@ pub struct AppPool {
 #[derive(Default)]
 struct Queue {
     jobs: VecDeque<Job>,
-    /// Threads waiting on `available` (woken ones included until they run).
-    parked: usize,
-    /// Wake-ups sent to parked threads that have not yet run.
-    waking: usize,
+    /// Parked threads not yet woken, the most recently parked last: the
+    /// next wake-up goes to it, whose caches are still warm (a condition
+    /// variable would wake the longest-parked one and rotate through all).
+    parked: Vec<Thread>,
 }
 
 impl Queue {
-    /// Wakes one parked thread, unless every parked one is already woken.
-    fn wake_one(&mut self, available: &Condvar) -> bool {
-        if self.parked > self.waking {
-            self.waking += 1;
-            available.notify_one();
-            true
-        } else {
-            false
+    /// Wakes the most recently parked thread, if any.
+    fn wake_one(&mut self) -> bool {
+        match self.parked.pop() {
+            Some(thread) => {
+                thread.unpark();
+                true
+            }
+            None => false,
         }
+    }
+
+    /// Threads neither parked nor about to be woken.
+    fn awake(&self, started: usize) -> usize {
+        started.saturating_sub(self.parked.len())
     }
 }
 
 struct PoolShared {
     queue: Mutex<Queue>,
-    available: Condvar,
     started: AtomicUsize,
     outstanding: AtomicUsize,
     /// When the pool was created, the origin of `last_finish_us`.
     epoch: Instant,
     /// Microseconds after `epoch` when a job last finished.
     last_finish_us: AtomicU64,
+    /// Index of the thread that finished it.
+    last_finisher: AtomicUsize,
 }
 
 impl PoolShared {
@@ -98,11 +110,11 @@ impl AppPool {
         let pool = Self {
             shared: Arc::new(PoolShared {
                 queue: Mutex::new(Queue::default()),
-                available: Condvar::new(),
                 started: AtomicUsize::new(0),
                 outstanding: AtomicUsize::new(0),
                 epoch: Instant::now(),
                 last_finish_us: AtomicU64::new(0),
+                last_finisher: AtomicUsize::new(usize::MAX),
             }),
             max: max.max(1),
         };
@@ -120,17 +132,20 @@ impl AppPool {
             .name(format!("app-{index}"))
             .spawn(move || {
                 ferricorn_python::interpreter::bind_thread_state();
+                let mut others_progress = false;
                 loop {
-                    let job = shared.next_job();
+                    let job = shared.next_job(others_progress);
                     // A panicking job must not take the thread (and the
                     // pool's capacity) with it.
                     if std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).is_err() {
                         tracing::error!("an app thread job panicked; the request was abandoned");
                     }
                     shared.outstanding.fetch_sub(1, Ordering::SeqCst);
-                    shared
-                        .last_finish_us
-                        .store(shared.now_us(), Ordering::Relaxed);
+                    let now = shared.now_us();
+                    let before = shared.last_finish_us.swap(now, Ordering::Relaxed);
+                    let by = shared.last_finisher.swap(index, Ordering::Relaxed);
+                    others_progress =
+                        by != index && u128::from(now.saturating_sub(before)) < STALL.as_micros();
                 }
             });
         match spawned {
@@ -149,7 +164,7 @@ impl AppPool {
     }
 
     /// If no job finished for [`STALL`] (the awake threads are blocked in
-    /// the app), wakes parked threads for the waiting jobs and starts new
+    /// the app), wakes a parked thread for the waiting jobs and starts new
     /// ones for the jobs no thread is left for.
     pub fn relieve(&self) {
         if !self.shared.stalled() {
@@ -157,9 +172,8 @@ impl AppPool {
         }
         {
             let mut queue = self.shared.lock();
-            let mut waiting = queue.jobs.len();
-            while waiting > 0 && queue.wake_one(&self.shared.available) {
-                waiting -= 1;
+            if !queue.jobs.is_empty() {
+                queue.wake_one();
             }
         }
         while self.shared.outstanding.load(Ordering::SeqCst)
@@ -181,8 +195,7 @@ impl AppPool {
         let started = self.shared.started.load(Ordering::SeqCst);
         let mut queue = self.shared.lock();
         queue.jobs.push_back(job);
-        let awake = (started + queue.waking).saturating_sub(queue.parked);
-        if awake == 0 && queue.wake_one(&self.shared.available) {
+        if queue.awake(started) == 0 && queue.wake_one() {
             return false;
         }
         true
@@ -190,22 +203,29 @@ impl AppPool {
 }
 
 impl PoolShared {
-    /// Blocks until a job is queued.
-    fn next_job(&self) -> Job {
+    /// Blocks until a job is queued. `surplus`: another thread is making
+    /// progress, so this one parks first if another stays awake.
+    fn next_job(&self, surplus: bool) -> Job {
         let mut queue = self.lock();
+        let started = self.started.load(Ordering::SeqCst);
+        let mut park_first = surplus && queue.awake(started) > 1;
         loop {
-            if let Some(job) = queue.jobs.pop_front() {
-                return job;
+            if !park_first {
+                if let Some(job) = queue.jobs.pop_front() {
+                    return job;
+                }
             }
-            queue.parked += 1;
-            queue = self
-                .available
-                .wait(queue)
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            queue.parked -= 1;
-            // A spurious wake-up may take a woken thread's place; either
-            // way one fewer wake-up is in flight.
-            queue.waking = queue.waking.saturating_sub(1);
+            park_first = false;
+            let me = std::thread::current();
+            queue.parked.push(me.clone());
+            drop(queue);
+            std::thread::park();
+            queue = self.lock();
+            // A spurious wake-up leaves this thread on the list: take it
+            // off, it is awake now.
+            if let Some(at) = queue.parked.iter().position(|t| t.id() == me.id()) {
+                queue.parked.remove(at);
+            }
         }
     }
 }
