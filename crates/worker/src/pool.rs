@@ -12,14 +12,14 @@
 //! thread only when no thread is awake to take it; otherwise it waits for
 //! an awake thread to finish its current job. The threads may be awake
 //! but blocked in the app (sleeping, waiting on I/O): then no job finishes
-//! for [`STALL`] and the event loop, which calls [`AppPool::relieve`] while
-//! jobs wait, wakes parked threads for them, and grows the pool if none
-//! is parked (async's on-demand threads), one parked thread per check so
-//! that a thread merely descheduled by a busy machine does not wake them
-//! all. While jobs keep finishing, the threads are busy computing and more
-//! of them would only contend for the GIL: a thread that finishes a job
-//! while another thread finished one within [`STALL`] parks instead of
-//! taking the next job, as long as another thread stays awake, so the pool
+//! for [`STALL`], and the event loop, which calls [`AppPool::relieve`]
+//! while jobs wait, wakes one parked thread per check (one, so that a
+//! thread merely descheduled by a busy machine does not wake them all), or
+//! grows the pool when none is parked (async's on-demand threads). While
+//! jobs keep finishing, the threads are busy computing and more of them
+//! would only contend for the GIL: a thread that finishes a job while
+//! another thread finished one within [`STALL`] parks instead of taking
+//! the next job, as long as another thread stays awake, so the pool
 //! shrinks back to the threads that are needed. Outstanding = submitted,
 //! not yet finished, which cannot race with a thread that has taken a job
 //! but not yet said so.
