@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 CLASS="${1:-sync}"
 SECS="${2:-8}"
-BIN="$PWD/target/venv-bench/bin/ferricorn"  # benches/run.sh installs it
+BIN="${FERRICORN_BIN:-$PWD/target/venv-bench/bin/ferricorn}"  # benches/run.sh installs it
 OUT="$PWD/target/bench/profile-$CLASS"
 mkdir -p "$OUT"
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')

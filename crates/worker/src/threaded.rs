@@ -56,7 +56,7 @@ pub(crate) struct Shared {
     pub(crate) pool: AppPool,
     pub(crate) shutdown: watch::Receiver<bool>,
     tls: Option<tokio_rustls::TlsAcceptor>,
-    /// Set while a task watches the pool's backlog (see [`Shared::submit`]).
+    /// Set while a task watches the pool's waiting jobs (see [`Shared::submit`]).
     growth_watch: std::sync::atomic::AtomicBool,
     /// Connections waiting for a request's first bytes, evictable.
     idle: Arc<IdleSet>,
@@ -72,24 +72,25 @@ impl Shared {
         }
     }
 
-    /// Hands `job` to the pool. While jobs outnumber threads, one task on
-    /// the loop checks every [`crate::pool::STALL`] whether the threads are
-    /// blocked and the pool should grow (async's on-demand threads).
+    /// Hands `job` to the pool. While jobs wait for a busy thread, one
+    /// task on the loop checks every [`crate::pool::STALL`] whether the
+    /// threads are blocked and parked ones should be woken or the pool
+    /// grown (async's on-demand threads).
     pub(crate) fn submit(self: &Arc<Self>, job: crate::pool::Job) {
         use std::sync::atomic::Ordering;
-        self.pool.submit(job);
-        if self.pool.has_backlog() && !self.growth_watch.swap(true, Ordering::SeqCst) {
+        let waits = self.pool.submit(job);
+        if waits && !self.growth_watch.swap(true, Ordering::SeqCst) {
             let shared = Arc::clone(self);
             tokio::spawn(async move {
                 loop {
-                    while shared.pool.has_backlog() {
+                    while shared.pool.has_waiting() {
                         tokio::time::sleep(crate::pool::STALL).await;
-                        shared.pool.grow_if_stalled();
+                        shared.pool.relieve();
                     }
                     shared.growth_watch.store(false, Ordering::SeqCst);
                     // A submit between the last check and the store saw the
                     // flag still set: look once more before leaving.
-                    if !shared.pool.has_backlog()
+                    if !shared.pool.has_waiting()
                         || shared.growth_watch.swap(true, Ordering::SeqCst)
                     {
                         break;
