@@ -30,6 +30,8 @@ use crate::io::{Accepted, AsyncStream};
 
 /// Largest piece read from the socket at once.
 const READ_CHUNK: usize = 64 * 1024;
+/// Room kept for reads that only watch for EOF (or a pipelined request).
+const EOF_CHUNK: usize = 4096;
 /// Pipelined bytes kept while a response is in progress.
 const PIPELINE_LIMIT: usize = 64 * 1024;
 
@@ -101,7 +103,20 @@ pub(crate) async fn connection(
             Err(HeadError::Closed) => return,
         };
         let keep_alive = !options.keepalive.is_zero() && !*shutdown.borrow();
-        match exchange(&shared, &mut stream, &peer, tls.as_ref(), ready, keep_alive).await {
+        // The head's buffer carries the body and the next request (one
+        // allocation per connection, not per request).
+        let spare = std::mem::take(&mut reader.buf);
+        match exchange(
+            &shared,
+            &mut stream,
+            &peer,
+            tls.as_ref(),
+            ready,
+            spare,
+            keep_alive,
+        )
+        .await
+        {
             Some(leftover) if keep_alive => reader.buf = leftover,
             _ => {
                 let close = tokio::io::AsyncWriteExt::shutdown(&mut stream);
@@ -141,16 +156,22 @@ enum Ending {
 }
 
 /// Runs one request through the app. Returns the bytes read past the
-/// body when the connection can carry another request.
+/// body when the connection can carry another request. `spare` is a
+/// buffer to reuse for them when nothing followed the head.
 async fn exchange(
     shared: &AsgiShared,
     stream: &mut AsyncStream,
     peer: &Peer,
     tls: Option<&TlsInfo>,
     ready: ReadyHead,
+    mut spare: Vec<u8>,
     keep_alive: bool,
 ) -> Option<Vec<u8>> {
-    let ReadyHead { head, pending } = ready;
+    let ReadyHead { head, mut pending } = ready;
+    if pending.is_empty() {
+        spare.clear();
+        pending = spare;
+    }
     let started = Instant::now();
     let started_unix = unix_now();
     let trusted = peer
@@ -289,8 +310,10 @@ async fn exchange(
         let read_body = want_body && !body_sent && !client_gone && credit;
         let watch_eof = body_sent && !client_gone && body.raw.len() < PIPELINE_LIMIT;
         let wait_credit = want_body && !body_sent && !client_gone && !credit;
-        if read_body || watch_eof {
+        if read_body {
             body.raw.reserve(READ_CHUNK);
+        } else if watch_eof {
+            body.raw.reserve(EOF_CHUNK);
         }
         tokio::select! {
             message = replies.recv() => {
