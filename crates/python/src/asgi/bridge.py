@@ -538,6 +538,8 @@ class Runner:
         self.server = Server(self.app, self.inbox, self.log, self.grace, state)
         self.server.stopped = self.loop.create_future()
         self.loop.add_reader(self.inbox.fileno(), self.server.wake)
+        # The app's messages go to the I/O thread once per turn of the loop.
+        self.inbox.bind_loop(self.loop.call_soon)
         try:
             self.loop.run_until_complete(self.server.stopped)
             pending = [c.task for c in self.server.cycles.values() if c.task is not None]
@@ -546,6 +548,7 @@ class Runner:
             if pending:
                 self.loop.run_until_complete(asyncio.wait(pending, timeout=self.grace or None))
         finally:
+            self.inbox.bind_loop(None)
             self.loop.remove_reader(self.inbox.fileno())
 
     def shutdown(self, timeout):

@@ -214,7 +214,7 @@ async fn exchange(
         return None;
     }
     let id = shared.next_id();
-    let (reply, mut replies, state) = Reply::new();
+    let (reply, mut replies, state) = Reply::new(&shared.queue);
     let scope = ScopeData {
         http_version: if head.version == Version::HTTP_10 {
             "1.0"

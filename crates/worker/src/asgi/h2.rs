@@ -108,7 +108,7 @@ async fn handle(
     let mut log = log;
     log.token = token;
     let id = shared.next_id();
-    let (reply, mut replies, state) = Reply::new();
+    let (reply, mut replies, state) = Reply::new(&shared.queue);
     let scope = ScopeData {
         http_version: "2",
         method: parts.method.as_str().to_string(),
