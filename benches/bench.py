@@ -88,7 +88,7 @@ class Server:
     interface: str = "wsgi"
 
 
-def servers(ferricorn: str, hello_rs: str | None, baseline: str | None = None) -> list[Server]:
+def servers(ferricorn: str, hello_rs: str | None, baselines: dict[str, str] | None = None) -> list[Server]:
     fc = [ferricorn, "-w", str(WORKERS), "-b", "127.0.0.1:{port}", "--chdir", "{apps}",
           "--log-level", "warning"]
     granian = ["granian", "--workers", str(WORKERS), "--host", "127.0.0.1", "--port", "{port}",
@@ -118,10 +118,9 @@ def servers(ferricorn: str, hello_rs: str | None, baseline: str | None = None) -
         Server("gunicorn asgi", "gunicorn", gu + ["-k", "asgi", "{module}:app"], interface="asgi"),
     ]
     out += asgi
-    if baseline:
-        # The same configurations on another build, side by side (before/after).
-        out += [Server(s.name + " (baseline)", "baseline", [baseline] + s.argv[1:], s.only, s.interface)
-                for s in out if s.family == "ferricorn"]
+    # The same configurations on other builds, side by side (before/after).
+    out += [Server(f"{s.name} ({label})", "baseline", [command] + s.argv[1:], s.only, s.interface)
+            for label, command in (baselines or {}).items() for s in out if s.family == "ferricorn"]
     if hello_rs:
         out.append(Server("rust-only hello", "rust", [hello_rs, "127.0.0.1:{port}", str(WORKERS)],
                           only=("hello",)))
@@ -514,8 +513,10 @@ def versions(ferricorn: str) -> dict[str, str]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ferricorn", required=True, help="the ferricorn command (release wheel installed in a venv)")
-    ap.add_argument("--baseline", help="another ferricorn command (say, a release wheel of main) "
-                    "run beside --ferricorn in every ferricorn configuration, for before/after figures")
+    ap.add_argument("--baseline", action="append", default=[], metavar="[LABEL=]COMMAND",
+                    help="another ferricorn command (say, a release wheel of main) run beside "
+                    "--ferricorn in every ferricorn configuration, for before/after figures; "
+                    "repeatable, LABEL names it in the table (default: baseline)")
     ap.add_argument("--hello-rs", help="path to the Rust-only hello binary")
     ap.add_argument("--ws-load", help="path to the benches/ws-load binary (for ws-echo)")
     ap.add_argument("--quick", action="store_true", help="hello only, one round, 3 s runs")
@@ -550,7 +551,8 @@ def main() -> int:
     conns_list = [int(c) for c in args.conns.split(",")]
     configs = servers(os.path.abspath(args.ferricorn),
                       os.path.abspath(args.hello_rs) if args.hello_rs else None,
-                      os.path.abspath(args.baseline) if args.baseline else None)
+                      {(label or "baseline"): os.path.abspath(command) for label, _, command in
+                       (b.rpartition("=") for b in args.baseline)} if args.baseline else None)
     if args.servers:
         keys = args.servers.split(",")
         configs = [s for s in configs if any(k in s.name for k in keys)]
