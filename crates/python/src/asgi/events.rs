@@ -174,6 +174,16 @@ impl LoopQueue {
         }
     }
 
+    /// Adds `message` for `tx` and wakes the dispatcher now: for a
+    /// WebSocket message, which is mostly alone in its turn of the loop
+    /// (an echo, a push), so that waiting for the turn's end would add
+    /// latency and save no wakeup. A flush already scheduled stays and
+    /// finds whatever comes after.
+    fn post_now(&self, tx: &ReplyTx, message: FromApp) {
+        lock(&self.out.batch).push((Arc::clone(tx), message));
+        self.flush();
+    }
+
     /// Has the batch flushed at the end of this turn of the loop, or at
     /// once when no loop is bound (or it refuses callbacks: closed).
     fn schedule_flush(&self, py: Python<'_>) {
@@ -458,19 +468,18 @@ impl Reply {
 
     /// `websocket.send`; True when the app must wait for write credit.
     #[pyo3(signature = (text, bytes))]
-    fn ws_send(
-        &self,
-        py: Python<'_>,
-        text: Option<String>,
-        bytes: Option<Vec<u8>>,
-    ) -> PyResult<bool> {
+    fn ws_send(&self, text: Option<String>, bytes: Option<Vec<u8>>) -> PyResult<bool> {
         let len = text.as_ref().map_or(0, String::len) + bytes.as_ref().map_or(0, Vec::len);
         let queued = self.shared.unwritten.fetch_add(len, Ordering::AcqRel) + len;
         let wait = queued > WRITE_CREDIT;
         if wait {
             self.shared.wants_writable.store(true, Ordering::Release);
         }
-        self.post(py, FromApp::WsSend { text, bytes })?;
+        if self.tx.is_closed() {
+            return Err(PyRuntimeError::new_err("the connection is gone"));
+        }
+        self.queue
+            .post_now(&self.tx, FromApp::WsSend { text, bytes });
         Ok(wait)
     }
 
