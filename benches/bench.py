@@ -88,7 +88,7 @@ class Server:
     interface: str = "wsgi"
 
 
-def servers(ferricorn: str, hello_rs: str | None) -> list[Server]:
+def servers(ferricorn: str, hello_rs: str | None, baselines: dict[str, str] | None = None) -> list[Server]:
     fc = [ferricorn, "-w", str(WORKERS), "-b", "127.0.0.1:{port}", "--chdir", "{apps}",
           "--log-level", "warning"]
     granian = ["granian", "--workers", str(WORKERS), "--host", "127.0.0.1", "--port", "{port}",
@@ -118,6 +118,9 @@ def servers(ferricorn: str, hello_rs: str | None) -> list[Server]:
         Server("gunicorn asgi", "gunicorn", gu + ["-k", "asgi", "{module}:app"], interface="asgi"),
     ]
     out += asgi
+    # The same configurations on other builds, side by side (before/after).
+    out += [Server(f"{s.name} ({label})", "baseline", [command] + s.argv[1:], s.only, s.interface)
+            for label, command in (baselines or {}).items() for s in out if s.family == "ferricorn"]
     if hello_rs:
         out.append(Server("rust-only hello", "rust", [hello_rs, "127.0.0.1:{port}", str(WORKERS)],
                           only=("hello",)))
@@ -278,7 +281,7 @@ def wait_workers(run: Running, timeout: float = 20.0) -> None:
     answer as soon as the first one is up)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if run.server.family in ("ferricorn", "gunicorn", "granian", "uvicorn", "rust"):
+        if run.server.family in ("ferricorn", "baseline", "gunicorn", "granian", "uvicorn", "rust"):
             if len(workers_of(run.proc.pid)) >= WORKERS:
                 return
         time.sleep(0.2)
@@ -510,6 +513,10 @@ def versions(ferricorn: str) -> dict[str, str]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ferricorn", required=True, help="the ferricorn command (release wheel installed in a venv)")
+    ap.add_argument("--baseline", action="append", default=[], metavar="[LABEL=]COMMAND",
+                    help="another ferricorn command (say, a release wheel of main) run beside "
+                    "--ferricorn in every ferricorn configuration, for before/after figures; "
+                    "repeatable, LABEL names it in the table (default: baseline)")
     ap.add_argument("--hello-rs", help="path to the Rust-only hello binary")
     ap.add_argument("--ws-load", help="path to the benches/ws-load binary (for ws-echo)")
     ap.add_argument("--quick", action="store_true", help="hello only, one round, 3 s runs")
@@ -543,7 +550,9 @@ def main() -> int:
             a.duration = args.duration
     conns_list = [int(c) for c in args.conns.split(",")]
     configs = servers(os.path.abspath(args.ferricorn),
-                      os.path.abspath(args.hello_rs) if args.hello_rs else None)
+                      os.path.abspath(args.hello_rs) if args.hello_rs else None,
+                      {(label or "baseline"): os.path.abspath(command) for label, _, command in
+                       (b.rpartition("=") for b in args.baseline)} if args.baseline else None)
     if args.servers:
         keys = args.servers.split(",")
         configs = [s for s in configs if any(k in s.name for k in keys)]

@@ -141,6 +141,40 @@ class Cycle(_WriteCredit):
         kind = message["type"]
         if self.disconnected or self.reply.closed:
             raise ClientDisconnected("client disconnected")
+        # The two messages of nearly every response first, with as little
+        # work as the rules below allow (they give the same answers).
+        if kind == "http.response.body" and self.started and not self.complete:
+            body = message.get("body", b"")
+            if type(body) is not bytes:
+                body = bytes(body)
+            more = message.get("more_body", False)
+            if more is not False:
+                more = bool(more)
+            self.body_sent = True
+            if not more:
+                self.complete = True
+                self.reply.body(body, False)
+                if not self.trailers:
+                    self._wake(_DISCONNECT)
+            elif self.reply.body(body, True) and not self.reply.writable():
+                await self._wait_writable()
+            return
+        if kind == "http.response.start" and not self.started:
+            status = message["status"]
+            if type(status) is not int:
+                raise TypeError("http.response.start 'status' must be an int")
+            headers = [(bytes(n), bytes(v)) for n, v in message.get("headers", ())]
+            trailers = message.get("trailers", False)
+            if trailers is not False:
+                trailers = bool(trailers)
+                if trailers and "http.response.trailers" not in self.extensions:
+                    raise RuntimeError(
+                        "ASGI extension 'http.response.trailers' is not offered here.")
+            self.started = True
+            self.trailers = trailers
+            self.status = status
+            self.reply.start(status, headers, trailers)
+            return
         if kind in _INTERIM and not self.body_sent and not self.complete:
             if _INTERIM[kind] not in self.extensions:
                 raise RuntimeError("ASGI extension '%s' is not offered here." % _INTERIM[kind])
@@ -228,6 +262,9 @@ class WsCycle(_WriteCredit):
     """One WebSocket: the handshake decided by the app, then messages."""
 
     __slots__ = ("reply", "inbox", "waiter", "state", "writer", "task", "closed")
+
+    # The app's return always gets handled (Server.run closes an open socket).
+    finished = False
 
     # state: "connecting" (before accept), "denying" (denial response
     # started), "open", "closed" (either side closed)
@@ -339,7 +376,7 @@ class WsCycle(_WriteCredit):
 class Server:
     """Dispatches the I/O thread's events to per-request cycles."""
 
-    def __init__(self, app, inbox, log, grace, state, hooks):
+    def __init__(self, app, inbox, log, grace, state, hooks, loop=None):
         self.app = app
         self.inbox = inbox
         self.log = log
@@ -349,6 +386,7 @@ class Server:
         self.hooks = hooks
         self.cycles = {}
         self.stopped = None
+        self.create_task = (loop or asyncio.get_running_loop()).create_task
 
     def wake(self):
         for event in self.inbox.drain():
@@ -388,7 +426,7 @@ class Server:
         else:
             cycle = Cycle(reply, scope["extensions"])
         self.cycles[rid] = cycle
-        cycle.task = asyncio.get_running_loop().create_task(self.run(rid, cycle, scope))
+        cycle.task = self.create_task(self.run(rid, cycle, scope))
 
     async def run(self, rid, cycle, scope):
         hooked = None
@@ -410,6 +448,8 @@ class Server:
                 else:
                     cycle.reply.error()
         else:
+            if result is None and cycle.finished:
+                return
             if result is not None:
                 self.log(40, "ASGI callable should return None, but returned '%r'." % (result,))
             if isinstance(cycle, WsCycle):
@@ -544,9 +584,12 @@ class Runner:
 
     def serve(self):
         state = self.lifespan.state if self.lifespan.supported else None
-        self.server = Server(self.app, self.inbox, self.log, self.grace, state, self.hooks)
+        self.server = Server(self.app, self.inbox, self.log, self.grace, state, self.hooks,
+                             self.loop)
         self.server.stopped = self.loop.create_future()
         self.loop.add_reader(self.inbox.fileno(), self.server.wake)
+        # The app's messages go to the I/O thread once per turn of the loop.
+        self.inbox.bind_loop(self.loop.call_soon)
         try:
             self.loop.run_until_complete(self.server.stopped)
             pending = [c.task for c in self.server.cycles.values() if c.task is not None]
@@ -555,6 +598,7 @@ class Runner:
             if pending:
                 self.loop.run_until_complete(asyncio.wait(pending, timeout=self.grace or None))
         finally:
+            self.inbox.bind_loop(None)
             self.loop.remove_reader(self.inbox.fileno())
 
     def shutdown(self, timeout):

@@ -9,7 +9,10 @@
 //!
 //! loop → tokio: one unbounded channel of [`FromApp`] per request, with a
 //! byte credit ([`ReplyShared`]): `send()` only suspends the app while more
-//! than [`WRITE_CREDIT`] bytes wait for the client.
+//! than [`WRITE_CREDIT`] bytes wait for the client. The app's messages do
+//! not go into those channels from the loop thread (each would wake the
+//! I/O thread): they collect in the worker's [`Outbox`] for one turn of the
+//! loop, and one wakeup per turn has a task on the I/O thread deliver them.
 
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -89,13 +92,35 @@ const NUDGE_AFTER_MS: u64 = 250;
 /// an ordinary busy turn never trips it.
 const STUCK_AFTER_MS: u64 = 1500;
 
-/// The tokio → loop queue and its wakeup descriptor.
+/// The tokio → loop queue and its wakeup descriptor, and the loop → tokio
+/// [`Outbox`].
 pub struct LoopQueue {
     queue: Mutex<VecDeque<ToLoop>>,
     wake: OwnedFd,
+    out: Outbox,
     epoch: std::time::Instant,
     /// Milliseconds after `epoch` of the loop's last drain.
     drained_ms: std::sync::atomic::AtomicU64,
+}
+
+/// One request's channel to its connection task.
+type ReplyTx = Arc<mpsc::UnboundedSender<FromApp>>;
+
+/// The app's messages of the current turn of the loop, on their way to the
+/// I/O thread.
+///
+/// The first message of a turn schedules a flush with `loop.call_soon`
+/// (it runs once the callbacks ready now have run, so it carries every
+/// message they send); the flush wakes [`LoopQueue::dispatch`] on the I/O
+/// thread, which hands the batch to the connections' channels (wakeups
+/// there are local to that thread).
+struct Outbox {
+    batch: Mutex<Vec<(ReplyTx, FromApp)>>,
+    ready: Notify,
+    /// The dispatcher task was spawned.
+    dispatching: AtomicBool,
+    /// `loop.call_soon` and the flush callable, while the loop serves.
+    flusher: Mutex<Option<(Py<PyAny>, Py<PyAny>)>>,
 }
 
 impl LoopQueue {
@@ -112,6 +137,12 @@ impl LoopQueue {
         Ok(Arc::new(Self {
             queue: Mutex::new(VecDeque::new()),
             wake,
+            out: Outbox {
+                batch: Mutex::new(Vec::new()),
+                ready: Notify::new(),
+                dispatching: AtomicBool::new(false),
+                flusher: Mutex::new(None),
+            },
             epoch: std::time::Instant::now(),
             drained_ms: std::sync::atomic::AtomicU64::new(0),
         }))
@@ -152,8 +183,76 @@ impl LoopQueue {
         unsafe { libc::write(self.wake.as_raw_fd(), one.as_ptr().cast(), one.len()) };
     }
 
+    /// Starts [`dispatch`](Self::dispatch) on the current tokio runtime
+    /// the first time (the I/O thread's; a no-op outside a runtime).
+    fn ensure_dispatcher(self: &Arc<Self>) {
+        if self.out.dispatching.load(Ordering::Acquire) {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            if !self.out.dispatching.swap(true, Ordering::AcqRel) {
+                runtime.spawn(Arc::clone(self).dispatch());
+            }
+        }
+    }
+
+    /// Delivers the loop's batches to the connections' channels, for as
+    /// long as the I/O runtime runs.
+    async fn dispatch(self: Arc<Self>) {
+        let mut batch = Vec::new();
+        loop {
+            self.out.ready.notified().await;
+            std::mem::swap(&mut *lock(&self.out.batch), &mut batch);
+            for (tx, message) in batch.drain(..) {
+                // A connection that ended has dropped its receiver.
+                let _ = tx.send(message);
+            }
+        }
+    }
+
+    /// Adds `message` for `tx` to this turn's batch (loop thread).
+    fn post(&self, py: Python<'_>, tx: &ReplyTx, message: FromApp) {
+        let first = {
+            let mut batch = lock(&self.out.batch);
+            batch.push((Arc::clone(tx), message));
+            batch.len() == 1
+        };
+        if first {
+            self.schedule_flush(py);
+        }
+    }
+
+    /// Adds `message` for `tx` and wakes the dispatcher now: for a
+    /// WebSocket message, which is mostly alone in its turn of the loop
+    /// (an echo, a push), so that waiting for the turn's end would add
+    /// latency and save no wakeup. A flush already scheduled stays and
+    /// finds whatever comes after.
+    fn post_now(&self, tx: &ReplyTx, message: FromApp) {
+        lock(&self.out.batch).push((Arc::clone(tx), message));
+        self.flush();
+    }
+
+    /// Has the batch flushed at the end of this turn of the loop, or at
+    /// once when no loop is bound (or it refuses callbacks: closed).
+    fn schedule_flush(&self, py: Python<'_>) {
+        let flusher = lock(&self.out.flusher)
+            .as_ref()
+            .map(|(call_soon, flush)| (call_soon.clone_ref(py), flush.clone_ref(py)));
+        if let Some((call_soon, flush)) = flusher {
+            if call_soon.call1(py, (flush,)).is_ok() {
+                return;
+            }
+        }
+        self.flush();
+    }
+
+    /// Wakes the dispatcher for whatever is batched.
+    fn flush(&self) {
+        self.out.ready.notify_one();
+    }
+
     fn lock(&self) -> MutexGuard<'_, VecDeque<ToLoop>> {
-        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.queue)
     }
 
     /// Queues `event`; wakes the loop only if the queue was empty (a
@@ -179,6 +278,11 @@ impl LoopQueue {
             .store(self.now_ms(), std::sync::atomic::Ordering::Relaxed);
         std::mem::take(&mut *self.lock())
     }
+}
+
+/// Locks `mutex`, whose data stays consistent even if a holder panicked.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// What the app sends, as the I/O thread writes it.
@@ -268,7 +372,8 @@ pub struct ReplyShared {
 /// The app's handle on one request's response (`send()`'s Rust half).
 #[pyclass(module = "ferricorn", name = "AsgiReply")]
 pub struct Reply {
-    tx: mpsc::UnboundedSender<FromApp>,
+    tx: ReplyTx,
+    queue: Arc<LoopQueue>,
     shared: Arc<ReplyShared>,
     /// A slot the app call holds until it ends (the reply is dropped with
     /// the call's task), bounding a connection's concurrent app calls.
@@ -276,12 +381,17 @@ pub struct Reply {
 }
 
 impl Reply {
-    /// A reply and the receiving end the I/O thread keeps.
-    pub fn new() -> (Self, mpsc::UnboundedReceiver<FromApp>, Arc<ReplyShared>) {
+    /// A reply whose messages go through `queue`'s outbox, and the
+    /// receiving end the I/O thread keeps. Called on the I/O thread.
+    pub fn new(
+        queue: &Arc<LoopQueue>,
+    ) -> (Self, mpsc::UnboundedReceiver<FromApp>, Arc<ReplyShared>) {
+        queue.ensure_dispatcher();
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(ReplyShared::default());
         let reply = Reply {
-            tx,
+            tx: Arc::new(tx),
+            queue: Arc::clone(queue),
             shared: Arc::clone(&shared),
             _slot: None,
         };
@@ -293,12 +403,14 @@ impl Reply {
         self._slot = Some(slot);
     }
 
-    fn post(&self, message: FromApp) -> PyResult<()> {
-        self.tx
-            .send(message)
+    fn post(&self, py: Python<'_>, message: FromApp) -> PyResult<()> {
+        if self.tx.is_closed() {
             // An OSError, as spec 2.4 promises for a send after the
             // client left (the I/O side dropped the response already).
-            .map_err(|_| PyConnectionError::new_err("client disconnected"))
+            return Err(PyConnectionError::new_err("client disconnected"));
+        }
+        self.queue.post(py, &self.tx, message);
+        Ok(())
     }
 }
 
@@ -312,32 +424,52 @@ impl Reply {
 
     /// Queues the response head (`trailers`: trailers follow the body).
     #[pyo3(signature = (status, headers, trailers=false))]
-    fn start(&self, status: u16, headers: Vec<(Vec<u8>, Vec<u8>)>, trailers: bool) -> PyResult<()> {
-        self.post(FromApp::Start {
-            status,
-            headers,
-            trailers,
-        })
+    fn start(
+        &self,
+        py: Python<'_>,
+        status: u16,
+        headers: Vec<(Vec<u8>, Vec<u8>)>,
+        trailers: bool,
+    ) -> PyResult<()> {
+        self.post(
+            py,
+            FromApp::Start {
+                status,
+                headers,
+                trailers,
+            },
+        )
     }
 
     /// Queues an interim 1xx response.
-    fn informational(&self, status: u16, headers: Vec<(Vec<u8>, Vec<u8>)>) -> PyResult<()> {
-        self.post(FromApp::Informational { status, headers })
+    fn informational(
+        &self,
+        py: Python<'_>,
+        status: u16,
+        headers: Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> PyResult<()> {
+        self.post(py, FromApp::Informational { status, headers })
     }
 
     /// Queues trailer fields (`more`: more trailers follow).
-    fn trailers(&self, headers: Vec<(Vec<u8>, Vec<u8>)>, more: bool) -> PyResult<()> {
-        self.post(FromApp::Trailers { headers, more })
+    fn trailers(
+        &self,
+        py: Python<'_>,
+        headers: Vec<(Vec<u8>, Vec<u8>)>,
+        more: bool,
+    ) -> PyResult<()> {
+        self.post(py, FromApp::Trailers { headers, more })
     }
 
     /// Queues the file at `path` as the whole body.
-    fn pathsend(&self, path: std::path::PathBuf) -> PyResult<()> {
-        self.post(FromApp::PathSend { path })
+    fn pathsend(&self, py: Python<'_>, path: std::path::PathBuf) -> PyResult<()> {
+        self.post(py, FromApp::PathSend { path })
     }
 
     /// Queues body bytes; returns True when the app must wait for
     /// [`ToLoop::Writable`] before sending more.
     fn body(&self, data: &Bound<'_, PyBytes>, more: bool) -> PyResult<bool> {
+        let py = data.py();
         let data = data.as_bytes().to_vec();
         let len = data.len();
         let queued = self.shared.unwritten.fetch_add(len, Ordering::AcqRel) + len;
@@ -345,7 +477,7 @@ impl Reply {
         if wait {
             self.shared.wants_writable.store(true, Ordering::Release);
         }
-        self.post(FromApp::Body { data, more })?;
+        self.post(py, FromApp::Body { data, more })?;
         Ok(wait)
     }
 
@@ -371,21 +503,25 @@ impl Reply {
     }
 
     /// The app called `receive()` for the first time.
-    fn want_body(&self) -> PyResult<()> {
-        self.post(FromApp::WantBody)
+    fn want_body(&self, py: Python<'_>) -> PyResult<()> {
+        self.post(py, FromApp::WantBody)
     }
 
     /// `websocket.accept`.
     #[pyo3(signature = (subprotocol, headers))]
     fn ws_accept(
         &self,
+        py: Python<'_>,
         subprotocol: Option<String>,
         headers: Vec<(Vec<u8>, Vec<u8>)>,
     ) -> PyResult<()> {
-        self.post(FromApp::WsAccept {
-            subprotocol,
-            headers,
-        })
+        self.post(
+            py,
+            FromApp::WsAccept {
+                subprotocol,
+                headers,
+            },
+        )
     }
 
     /// `websocket.send`; True when the app must wait for write credit.
@@ -397,23 +533,40 @@ impl Reply {
         if wait {
             self.shared.wants_writable.store(true, Ordering::Release);
         }
-        self.post(FromApp::WsSend { text, bytes })?;
+        if self.tx.is_closed() {
+            return Err(PyConnectionError::new_err("client disconnected"));
+        }
+        self.queue
+            .post_now(&self.tx, FromApp::WsSend { text, bytes });
         Ok(wait)
     }
 
     /// `websocket.close`.
-    fn ws_close(&self, code: u16, reason: String) -> PyResult<()> {
-        self.post(FromApp::WsClose { code, reason })
+    fn ws_close(&self, py: Python<'_>, code: u16, reason: String) -> PyResult<()> {
+        self.post(py, FromApp::WsClose { code, reason })
     }
 
     /// The app failed before starting: the client gets a 500.
-    fn error(&self) {
-        let _ = self.tx.send(FromApp::Error);
+    fn error(&self, py: Python<'_>) {
+        self.queue.post(py, &self.tx, FromApp::Error);
     }
 
     /// The app failed or stopped mid-response: the connection closes.
-    fn abort(&self) {
-        let _ = self.tx.send(FromApp::Abort);
+    fn abort(&self, py: Python<'_>) {
+        self.queue.post(py, &self.tx, FromApp::Abort);
+    }
+}
+
+/// The loop's end-of-turn callback: hands the batch to the I/O thread.
+#[pyclass(module = "ferricorn", name = "AsgiFlush")]
+struct Flush {
+    queue: Arc<LoopQueue>,
+}
+
+#[pymethods]
+impl Flush {
+    fn __call__(&self) {
+        self.queue.flush();
     }
 }
 
@@ -437,6 +590,23 @@ impl Inbox {
     /// The descriptor the loop watches.
     fn fileno(&self) -> i32 {
         self.queue.wake.as_raw_fd()
+    }
+
+    /// Binds the outbox's flushes to a loop (its `call_soon`), or, with
+    /// None, unbinds it (messages then go out at once).
+    fn bind_loop(&self, py: Python<'_>, call_soon: Option<Py<PyAny>>) -> PyResult<()> {
+        let flusher = match call_soon {
+            Some(call_soon) => {
+                let flush = Flush {
+                    queue: Arc::clone(&self.queue),
+                };
+                Some((call_soon, Bound::new(py, flush)?.into_any().unbind()))
+            }
+            None => None,
+        };
+        let old = std::mem::replace(&mut *lock(&self.queue.out.flusher), flusher);
+        drop(old);
+        Ok(())
     }
 
     /// Everything queued since the last call, as tuples:

@@ -3,7 +3,9 @@
 //! The loop runs on the worker's main thread, holding the GIL while it runs
 //! Python; the tokio I/O thread beside it never takes the GIL. They meet in
 //! [`events`]: one queue into the loop (one eventfd wakeup per batch), one
-//! channel with byte credit per request out of it. The protocol rules that
+//! channel with byte credit per request out of it, fed once per turn of
+//! the loop from the worker's outbox (one wakeup per turn, not per
+//! message). The protocol rules that
 //! need Python objects (receive/send state, lifespan, misbehaving apps) are
 //! in `bridge.py`, run on the loop; scopes are built in [`scope`].
 //!

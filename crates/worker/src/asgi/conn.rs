@@ -30,6 +30,10 @@ use crate::io::{Accepted, AsyncStream};
 
 /// Largest piece read from the socket at once.
 const READ_CHUNK: usize = 64 * 1024;
+/// Initial room for one response's framed bytes.
+const OUT_CAPACITY: usize = 1000;
+/// Room kept for reads that only watch for EOF (or a pipelined request).
+const EOF_CHUNK: usize = 4096;
 /// Pipelined bytes kept while a response is in progress.
 const PIPELINE_LIMIT: usize = 64 * 1024;
 
@@ -112,7 +116,20 @@ pub(crate) async fn connection(
             }
         };
         let keep_alive = options.keep_alive(&shutdown);
-        match exchange(&shared, &mut stream, &peer, tls.as_ref(), ready, keep_alive).await {
+        // The head's buffer carries the body and the next request (one
+        // allocation per connection, not per request).
+        let spare = std::mem::take(&mut reader.buf);
+        match exchange(
+            &shared,
+            &mut stream,
+            &peer,
+            tls.as_ref(),
+            ready,
+            spare,
+            keep_alive,
+        )
+        .await
+        {
             Some(leftover) if keep_alive => reader.buf = leftover,
             _ => {
                 let close = tokio::io::AsyncWriteExt::shutdown(&mut stream);
@@ -152,22 +169,28 @@ enum Ending {
 }
 
 /// Runs one request through the app. Returns the bytes read past the
-/// body when the connection can carry another request.
+/// body when the connection can carry another request. `spare` is a
+/// buffer to reuse for them when nothing followed the head.
 async fn exchange(
     shared: &AsgiShared,
     stream: &mut AsyncStream,
     peer: &Peer,
     tls: Option<&TlsInfo>,
     ready: ReadyHead,
+    mut spare: Vec<u8>,
     keep_alive: bool,
 ) -> Option<Vec<u8>> {
-    let ReadyHead { head, pending } = ready;
+    let ReadyHead { head, mut pending } = ready;
+    if pending.is_empty() {
+        spare.clear();
+        pending = spare;
+    }
     let started = Instant::now();
     let started_unix = unix_now();
     let trusted = peer
         .transport_remote
         .is_none_or(|addr| shared.policy.forwarded_allow_ips.allows(addr.ip()));
-    let headers = match shared.policy.filter_headers(head.headers.clone(), trusted) {
+    let mut headers = match shared.policy.filter_headers(head.headers.clone(), trusted) {
         Ok(headers) => headers,
         Err(error) => {
             let _ = stream.write_all(&error.to_response()).await;
@@ -204,7 +227,14 @@ async fn exchange(
         return None;
     }
     let id = shared.next_id();
-    let (reply, mut replies, state) = Reply::new();
+    let (reply, mut replies, state) = Reply::new(&shared.queue);
+    let trailers = head.version == Version::HTTP_11 && te_trailers(&headers);
+    // Only the access log reads the request's headers after this.
+    let scope_headers = if shared.access_format.is_some() {
+        headers.clone()
+    } else {
+        std::mem::take(&mut headers)
+    };
     let scope = ScopeData {
         http_version: if head.version == Version::HTTP_10 {
             "1.0"
@@ -215,12 +245,12 @@ async fn exchange(
         scheme,
         raw_path: head.path.clone(),
         query: head.query.clone(),
-        headers: headers.clone(),
+        headers: scope_headers,
         client: peer.remote.map(|a| (a.ip().to_string(), a.port())),
         server: peer.local.map(|a| (a.ip().to_string(), a.port())),
         websocket: None,
         extensions: Extensions {
-            trailers: head.version == Version::HTTP_11 && te_trailers(&headers),
+            trailers,
             pathsend: true,
             informational: head.version == Version::HTTP_11,
             tls: tls.cloned(),
@@ -249,7 +279,10 @@ async fn exchange(
         head.method == "HEAD",
         keep_alive && head.keep_alive,
     );
-    let mut out = Vec::with_capacity(4096);
+    // Under 1 KiB: glibc serves larger requests from its large bins, and
+    // each such malloc first consolidates the fast bins (a per-request
+    // cost in the profile); a head with more fields just grows it.
+    let mut out = Vec::with_capacity(OUT_CAPACITY);
     let io_timeout = shared.options.io_timeout;
     let body_timeout = shared.options.body_timeout;
     // A body read that makes no progress for `--body-timeout` is a 408, as
@@ -300,8 +333,10 @@ async fn exchange(
         let read_body = want_body && !body_sent && !client_gone && credit;
         let watch_eof = body_sent && !client_gone && body.raw.len() < PIPELINE_LIMIT;
         let wait_credit = want_body && !body_sent && !client_gone && !credit;
-        if read_body || watch_eof {
+        if read_body {
             body.raw.reserve(READ_CHUNK);
+        } else if watch_eof {
+            body.raw.reserve(EOF_CHUNK);
         }
         tokio::select! {
             message = replies.recv() => {

@@ -130,7 +130,7 @@ async fn handle(
     let mut log = log;
     log.token = token;
     let id = shared.next_id();
-    let (mut reply, mut replies, state) = Reply::new();
+    let (mut reply, mut replies, state) = Reply::new(&shared.queue);
     reply.hold(slot);
     let scope = ScopeData {
         http_version: "2",

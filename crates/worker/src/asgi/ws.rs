@@ -216,7 +216,7 @@ pub(crate) async fn serve(
         None
     };
     let id = shared.next_id();
-    let (reply, mut replies, state) = Reply::new();
+    let (reply, mut replies, state) = Reply::new(&shared.queue);
     let scope = ScopeData {
         http_version: "1.1",
         method: head.method.clone(),
