@@ -3,6 +3,7 @@
 Every wait here is bounded: log waits, socket reads, process exits.
 """
 import http.client
+import json
 import os
 import re
 import signal
@@ -151,6 +152,25 @@ class Server:
                 time.sleep(0.05)
         raise AssertionError("server never answered %s: %r\n%s" % (
             self.ready_path, last_error, self.log()))
+
+    def wait_until_workers_ready(self, control_socket, timeout=START_TIMEOUT):
+        """Polls the control socket (the server must run with
+        `--control-socket control_socket`) until all of its workers report
+        ready: an answered request proves only that one worker serves,
+        while a sibling may still be importing the app."""
+        deadline = time.monotonic() + timeout
+        states = None
+        while time.monotonic() < deadline:
+            done = subprocess.run([self.binary, "ctl", "-s", control_socket,
+                                   "-c", "show workers", "-j"],
+                                  capture_output=True, text=True, timeout=timeout)
+            if done.returncode == 0:
+                states = [w["state"] for w in json.loads(done.stdout)["workers"]]
+                if states.count("ready") == self.workers == len(states):
+                    return
+            time.sleep(0.05)
+        raise AssertionError("the workers never all became ready: %r\n%s" % (
+            states, self.log()))
 
     def signal(self, signum):
         self.last_used = time.monotonic()

@@ -22,6 +22,9 @@ use crate::shutdown::{ConnLimit, Shutdown};
 /// How long `accept()` pauses after running out of descriptors, unless one
 /// of the worker's connections closes first.
 const DESCRIPTOR_BACKOFF: Duration = Duration::from_millis(50);
+/// How long a worker at its cap leaves queued connections to siblings
+/// before closing an idle connection of its own to take one.
+const SIBLING_GRACE: Duration = Duration::from_millis(25);
 /// The least time between two log lines about failing `accept()` calls.
 const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -157,7 +160,8 @@ impl AcceptErrors {
     }
 
     /// Handles a failed `accept()`. Out of descriptors: closes the oldest
-    /// idle connection, then waits until one of ours closes or a short
+    /// idle connection (the first time in a while, after [`SIBLING_GRACE`]
+    /// left to siblings), then waits until one of ours closes or a short
     /// pause passes (the listener stays readable, so retrying at once would
     /// spin). Other errors (a client that reset before being accepted) are
     /// retried after a moment.
@@ -184,6 +188,11 @@ impl AcceptErrors {
             self.suppressed += 1;
         }
         if out_of_descriptors(&error) {
+            if !self.recently_exhausted() {
+                // A new flood: siblings with descriptors left take what is
+                // queued before this worker starts closing connections.
+                tokio::time::sleep(SIBLING_GRACE).await;
+            }
             self.last_exhausted = Some(now);
             idle.free_one().await;
         } else {
@@ -197,7 +206,8 @@ impl AcceptErrors {
 /// connection idles, then accepts and closes the oldest idle connection to
 /// make room: idle connections cannot keep new clients out, while with
 /// every connection busy, new ones wait in the kernel queue (for an idle
-/// sibling worker).
+/// sibling worker). Room made this way is paced ([`accept_at_cap`]) so
+/// that a sibling with free slots takes the connection first.
 pub async fn accept(
     listeners: &[crate::io::AsyncListener],
     limit: &ConnLimit,
@@ -211,18 +221,49 @@ pub async fn accept(
             _ = idle.until_any() => None,
         },
     };
-    let conn = crate::io::accept_any(listeners).await?;
-    let permit = match permit {
-        Some(permit) => permit,
+    let (conn, permit) = match permit {
+        Some(permit) => {
+            limit.set_evicting(false);
+            (crate::io::accept_any(listeners).await?, permit)
+        }
         None => {
-            idle.evict_oldest();
-            Arc::clone(slots)
-                .acquire_owned()
-                .await
-                .map_err(io::Error::other)?
+            let conn = accept_at_cap(listeners, limit).await?;
+            // A connection may have closed during the grace.
+            let permit = match Arc::clone(slots).try_acquire_owned() {
+                Ok(permit) => permit,
+                Err(_) => {
+                    idle.evict_oldest();
+                    Arc::clone(slots)
+                        .acquire_owned()
+                        .await
+                        .map_err(io::Error::other)?
+                }
+            };
+            (conn, permit)
         }
     };
     Ok((conn, Admitted::new(permit, Arc::clone(idle))))
+}
+
+/// Accepts a connection this worker will close an idle one for. Every
+/// worker's `epoll` wakes for a new connection and the first to call
+/// `accept()` gets it; a worker at its cap looks at the queue only every
+/// [`SIBLING_GRACE`], so that a sibling with free slots, which reacts at
+/// once, takes it without anybody being closed. What is still queued then
+/// is taken in one burst: a flood is not rate-limited to one per grace.
+async fn accept_at_cap(
+    listeners: &[crate::io::AsyncListener],
+    limit: &ConnLimit,
+) -> io::Result<crate::io::Accepted> {
+    loop {
+        if limit.evicting() {
+            if let Some(accepted) = crate::io::accept_queued(listeners).await {
+                return accepted;
+            }
+        }
+        tokio::time::sleep(SIBLING_GRACE).await;
+        limit.set_evicting(true);
+    }
 }
 
 /// Accepts connections ([`accept`]) until `TERM`, handing each to

@@ -82,31 +82,45 @@ impl AsyncListener {
 
 /// Accepts one connection from whichever listener has one first.
 pub async fn accept_any(listeners: &[AsyncListener]) -> io::Result<Accepted> {
-    poll_fn(|cx| {
-        for listener in listeners {
-            let polled = match listener {
-                AsyncListener::Tcp(l) => l.poll_accept(cx).map_ok(|(stream, remote)| {
-                    let _ = stream.set_nodelay(true);
-                    let local = stream.local_addr().ok();
-                    Accepted {
-                        stream: AsyncStream::Tcp(stream),
-                        remote: Some(remote),
-                        local,
-                    }
-                }),
-                AsyncListener::Unix(l) => l.poll_accept(cx).map_ok(|(stream, _)| Accepted {
-                    stream: AsyncStream::Unix(stream),
-                    remote: None,
-                    local: None,
-                }),
-            };
-            if let Poll::Ready(result) = polled {
-                return Poll::Ready(result);
-            }
-        }
-        Poll::Pending
+    poll_fn(|cx| poll_accept_any(listeners, cx)).await
+}
+
+/// Accepts a connection already queued on one of `listeners`, if any,
+/// without waiting for one.
+pub async fn accept_queued(listeners: &[AsyncListener]) -> Option<io::Result<Accepted>> {
+    poll_fn(|cx| match poll_accept_any(listeners, cx) {
+        Poll::Ready(result) => Poll::Ready(Some(result)),
+        Poll::Pending => Poll::Ready(None),
     })
     .await
+}
+
+fn poll_accept_any(
+    listeners: &[AsyncListener],
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<Accepted>> {
+    for listener in listeners {
+        let polled = match listener {
+            AsyncListener::Tcp(l) => l.poll_accept(cx).map_ok(|(stream, remote)| {
+                let _ = stream.set_nodelay(true);
+                let local = stream.local_addr().ok();
+                Accepted {
+                    stream: AsyncStream::Tcp(stream),
+                    remote: Some(remote),
+                    local,
+                }
+            }),
+            AsyncListener::Unix(l) => l.poll_accept(cx).map_ok(|(stream, _)| Accepted {
+                stream: AsyncStream::Unix(stream),
+                remote: None,
+                local: None,
+            }),
+        };
+        if polled.is_ready() {
+            return polled;
+        }
+    }
+    Poll::Pending
 }
 
 impl AsyncStream {

@@ -7,6 +7,7 @@
 //! counter: each held connection owns one permit of [`ConnLimit`], so the
 //! worker is drained when every permit is back.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -78,6 +79,9 @@ impl Shutdown {
 pub(crate) struct ConnLimit {
     slots: Arc<Semaphore>,
     max: usize,
+    /// At the cap, past the grace left to siblings: queued connections
+    /// are taken (closing idle ones) without a further pause.
+    evicting: AtomicBool,
 }
 
 impl ConnLimit {
@@ -87,6 +91,7 @@ impl ConnLimit {
         Self {
             slots: Arc::new(Semaphore::new(max)),
             max,
+            evicting: AtomicBool::new(false),
         }
     }
 
@@ -103,6 +108,17 @@ impl ConnLimit {
     /// Whether no slot is free.
     pub(crate) fn at_cap(&self) -> bool {
         self.slots.available_permits() == 0
+    }
+
+    /// Whether the accept path is closing idle connections for queued ones.
+    pub(crate) fn evicting(&self) -> bool {
+        self.evicting.load(Ordering::Relaxed)
+    }
+
+    /// Records whether the accept path is closing idle connections for
+    /// queued ones.
+    pub(crate) fn set_evicting(&self, evicting: bool) {
+        self.evicting.store(evicting, Ordering::Relaxed);
     }
 
     /// Resolves once every held connection has closed.
