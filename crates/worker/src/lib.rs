@@ -22,6 +22,7 @@ mod gil_probe;
 mod h2;
 mod head;
 pub mod hooks;
+mod http1;
 mod io;
 mod outbuf;
 pub mod policy;

@@ -16,9 +16,8 @@ use tokio::time::Instant;
 
 use crate::admission::{out_of_descriptors, AcceptErrors, Admitted, IdleSet};
 use crate::exchange::{self, Ending, ExchangeContext, Peer};
-use crate::head::{
-    read_available, read_head, refuse_head, HeadReader, Progress, ReadyHead, PREREAD_LIMIT,
-};
+use crate::head::{read_available, refuse_head, HeadReader, Progress, ReadyHead, PREREAD_LIMIT};
+use crate::http1::read_request;
 use crate::io::{Accepted, AsyncListener, AsyncStream};
 use crate::outbuf::{self, Direct, OutBuf};
 use crate::shutdown::{ConnLimit, Shutdown};
@@ -210,22 +209,23 @@ async fn on_accept(
                         _ = stopping.wait_for(|stopping| *stopping) => return,
                     }
                 }
-                match read_head(&mut stream, &mut reader, &mut peer, deadline).await {
-                    Ok(head) => {
-                        let _ = state.ready_tx.send(Ready {
-                            stream,
-                            peer,
-                            head,
-                            _admitted: admitted,
-                        });
-                    }
-                    Err(error) => {
-                        let access = ctx.access_format.as_ref();
-                        let timeout = options.header_timeout;
-                        if let Some(answer) = error.answer(access, &peer, &reader.buf, timeout) {
-                            let _ = stream.write_all(&answer).await;
-                        }
-                    }
+                let access = ctx.access_format.as_ref();
+                let timeout = options.header_timeout;
+                let read = read_request(
+                    &mut stream,
+                    &mut reader,
+                    &mut peer,
+                    deadline,
+                    access,
+                    timeout,
+                );
+                if let Some(head) = read.await {
+                    let _ = state.ready_tx.send(Ready {
+                        stream,
+                        peer,
+                        head,
+                        _admitted: admitted,
+                    });
                 }
             });
         }

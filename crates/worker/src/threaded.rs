@@ -1,31 +1,33 @@
 //! The `gthread` and `async` worker classes: one event-loop thread owns
 //! every socket; complete requests run on a pool of app threads.
 //!
-//! Each connection is a task on the loop. It reads the request head, hands
-//! the request to the pool, then relays: response frames from the app
-//! thread to the socket, and (once the app starts reading) body chunks from
-//! the socket to the app thread, through bounded channels, so a 1 GB upload
-//! never sits in memory and a slow client never blocks an app thread.
-//! Between requests the connection waits up to `--keep-alive` seconds.
+//! Each connection is a task on the loop, driven by [`crate::http1`]. For
+//! each request this class hands the request to the pool, then relays:
+//! response frames from the app thread to the socket, and (once the app
+//! starts reading) body chunks from the socket to the app thread, through
+//! bounded channels, so a 1 GB upload never sits in memory and a slow
+//! client never blocks an app thread.
 //!
-//! gthread and async share this driver and differ in the pool: `--threads`
+//! gthread and async share this relay and differ in the pool: `--threads`
 //! threads started up front, or threads grown on demand up to
 //! `--worker-connections` (gevent-style concurrency for blocking WSGI apps).
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use ferricorn_http::{BodyDecoder, BodyKind, HttpError};
 use tokio::sync::{mpsc, watch};
-use tokio::time::Instant;
 
-use crate::admission::{Admitted, IdleSet};
+use crate::access_log::AccessFormat;
+use crate::admission::IdleSet;
 use crate::body::DRAIN_LIMIT;
 use crate::channel_io::{BodyChunk, ChannelBody, Frame, NoticeRead};
 use crate::exchange::{self, Ending, Exchange, ExchangeContext, Next, Peer, Pending};
 use crate::gil_probe::GilProbe;
-use crate::head::{read_head, HeadReader, PREREAD_LIMIT};
-use crate::io::{Accepted, AsyncListener, AsyncStream};
+use crate::head::{ReadyHead, PREREAD_LIMIT};
+use crate::http1::Http1Service;
+use crate::io::{AsyncListener, AsyncStream};
 use crate::outbuf::{self, BufferedWriter, OutBuf};
 use crate::pool::AppPool;
 use crate::shutdown::{ConnLimit, Shutdown};
@@ -146,7 +148,11 @@ async fn serve(
         &idle,
         &mut shutdown,
         |conn, admitted| {
-            tokio::spawn(connection(Arc::clone(&shared), conn, admitted));
+            tokio::spawn(crate::http1::connection(
+                Arc::clone(&shared),
+                conn,
+                admitted,
+            ));
         },
         || shared.beat(),
     )
@@ -156,152 +162,81 @@ async fn serve(
     Ok(())
 }
 
-/// Waits for the first bytes of a request, as a connection the accept path
-/// may close to make room. False if the connection should close: the
-/// client left or `limit` passed (keep-alive), the worker is stopping (if
-/// `stop` is given), or it was evicted.
-async fn wait_for_bytes(
-    shared: &Shared,
-    stream: &mut AsyncStream,
-    buf: &mut Vec<u8>,
-    deadline: Instant,
-    stop: Option<&mut watch::Receiver<bool>>,
-) -> WaitOutcome {
-    let entry = shared.idle.enter();
-    let stopping = async {
-        match stop {
-            Some(stop) => {
-                let _ = stop.changed().await;
-            }
-            None => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        read = tokio::time::timeout_at(deadline, stream.read_buf(buf)) => match read {
-            Ok(Ok(n)) if n > 0 => WaitOutcome::Bytes,
-            Ok(_) => WaitOutcome::Close,
-            Err(_) => WaitOutcome::TimedOut,
-        },
-        _ = stopping => WaitOutcome::Close,
-        _ = entry.evicted() => WaitOutcome::Close,
-    }
+/// A threaded connection's relay, kept from request to request.
+pub(crate) struct Relay {
+    /// The bounded response buffer app threads write into.
+    out: Arc<OutBuf>,
+    /// Response frames from the app thread. One channel per connection:
+    /// each exchange ends with `End`, so it is empty when the next starts.
+    frames_tx: mpsc::Sender<Frame>,
+    frames_rx: mpsc::Receiver<Frame>,
 }
 
-/// How [`wait_for_bytes`] ended.
-enum WaitOutcome {
-    Bytes,
-    TimedOut,
-    Close,
-}
+impl Http1Service for Shared {
+    type Conn = Relay;
 
-/// One connection, request after request.
-async fn connection(shared: Arc<Shared>, conn: Accepted, _admitted: Admitted) {
-    let remote = conn.remote;
-    let (mut stream, mut peer) = conn.into_parts();
-    let options = &shared.options;
-    let mut reader = HeadReader::new(&options.parser, &options.proxy, PREREAD_LIMIT);
-    if let Some(acceptor) = &shared.tls {
-        let deadline = Instant::now() + options.header_timeout;
-        {
-            // A client that has not begun its handshake is idle too.
-            let entry = shared.idle.enter();
-            tokio::select! {
-                ready = tokio::time::timeout_at(deadline, stream.has_data()) => {
-                    if ready != Ok(true) {
-                        return;
-                    }
-                }
-                _ = entry.evicted() => return,
-            }
-        }
-        let Some(tls) = crate::io::tls_handshake(acceptor, stream, deadline, remote).await else {
-            return;
-        };
-        stream = tls;
-        peer.secure = true;
-        if stream.alpn_protocol() == Some(b"h2") {
-            crate::h2::serve(Arc::clone(&shared), stream, peer).await;
-            return;
-        }
-    } else if options.h2c_prior_knowledge {
-        match crate::h2::sniff_preface(&mut stream, &mut reader.buf, options.header_timeout).await {
-            Some(true) => {
-                let trusted = remote.is_none_or(|a| options.h2c_allow.allows(a.ip()));
-                if trusted {
-                    let buffered = std::mem::take(&mut reader.buf);
-                    let stream = AsyncStream::Rewound(buffered, Box::new(stream));
-                    crate::h2::serve(Arc::clone(&shared), stream, peer).await;
-                }
-                return;
-            }
-            Some(false) => {}
-            None => return,
+    const PREREAD: u64 = PREREAD_LIMIT;
+
+    fn options(&self) -> &ClassOptions {
+        &self.options
+    }
+
+    fn idle(&self) -> &IdleSet {
+        &self.idle
+    }
+
+    fn stopping(&self) -> &watch::Receiver<bool> {
+        &self.shutdown
+    }
+
+    fn tls(&self) -> Option<&tokio_rustls::TlsAcceptor> {
+        self.tls.as_ref()
+    }
+
+    fn access_format(&self) -> Option<&AccessFormat> {
+        self.ctx.access_format.as_ref()
+    }
+
+    fn serve_h2(
+        self: Arc<Self>,
+        stream: AsyncStream,
+        peer: Peer,
+    ) -> impl Future<Output = ()> + Send {
+        crate::h2::serve(self, stream, peer)
+    }
+
+    fn open(&self, stream: &AsyncStream) -> Relay {
+        // One duplicate descriptor per connection lets app threads write
+        // responses without a hop through the loop (see BufferedWriter);
+        // what the client does not take waits in this bounded buffer.
+        let direct = stream
+            .dup_plain()
+            .map(|fd| Arc::new(fd) as Arc<dyn std::os::fd::AsFd + Send + Sync>);
+        let options = &self.options;
+        let (frames_tx, frames_rx) = mpsc::channel::<Frame>(FRAME_CHANNEL);
+        Relay {
+            out: OutBuf::new(options.response_buffer, options.send_timeout, direct),
+            frames_tx,
+            frames_rx,
         }
     }
-    // One duplicate descriptor per connection lets app threads write
-    // responses without a hop through the loop (see BufferedWriter); what
-    // the client does not take waits in this bounded buffer.
-    let direct = stream
-        .dup_plain()
-        .map(|fd| Arc::new(fd) as Arc<dyn std::os::fd::AsFd + Send + Sync>);
-    let out = OutBuf::new(options.response_buffer, options.send_timeout, direct);
-    // One frame channel per connection: each exchange ends with `End`, so
-    // the channel is empty again when the next request starts.
-    let (frames_tx, mut frames_rx) = mpsc::channel::<Frame>(FRAME_CHANNEL);
-    let mut shutdown = shared.shutdown.clone();
-    let mut first = true;
-    loop {
-        // A new connection's head is due `--header-timeout` after it is
-        // set up; a keep-alive request's, after its first bytes.
-        let mut deadline = Instant::now() + options.header_timeout;
-        if reader.buf.is_empty() {
-            let outcome = if first {
-                // A new connection that has sent nothing yet.
-                wait_for_bytes(&shared, &mut stream, &mut reader.buf, deadline, None).await
-            } else {
-                // Idle keep-alive: wait for the next request's first bytes.
-                let until = Instant::now() + options.keepalive;
-                let stop = Some(&mut shutdown);
-                wait_for_bytes(&shared, &mut stream, &mut reader.buf, until, stop).await
-            };
-            match outcome {
-                WaitOutcome::Bytes => {}
-                // read_head answers the late request head with its 408.
-                WaitOutcome::TimedOut if first => {}
-                WaitOutcome::TimedOut | WaitOutcome::Close => return,
-            }
-        }
-        if !first {
-            deadline = Instant::now() + options.header_timeout;
-        }
-        first = false;
-        let ready = match read_head(&mut stream, &mut reader, &mut peer, deadline).await {
-            Ok(ready) => ready,
-            Err(error) => {
-                let access = shared.ctx.access_format.as_ref();
-                let timeout = options.header_timeout;
-                if let Some(answer) = error.answer(access, &peer, &reader.buf, timeout) {
-                    let _ = stream.write_all(&answer).await;
-                }
-                return;
-            }
-        };
-        let keep_alive = options.keep_alive(&shutdown);
-        let frames = (&frames_tx, &mut frames_rx);
-        out.reset();
-        match exchange(&shared, &mut stream, &out, frames, peer, ready, keep_alive).await {
-            Some(leftover) if keep_alive => reader.buf = leftover,
-            _ => {
-                abandon(&shared, &mut frames_rx);
-                // The app thread's descriptor (in `out`) may outlive this
-                // task: Python keeps the response objects alive as long as
-                // a traceback cycle refers to them. Shut the socket down so
-                // the client sees the end now, not at the next GC.
-                let shutdown = tokio::io::AsyncWriteExt::shutdown(&mut stream);
-                let _ = tokio::time::timeout(options.io_timeout, shutdown).await;
-                return;
-            }
-        }
+
+    fn exchange<'a>(
+        self: &'a Arc<Self>,
+        conn: &'a mut Relay,
+        stream: &'a mut AsyncStream,
+        peer: Peer,
+        ready: ReadyHead,
+        _spare: Vec<u8>,
+        keep_alive: bool,
+    ) -> impl Future<Output = Option<Vec<u8>>> + Send + 'a {
+        conn.out.reset();
+        let frames = (&conn.frames_tx, &mut conn.frames_rx);
+        exchange(self, stream, &conn.out, frames, peer, ready, keep_alive)
+    }
+
+    fn abandon(self: &Arc<Self>, conn: &mut Relay) {
+        abandon(self, &mut conn.frames_rx);
     }
 }
 
@@ -314,10 +249,10 @@ async fn exchange(
     out: &Arc<OutBuf>,
     frames: (&mpsc::Sender<Frame>, &mut mpsc::Receiver<Frame>),
     peer: Peer,
-    ready: crate::head::ReadyHead,
+    ready: ReadyHead,
     keep_alive: bool,
 ) -> Option<Vec<u8>> {
-    let crate::head::ReadyHead { head, pending } = ready;
+    let ReadyHead { head, pending } = ready;
     let (frames_tx, frames_rx) = frames;
     let frames_tx = frames_tx.clone();
     let body_error = crate::exchange::BodyError::default();

@@ -1,16 +1,15 @@
-//! One HTTP/1.x connection of an ASGI worker, on the I/O thread.
-//!
-//! This is its own loop rather than `threaded.rs`'s relay: the app runs on
-//! the asyncio loop and talks in ASGI messages, not in framed bytes from a
-//! blocking thread, and the relay's body/response paths are being rewritten
-//! separately. It reuses the head reader, the HTTP codec's body decoder and
-//! the request policy.
+//! One HTTP/1.x exchange of an ASGI worker, on the I/O thread; the
+//! connection around it is [`crate::http1`]'s. The app runs on the asyncio
+//! loop and talks in ASGI messages, not in framed bytes from a blocking
+//! thread, so this is not `threaded.rs`'s relay; it shares the HTTP codec's
+//! body decoder and the request policy.
 //!
 //! While the app runs, the socket is read for the body (at most
 //! [`READ_AHEAD`] bytes ahead of the app) and, once the body is in, for EOF,
 //! which is the app's `http.disconnect`; bytes of a pipelined next request
 //! are kept for it, up to a bound.
 
+use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -19,14 +18,19 @@ use ferricorn_python::asgi::events::{
     FromApp, Reply, ReplyShared, ToLoop, READ_AHEAD, WRITE_CREDIT,
 };
 use ferricorn_python::asgi::scope::{Extensions, ScopeData, TlsInfo};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::response::Response;
 use super::AsgiShared;
+use crate::access_log::AccessFormat;
+use crate::admission::IdleSet;
 use crate::clock::unix_now;
 use crate::exchange::Peer;
-use crate::head::{read_head, HeadReader, ReadyHead};
-use crate::io::{Accepted, AsyncStream};
+use crate::head::ReadyHead;
+use crate::http1::Http1Service;
+use crate::io::AsyncStream;
+use crate::ClassOptions;
 
 /// Largest piece read from the socket at once.
 const READ_CHUNK: usize = 64 * 1024;
@@ -37,107 +41,58 @@ const EOF_CHUNK: usize = 4096;
 /// Pipelined bytes kept while a response is in progress.
 const PIPELINE_LIMIT: usize = 64 * 1024;
 
-/// One connection, request after request.
-pub(crate) async fn connection(
-    shared: Arc<AsgiShared>,
-    conn: Accepted,
-    _admitted: crate::admission::Admitted,
-) {
-    let remote = conn.remote;
-    let (mut stream, mut peer) = conn.into_parts();
-    let options = &shared.options;
-    if let Some(acceptor) = &shared.tls {
-        let deadline = tokio::time::Instant::now() + options.header_timeout;
-        let Some(tls) = crate::io::tls_handshake(acceptor, stream, deadline, remote).await else {
-            return;
-        };
-        stream = tls;
-        peer.secure = true;
-        if stream.alpn_protocol() == Some(b"h2") {
-            let tls = super::tls_info::of(&stream);
-            super::h2::serve(Arc::clone(&shared), stream, peer, tls).await;
-            return;
-        }
+impl Http1Service for AsgiShared {
+    /// The TLS parameters, for the scope's `tls` extension.
+    type Conn = Option<TlsInfo>;
+
+    const PREREAD: u64 = 0;
+
+    fn options(&self) -> &ClassOptions {
+        &self.options
     }
-    let tls = super::tls_info::of(&stream);
-    let mut reader = HeadReader::new(&options.parser, &options.proxy, 0);
-    if shared.tls.is_none() && options.h2c_prior_knowledge {
-        match crate::h2::sniff_preface(&mut stream, &mut reader.buf, options.header_timeout).await {
-            Some(true) => {
-                if remote.is_none_or(|a| options.h2c_allow.allows(a.ip())) {
-                    let buffered = std::mem::take(&mut reader.buf);
-                    let stream = AsyncStream::Rewound(buffered, Box::new(stream));
-                    super::h2::serve(Arc::clone(&shared), stream, peer, None).await;
-                }
-                return;
-            }
-            Some(false) => {}
-            None => return,
-        }
+
+    fn idle(&self) -> &IdleSet {
+        &self.idle
     }
-    let mut shutdown = shared.shutdown.clone();
-    let mut first = true;
-    loop {
-        let mut deadline = Instant::now() + options.header_timeout;
-        if reader.buf.is_empty() {
-            // Waiting for a request's first bytes: the accept path may
-            // close this connection to admit another, and a stopping worker
-            // does not wait for it.
-            let until = if first {
-                deadline
-            } else {
-                Instant::now() + options.keepalive
-            };
-            let entry = shared.idle.enter();
-            tokio::select! {
-                read = tokio::time::timeout_at(until, stream.read_buf(&mut reader.buf)) => match read {
-                    Ok(Ok(n)) if n > 0 => {}
-                    // read_head answers the late first head with its 408.
-                    Err(_) if first => {}
-                    _ => return,
-                },
-                _ = shutdown.wait_for(|stopping| *stopping) => return,
-                _ = entry.evicted() => return,
-            }
-            if !first {
-                deadline = Instant::now() + options.header_timeout;
-            }
-        }
-        first = false;
-        let ready = match read_head(&mut stream, &mut reader, &mut peer, deadline).await {
-            Ok(ready) => ready,
-            Err(error) => {
-                let access = shared.access_format.as_ref();
-                let timeout = options.header_timeout;
-                if let Some(answer) = error.answer(access, &peer, &reader.buf, timeout) {
-                    let _ = stream.write_all(&answer).await;
-                }
-                return;
-            }
-        };
-        let keep_alive = options.keep_alive(&shutdown);
-        // The head's buffer carries the body and the next request (one
-        // allocation per connection, not per request).
-        let spare = std::mem::take(&mut reader.buf);
-        match exchange(
-            &shared,
-            &mut stream,
-            &peer,
-            tls.as_ref(),
-            ready,
-            spare,
-            keep_alive,
-        )
-        .await
-        {
-            Some(leftover) if keep_alive => reader.buf = leftover,
-            _ => {
-                let close = tokio::io::AsyncWriteExt::shutdown(&mut stream);
-                let _ = tokio::time::timeout(options.io_timeout, close).await;
-                return;
-            }
-        }
+
+    fn stopping(&self) -> &watch::Receiver<bool> {
+        &self.shutdown
     }
+
+    fn tls(&self) -> Option<&tokio_rustls::TlsAcceptor> {
+        self.tls.as_ref()
+    }
+
+    fn access_format(&self) -> Option<&AccessFormat> {
+        self.access_format.as_ref()
+    }
+
+    fn serve_h2(
+        self: Arc<Self>,
+        stream: AsyncStream,
+        peer: Peer,
+    ) -> impl Future<Output = ()> + Send {
+        let tls = super::tls_info::of(&stream);
+        super::h2::serve(self, stream, peer, tls)
+    }
+
+    fn open(&self, stream: &AsyncStream) -> Option<TlsInfo> {
+        super::tls_info::of(stream)
+    }
+
+    async fn exchange(
+        self: &Arc<Self>,
+        conn: &mut Option<TlsInfo>,
+        stream: &mut AsyncStream,
+        peer: Peer,
+        ready: ReadyHead,
+        spare: Vec<u8>,
+        keep_alive: bool,
+    ) -> Option<Vec<u8>> {
+        exchange(self, stream, &peer, conn.as_ref(), ready, spare, keep_alive).await
+    }
+
+    fn abandon(self: &Arc<Self>, _conn: &mut Option<TlsInfo>) {}
 }
 
 /// The request body as it comes off the socket.

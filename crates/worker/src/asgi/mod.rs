@@ -227,7 +227,11 @@ async fn serve(
         &idle,
         &mut shutdown,
         |accepted, admitted| {
-            tokio::spawn(conn::connection(Arc::clone(&shared), accepted, admitted));
+            tokio::spawn(crate::http1::connection(
+                Arc::clone(&shared),
+                accepted,
+                admitted,
+            ));
         },
         || shared.beat(),
     )
