@@ -446,3 +446,34 @@ def server_fixture(app, scope="module", **kwargs):
         with ServerPool(ferricorn_bin) as pool:
             yield pool.start(app, **kwargs)
     return fixture
+
+
+def h2_get(port, path, method="GET"):
+    """One HTTP/2 request with the `h2` library (curl does not show
+    trailers): returns (headers, body, trailers)."""
+    import h2.config
+    import h2.connection
+    import h2.events
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    headers, body, trailers = None, b"", None
+    with socket.create_connection(("127.0.0.1", port), timeout=IO_TIMEOUT) as sock:
+        conn.initiate_connection()
+        conn.send_headers(1, [(":method", method), (":path", path), (":scheme", "http"),
+                              (":authority", "x"), ("te", "trailers")], end_stream=True)
+        sock.sendall(conn.data_to_send())
+        ended = False
+        while not ended:
+            data = sock.recv(65536)
+            assert data, "connection closed before the stream ended"
+            for event in conn.receive_data(data):
+                if isinstance(event, h2.events.ResponseReceived):
+                    headers = dict(event.headers)
+                elif isinstance(event, h2.events.DataReceived):
+                    body += event.data
+                    conn.acknowledge_received_data(event.flow_controlled_length, 1)
+                elif isinstance(event, h2.events.TrailersReceived):
+                    trailers = event.headers
+                elif isinstance(event, h2.events.StreamEnded):
+                    ended = True
+            sock.sendall(conn.data_to_send())
+    return headers, body, trailers

@@ -21,7 +21,7 @@ import websockets
 from websockets.asyncio.client import connect as ws_connect
 
 from test_worker_classes import TlsServer
-from harness import (IO_TIMEOUT, Server, parse_response, read_head,
+from harness import (IO_TIMEOUT, Server, h2_get, parse_response, read_head,
                      run_ferricorn)
 
 
@@ -414,37 +414,6 @@ def test_trailers_on_http11_when_the_client_takes_them(spawn):
     assert parse_response(data).body == b"no trailers offered"
 
 
-def h2_get(port, path):
-    """One HTTP/2 GET with the `h2` library (curl does not show trailers):
-    returns (headers, body, trailers)."""
-    import h2.config
-    import h2.connection
-    import h2.events
-    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
-    headers, body, trailers = None, b"", None
-    with socket.create_connection(("127.0.0.1", port), timeout=IO_TIMEOUT) as sock:
-        conn.initiate_connection()
-        conn.send_headers(1, [(":method", "GET"), (":path", path), (":scheme", "http"),
-                              (":authority", "x"), ("te", "trailers")], end_stream=True)
-        sock.sendall(conn.data_to_send())
-        ended = False
-        while not ended:
-            data = sock.recv(65536)
-            assert data, "connection closed before the stream ended"
-            for event in conn.receive_data(data):
-                if isinstance(event, h2.events.ResponseReceived):
-                    headers = dict(event.headers)
-                elif isinstance(event, h2.events.DataReceived):
-                    body += event.data
-                    conn.acknowledge_received_data(event.flow_controlled_length, 1)
-                elif isinstance(event, h2.events.TrailersReceived):
-                    trailers = event.headers
-                elif isinstance(event, h2.events.StreamEnded):
-                    ended = True
-            sock.sendall(conn.data_to_send())
-    return headers, body, trailers
-
-
 def test_trailers_over_http2(spawn):
     server = start(spawn, "asgiraw:app", "--http2-cleartext", "prior-knowledge")
     headers, body, trailers = h2_get(server.port, "/ext/trailers")
@@ -471,6 +440,28 @@ def test_pathsend(spawn, tmp_path, sendfile):
             assert body == (data if method == "GET" else b"")
     finally:
         conn.close()
+
+
+def test_pathsend_over_http2(spawn, tmp_path):
+    """HTTP/2 offers pathsend too: the file arrives whole in DATA frames
+    (several windows' worth), with its length; HEAD gets the length only;
+    a missing file is a 500."""
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    path = tmp_path / "blob.bin"
+    path.write_bytes(data)
+    server = start(spawn, "asgiraw:app", "--http2-cleartext", "prior-knowledge")
+    headers, body, _ = h2_get(server.port, "/ext/pathsend?" + str(path))
+    assert headers[b":status"] == b"200"
+    assert headers[b"content-length"] == str(len(data)).encode()
+    assert body == data
+    headers, body, _ = h2_get(server.port, "/ext/pathsend?" + str(path), method="HEAD")
+    assert (headers[b":status"], headers[b"content-length"], body) == \
+        (b"200", str(len(data)).encode(), b"")
+    headers, _, _ = h2_get(server.port, "/ext/pathsend?" + str(tmp_path / "nope"))
+    assert headers[b":status"] == b"500"
+    # Any HEAD over HTTP/2 carries no content, whatever the app sends.
+    headers, body, _ = h2_get(server.port, "/scope", method="HEAD")
+    assert (headers[b":status"], body) == (b"200", b"")
 
 
 def test_pathsend_of_a_missing_file_is_500(spawn, tmp_path):

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from harness import (ServerPool, decode_chunked, parse_head, parse_response, read_head,
+from harness import (ServerPool, h2_get, decode_chunked, parse_head, parse_response, read_head,
                      read_until_closed)
 
 CLASSES = {
@@ -186,6 +186,16 @@ def curl_h2(server, target):
     assert run.returncode == 0, run.stderr
     head, _, version = run.stdout.rpartition(b"\r\n\r\n")
     return version.decode(), head
+
+
+def test_h2_head_has_no_content(h2c):
+    """HTTP/2 HEAD: the app's headers, no DATA (RFC 9110 9.3.2; the h2
+    library refuses a HEAD response that carries content)."""
+    headers, body, _ = h2_get(h2c.port, "/", method="HEAD")
+    assert headers[b":status"] == b"200"
+    assert body == b""
+    headers, body, _ = h2_get(h2c.port, "/")
+    assert headers[b":status"] == b"200" and body
 
 
 def test_h2_latin1_and_app_server_date(h2c):

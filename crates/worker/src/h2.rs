@@ -113,6 +113,20 @@ async fn handle(
     peer: Peer,
     request: Request<Incoming>,
 ) -> Result<Response<OutBody>, Infallible> {
+    let head_only = request.method() == hyper::Method::HEAD;
+    let Ok(mut response) = respond(shared, calls, peer, request).await;
+    // RFC 9110 9.3.2: no content in an answer to HEAD (hyper sends what
+    // it is given). The app's body is still drained, so its iterable ends.
+    response.body_mut().discard = head_only;
+    Ok(response)
+}
+
+async fn respond(
+    shared: Arc<Shared>,
+    calls: Arc<Semaphore>,
+    peer: Peer,
+    request: Request<Incoming>,
+) -> Result<Response<OutBody>, Infallible> {
     let Ok(call) = calls.acquire_owned().await else {
         return Ok(plain_response(503, "the connection is closing\n"));
     };
@@ -182,7 +196,7 @@ async fn handle(
     let Ok((status, headers)) = head_rx.await else {
         return Ok(plain_response(500, "the application sent no response\n"));
     };
-    let mut response = Response::new(OutBody { rx: Some(data_rx) });
+    let mut response = Response::new(OutBody::new(data_rx));
     *response.status_mut() =
         hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
     let map = response.headers_mut();
@@ -261,7 +275,7 @@ async fn pump_body(
 fn plain_response(status: u16, text: &'static str) -> Response<OutBody> {
     let (tx, rx) = mpsc::channel(1);
     let _ = tx.try_send(Bytes::from_static(text.as_bytes()));
-    let mut response = Response::new(OutBody { rx: Some(rx) });
+    let mut response = Response::new(OutBody::new(rx));
     *response.status_mut() =
         hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
     response
@@ -345,6 +359,17 @@ impl ResponseSink for H2Sink {
 /// A response body fed by the app thread.
 pub struct OutBody {
     rx: Option<mpsc::Receiver<Bytes>>,
+    /// Read the app's body but send none of it (HEAD).
+    discard: bool,
+}
+
+impl OutBody {
+    fn new(rx: mpsc::Receiver<Bytes>) -> Self {
+        Self {
+            rx: Some(rx),
+            discard: false,
+        }
+    }
 }
 
 impl Body for OutBody {
@@ -355,16 +380,20 @@ impl Body for OutBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let discard = self.discard;
         let Some(rx) = self.rx.as_mut() else {
             return Poll::Ready(None);
         };
-        match rx.poll_recv(cx) {
-            Poll::Ready(Some(data)) => Poll::Ready(Some(Ok(Frame::data(data)))),
-            Poll::Ready(None) => {
-                self.rx = None;
-                Poll::Ready(None)
+        loop {
+            match rx.poll_recv(cx) {
+                Poll::Ready(Some(_)) if discard => {}
+                Poll::Ready(Some(data)) => return Poll::Ready(Some(Ok(Frame::data(data)))),
+                Poll::Ready(None) => {
+                    self.rx = None;
+                    return Poll::Ready(None);
+                }
+                Poll::Pending => return Poll::Pending,
             }
-            Poll::Pending => Poll::Pending,
         }
     }
 }

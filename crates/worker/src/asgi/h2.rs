@@ -68,6 +68,21 @@ async fn handle(
     calls: Arc<Semaphore>,
     request: Request<Incoming>,
 ) -> Result<Response<AppBody>, Infallible> {
+    let head_only = request.method() == hyper::Method::HEAD;
+    let Ok(mut response) = respond(shared, peer, tls, calls, request).await;
+    // RFC 9110 9.3.2: no content in an answer to HEAD (hyper sends what
+    // it is given). The app's body is still taken, so its sends return.
+    response.body_mut().discard = head_only;
+    Ok(response)
+}
+
+async fn respond(
+    shared: Arc<AsgiShared>,
+    peer: Peer,
+    tls: Option<Arc<TlsInfo>>,
+    calls: Arc<Semaphore>,
+    request: Request<Incoming>,
+) -> Result<Response<AppBody>, Infallible> {
     // A stream reset while waiting here is dropped with this future: its
     // call never reaches the app.
     let Ok(slot) = calls.acquire_owned().await else {
@@ -144,10 +159,9 @@ async fn handle(
         websocket: websocket.then(|| super::ws::subprotocols(&log.headers)),
         extensions: Extensions {
             // HTTP/2 carries trailers on any response (a HEADERS frame
-            // after the DATA); hyper's server sends no 1xx, and pathsend
-            // is HTTP/1.x's sendfile path.
+            // after the DATA); hyper's server sends no 1xx.
             trailers: !websocket,
-            pathsend: false,
+            pathsend: !websocket,
             informational: false,
             tls: tls.as_deref().cloned(),
         },
@@ -182,7 +196,14 @@ async fn handle(
                 trailers = announced;
             }
             Some(FromApp::Informational { .. }) => {}
-            Some(FromApp::Body { data, more }) => break Some((data, more)),
+            Some(FromApp::Body { data, more }) => break Some(First::Data(data, more)),
+            Some(FromApp::PathSend { path }) if start.is_some() => match FileBody::open(&path) {
+                Ok(file) => break Some(First::File(file)),
+                Err(error) => {
+                    tracing::error!("http.response.pathsend of {}: {error}", path.display());
+                    break None;
+                }
+            },
             Some(FromApp::WantBody) => {}
             Some(FromApp::Error) | None => break None,
             Some(
@@ -201,7 +222,7 @@ async fn handle(
         }
     };
     let mut log = log;
-    let (Some((status, app_headers)), Some((data, more))) = (start, first) else {
+    let (Some((status, mut app_headers)), Some(mut first)) = (start, first) else {
         let mut body = AppBody::fixed(b"Internal Server Error\n".to_vec());
         log.status = 500;
         body.access = Some(log);
@@ -209,6 +230,9 @@ async fn handle(
         *response.status_mut() = hyper::StatusCode::INTERNAL_SERVER_ERROR;
         return Ok(response);
     };
+    if let First::File(file) = &mut first {
+        file.frame(&mut app_headers);
+    }
     log.status = status;
     log.response_headers = app_headers
         .iter()
@@ -219,20 +243,24 @@ async fn handle(
             )
         })
         .collect();
-    let body = AppBody {
-        first: Some(Bytes::from(data)),
-        more,
-        trailers,
-        trailer_map: hyper::HeaderMap::new(),
-        link: Some(Link {
-            replies,
-            state,
-            shared: Arc::clone(&shared),
-            id,
-        }),
-        failed: false,
-        access: Some(log),
+    let link = Link {
+        replies,
+        state,
+        shared: Arc::clone(&shared),
+        id,
     };
+    let mut body = AppBody::fixed(Vec::new());
+    match first {
+        First::Data(data, more) => {
+            body.first = Some(Bytes::from(data));
+            body.more = more;
+            body.trailers = trailers;
+            body.link = Some(link);
+        }
+        // The app is done with its reply channel: the file is the body.
+        First::File(file) => body.file = Some(file),
+    }
+    body.access = Some(log);
     let mut response = Response::new(body);
     *response.status_mut() =
         hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
@@ -306,9 +334,90 @@ async fn pump_body(
     }
 }
 
-/// A response body pulled from the app's reply channel.
+/// What the app sent after its response head.
+enum First {
+    /// The first `http.response.body`, and whether more follows.
+    Data(Vec<u8>, bool),
+    /// `http.response.pathsend`: the whole body is this file.
+    File(FileBody),
+}
+
+/// A file sent as a response body (`http.response.pathsend`), read a piece
+/// at a time as hyper pulls, so the stream's window bounds the memory.
+struct FileBody {
+    file: std::fs::File,
+    offset: u64,
+    /// Bytes still to send.
+    left: u64,
+}
+
+impl FileBody {
+    /// Largest piece read at once.
+    const CHUNK: u64 = 256 * 1024;
+
+    /// Opens `path`, a regular file.
+    fn open(path: &std::path::Path) -> std::io::Result<Self> {
+        let file = std::fs::File::open(path)?;
+        let meta = file.metadata()?;
+        if !meta.is_file() {
+            return Err(std::io::Error::other("not a regular file"));
+        }
+        Ok(Self {
+            file,
+            offset: 0,
+            left: meta.len(),
+        })
+    }
+
+    /// Fits the file to the app's head: its `Content-Length` caps what is
+    /// sent (as on HTTP/1.x), or the file's length is added as one.
+    fn frame(&mut self, headers: &mut RawHeaders) {
+        let given = headers
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(b"content-length"))
+            .map(|(_, value)| {
+                std::str::from_utf8(value)
+                    .ok()
+                    .and_then(|v| v.trim().parse().ok())
+            });
+        match given {
+            Some(Some(length)) => self.left = self.left.min(length),
+            // hyper refuses an unparsable length; the file goes as framed.
+            Some(None) => {}
+            None => headers.push((
+                b"content-length".to_vec(),
+                self.left.to_string().into_bytes(),
+            )),
+        }
+    }
+
+    /// The next piece; empty once the file is sent. A file that shrank
+    /// under us fails the stream rather than sending short.
+    fn next(&mut self) -> std::io::Result<Vec<u8>> {
+        let want = usize::try_from(self.left.min(Self::CHUNK)).unwrap_or(0);
+        let mut buf = vec![0u8; want];
+        if want == 0 {
+            return Ok(buf);
+        }
+        let offset = i64::try_from(self.offset).map_err(|_| std::io::Error::other("offset"))?;
+        let n = nix::sys::uio::pread(std::os::fd::AsFd::as_fd(&self.file), &mut buf, offset)?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.truncate(n);
+        self.offset += n as u64;
+        self.left -= n as u64;
+        Ok(buf)
+    }
+}
+
+/// A response body pulled from the app's reply channel (or a file).
 pub(crate) struct AppBody {
     first: Option<Bytes>,
+    /// The file of an `http.response.pathsend`.
+    file: Option<FileBody>,
+    /// Take the app's body but send none of it (HEAD).
+    discard: bool,
     more: bool,
     /// `http.response.trailers` announced and not all received yet.
     trailers: bool,
@@ -361,6 +470,8 @@ impl AppBody {
     fn fixed(data: Vec<u8>) -> Self {
         Self {
             first: Some(Bytes::from(data)),
+            file: None,
+            discard: false,
             more: false,
             trailers: false,
             trailer_map: hyper::HeaderMap::new(),
@@ -390,12 +501,32 @@ impl Body for AppBody {
             if let Some(access) = self.access.as_mut() {
                 access.body_bytes += data.len() as u64;
             }
-            if !data.is_empty() {
+            if !data.is_empty() && !self.discard {
                 return Poll::Ready(Some(Ok(Frame::data(data))));
             }
         }
         if self.failed {
             return Poll::Ready(Some(Err(aborted())));
+        }
+        if self.discard && self.file.take().is_some() {
+            return Poll::Ready(None);
+        }
+        if let Some(file) = self.file.as_mut() {
+            return match file.next() {
+                Ok(data) if data.is_empty() => Poll::Ready(None),
+                Ok(data) => {
+                    if let Some(access) = self.access.as_mut() {
+                        access.body_bytes += data.len() as u64;
+                    }
+                    Poll::Ready(Some(Ok(Frame::data(Bytes::from(data)))))
+                }
+                Err(error) => {
+                    tracing::debug!("http.response.pathsend cut short: {error}");
+                    self.file = None;
+                    self.failed = true;
+                    Poll::Ready(Some(Err(error)))
+                }
+            };
         }
         loop {
             if !self.more && !self.trailers {
@@ -411,7 +542,7 @@ impl Body for AppBody {
                     if let Some(access) = self.access.as_mut() {
                         access.body_bytes += data.len() as u64;
                     }
-                    if !data.is_empty() {
+                    if !data.is_empty() && !self.discard {
                         return Poll::Ready(Some(Ok(Frame::data(Bytes::from(data)))));
                     }
                 }
