@@ -267,26 +267,6 @@ pub async fn read_head(
     }
 }
 
-/// Reads whatever is already buffered in the kernel without waiting.
-/// Returns false if the client closed the connection.
-pub fn read_available(stream: &AsyncStream, buf: &mut Vec<u8>) -> bool {
-    loop {
-        if buf.capacity() - buf.len() < 1024 {
-            buf.reserve(8192);
-        }
-        match stream.try_read_buf(buf) {
-            Ok(0) => return false,
-            // A read that did not fill the buffer drained the socket: skip
-            // the extra read that would only say EAGAIN.
-            Ok(_) if buf.len() < buf.capacity() => return true,
-            Ok(_) => continue,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(_) => return false,
-        }
-    }
-}
-
 /// The 408 answer for a head that did not arrive in time.
 pub fn timeout_error(limit: Duration) -> HttpError {
     HttpError::new(

@@ -148,15 +148,6 @@ impl AsyncStream {
         }
     }
 
-    /// Reads what is available without waiting (plain sockets only).
-    pub fn try_read_buf(&self, buf: &mut Vec<u8>) -> io::Result<usize> {
-        match self {
-            AsyncStream::Tcp(s) => s.try_read_buf(buf),
-            AsyncStream::Unix(s) => s.try_read_buf(buf),
-            AsyncStream::Tls(_) | AsyncStream::Rewound(..) => Err(io::ErrorKind::WouldBlock.into()),
-        }
-    }
-
     /// Reads at least one byte (0 at EOF), growing `buf`.
     pub async fn read_buf(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
         if buf.capacity() - buf.len() < 1024 {
@@ -169,18 +160,6 @@ impl AsyncStream {
     pub async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
         use tokio::io::AsyncWriteExt;
         AsyncWriteExt::write_all(self, data).await
-    }
-
-    /// Leaves the event loop: a plain blocking-capable connection for the
-    /// app's turn.
-    pub fn into_std(self) -> io::Result<Stream> {
-        Ok(match self {
-            AsyncStream::Tcp(s) => Stream::Tcp(s.into_std()?),
-            AsyncStream::Unix(s) => Stream::Unix(s.into_std()?),
-            AsyncStream::Tls(_) | AsyncStream::Rewound(..) => {
-                return Err(io::Error::other("a layered stream cannot become blocking"))
-            }
-        })
     }
 
     /// A blocking-capable handle of its own on a plain socket (a duplicate

@@ -50,11 +50,6 @@ impl Shutdown {
         self.notice_tx.send_replace(true);
     }
 
-    /// When the stop gives up on connections still open.
-    pub(crate) fn deadline(&self) -> tokio::time::Instant {
-        tokio::time::Instant::now() + self.graceful
-    }
-
     /// Begins the stop, then waits until every connection under `limit`
     /// has closed or `--graceful-timeout` has passed, calling `beat` every
     /// [`crate::BEAT_INTERVAL`] so the master does not take the wait for

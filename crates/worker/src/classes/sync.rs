@@ -23,9 +23,10 @@ impl WorkerClass for Sync {
     }
 
     fn dispatcher(&self, _interface: Interface, options: &ClassOptions) -> Dispatcher {
-        if options.tls.is_some() {
-            // Over TLS the socket belongs to the event loop, so one app
-            // thread beside it makes the calls, still one at a time.
+        if options.tls.is_some() || options.h2c_prior_knowledge {
+            // Over TLS the socket belongs to the event loop, and HTTP/2
+            // multiplexes requests on one socket, so one app thread beside
+            // the loop makes the calls, still one at a time.
             Dispatcher::Pool(PoolShape { initial: 1, max: 1 })
         } else {
             Dispatcher::Inline
