@@ -28,7 +28,21 @@ use crate::head::{read_head, HeadReader, ReadyHead};
 use crate::io::{Accepted, AsyncStream};
 use crate::ClassOptions;
 
-/// What a keep-alive class plugs into [`connection`].
+/// The parts of a class's shared state the driver uses.
+pub(crate) struct Front<'a> {
+    /// The class's settings.
+    pub(crate) options: &'a ClassOptions,
+    /// Connections waiting for a request's first bytes.
+    pub(crate) idle: &'a IdleSet,
+    /// Turns `true` when the worker stops.
+    pub(crate) stopping: &'a watch::Receiver<bool>,
+    /// The TLS acceptor, on an `https` worker.
+    pub(crate) tls: Option<&'a tokio_rustls::TlsAcceptor>,
+    /// The access log format, for refused heads.
+    pub(crate) access_format: Option<&'a AccessFormat>,
+}
+
+/// What a class plugs into [`connection`].
 pub(crate) trait Http1Service: Send + Sync + Sized + 'static {
     /// State a connection keeps from request to request.
     type Conn: Send;
@@ -36,16 +50,8 @@ pub(crate) trait Http1Service: Send + Sync + Sized + 'static {
     /// Largest body read along with the head, before the exchange starts.
     const PREREAD: u64;
 
-    /// The class's settings.
-    fn options(&self) -> &ClassOptions;
-    /// Connections waiting for a request's first bytes.
-    fn idle(&self) -> &IdleSet;
-    /// Turns `true` when the worker stops.
-    fn stopping(&self) -> &watch::Receiver<bool>;
-    /// The TLS acceptor, on an `https` worker.
-    fn tls(&self) -> Option<&tokio_rustls::TlsAcceptor>;
-    /// The access log format, for refused heads.
-    fn access_format(&self) -> Option<&AccessFormat>;
+    /// What the driver reads of the class's shared state.
+    fn front(&self) -> Front<'_>;
 
     /// Serves the connection as HTTP/2 (ALPN `h2` or h2c prior knowledge).
     fn serve_h2(
@@ -84,21 +90,16 @@ pub(crate) async fn connection<S: Http1Service>(
 ) {
     let remote = conn.remote;
     let (mut stream, mut peer) = conn.into_parts();
-    let options = service.options();
+    let front = service.front();
+    let options = front.options;
+    let mut stopping = front.stopping.clone();
     let mut reader = HeadReader::new(&options.parser, &options.proxy, S::PREREAD);
-    if let Some(acceptor) = service.tls() {
+    if let Some(acceptor) = front.tls {
         let deadline = Instant::now() + options.header_timeout;
-        {
-            // A client that has not begun its handshake is idle too.
-            let entry = service.idle().enter();
-            tokio::select! {
-                ready = tokio::time::timeout_at(deadline, stream.has_data()) => {
-                    if ready != Ok(true) {
-                        return;
-                    }
-                }
-                _ = entry.evicted() => return,
-            }
+        // A client that has not begun its handshake is idle too.
+        let started = tokio::time::timeout_at(deadline, stream.has_data());
+        if while_idle(front.idle, None, started).await != Some(Ok(true)) {
+            return;
         }
         let Some(tls) = crate::io::tls_handshake(acceptor, stream, deadline, remote).await else {
             return;
@@ -130,27 +131,27 @@ pub(crate) async fn connection<S: Http1Service>(
         // set up; a keep-alive request's, after its first bytes.
         let mut deadline = Instant::now() + options.header_timeout;
         if reader.buf.is_empty() {
-            let outcome = if first {
-                // A new connection that has sent nothing yet. The stop does
-                // not end this wait: its request may be on the way already.
-                wait_for_bytes(&*service, &mut stream, &mut reader.buf, deadline, false).await
+            // A new connection that has sent nothing yet waits through the
+            // stop (its request may be on the way already); an idle
+            // keep-alive one does not.
+            let (until, stop) = if first {
+                (deadline, None)
             } else {
-                let until = Instant::now() + options.keepalive;
-                wait_for_bytes(&*service, &mut stream, &mut reader.buf, until, true).await
+                (Instant::now() + options.keepalive, Some(&mut stopping))
             };
-            match outcome {
-                WaitOutcome::Bytes => {}
+            let read = tokio::time::timeout_at(until, stream.read_buf(&mut reader.buf));
+            match while_idle(front.idle, stop, read).await {
+                Some(Ok(Ok(n))) if n > 0 => {}
                 // read_request answers the late first head with its 408.
-                WaitOutcome::TimedOut if first => {}
-                WaitOutcome::TimedOut | WaitOutcome::Close => return,
+                Some(Err(_)) if first => {}
+                _ => return,
             }
             if !first {
                 deadline = Instant::now() + options.header_timeout;
             }
         }
         first = false;
-        let access = service.access_format();
-        let timeout = options.header_timeout;
+        let (access, timeout) = (front.access_format, options.header_timeout);
         let read = read_request(
             &mut stream,
             &mut reader,
@@ -162,7 +163,7 @@ pub(crate) async fn connection<S: Http1Service>(
         let Some(ready) = read.await else {
             return;
         };
-        let keep_alive = options.keep_alive(service.stopping());
+        let keep_alive = options.keep_alive(&stopping);
         let spare = std::mem::take(&mut reader.buf);
         let exchange = service.exchange(&mut state, &mut stream, peer, ready, spare, keep_alive);
         match exchange.await {
@@ -203,41 +204,27 @@ pub(crate) async fn read_request(
     }
 }
 
-/// How [`wait_for_bytes`] ended.
-enum WaitOutcome {
-    Bytes,
-    TimedOut,
-    Close,
-}
-
-/// Waits for the first bytes of a request, as a connection the accept path
-/// may close to make room: `Close` if the client left, the connection was
-/// evicted, or (with `end_on_stop`) the worker is stopping.
-async fn wait_for_bytes<S: Http1Service>(
-    service: &S,
-    stream: &mut AsyncStream,
-    buf: &mut Vec<u8>,
-    deadline: Instant,
-    end_on_stop: bool,
-) -> WaitOutcome {
-    let entry = service.idle().enter();
-    let mut stopping = service.stopping().clone();
-    let stop = async {
-        if end_on_stop {
-            let _ = stopping.wait_for(|stopping| *stopping).await;
-        } else {
-            std::future::pending::<()>().await;
+/// Runs `wait` as a connection the accept path may close to make room:
+/// `None` if it was evicted first, or the worker began stopping (when
+/// `stop` is given). A result already there wins over both.
+async fn while_idle<F: Future>(
+    idle: &IdleSet,
+    stop: Option<&mut watch::Receiver<bool>>,
+    wait: F,
+) -> Option<F::Output> {
+    let entry = idle.enter();
+    let stopped = async {
+        match stop {
+            Some(stop) => {
+                let _ = stop.wait_for(|stopping| *stopping).await;
+            }
+            None => std::future::pending().await,
         }
     };
     tokio::select! {
-        // Bytes already here win over a stop that came at the same time.
         biased;
-        read = tokio::time::timeout_at(deadline, stream.read_buf(buf)) => match read {
-            Ok(Ok(n)) if n > 0 => WaitOutcome::Bytes,
-            Ok(_) => WaitOutcome::Close,
-            Err(_) => WaitOutcome::TimedOut,
-        },
-        _ = stop => WaitOutcome::Close,
-        _ = entry.evicted() => WaitOutcome::Close,
+        done = wait => Some(done),
+        () = stopped => None,
+        () = entry.evicted() => None,
     }
 }

@@ -17,11 +17,10 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::access_log::AccessFormat;
 use crate::admission::{out_of_descriptors, AcceptErrors, IdleSet};
 use crate::exchange::{self, Ending, ExchangeContext, Peer};
 use crate::head::{ReadyHead, PREREAD_LIMIT};
-use crate::http1::Http1Service;
+use crate::http1::{Front, Http1Service};
 use crate::io::{AsyncListener, AsyncStream};
 use crate::outbuf::{self, Direct, OutBuf};
 use crate::shutdown::{ConnLimit, Shutdown};
@@ -131,25 +130,15 @@ impl Http1Service for Inline {
 
     const PREREAD: u64 = PREREAD_LIMIT;
 
-    fn options(&self) -> &ClassOptions {
-        &self.options
-    }
-
-    fn idle(&self) -> &IdleSet {
-        &self.idle
-    }
-
-    fn stopping(&self) -> &watch::Receiver<bool> {
-        &self.stopping
-    }
-
-    fn tls(&self) -> Option<&tokio_rustls::TlsAcceptor> {
-        // TLS and h2c connections go to an app thread (`classes::sync`).
-        None
-    }
-
-    fn access_format(&self) -> Option<&AccessFormat> {
-        self.ctx.access_format.as_ref()
+    fn front(&self) -> Front<'_> {
+        Front {
+            options: &self.options,
+            idle: &self.idle,
+            stopping: &self.stopping,
+            // TLS and h2c connections go to an app thread (`classes::sync`).
+            tls: None,
+            access_format: self.ctx.access_format.as_ref(),
+        }
     }
 
     fn serve_h2(

@@ -19,14 +19,13 @@ use std::time::Duration;
 use ferricorn_http::{BodyDecoder, BodyKind, HttpError};
 use tokio::sync::{mpsc, watch};
 
-use crate::access_log::AccessFormat;
 use crate::admission::IdleSet;
 use crate::body::DRAIN_LIMIT;
 use crate::channel_io::{BodyChunk, ChannelBody, Frame, NoticeRead};
 use crate::exchange::{self, Ending, Exchange, ExchangeContext, Next, Peer, Pending};
 use crate::gil_probe::GilProbe;
 use crate::head::{ReadyHead, PREREAD_LIMIT};
-use crate::http1::Http1Service;
+use crate::http1::{Front, Http1Service};
 use crate::io::{AsyncListener, AsyncStream};
 use crate::outbuf::{self, BufferedWriter, OutBuf};
 use crate::pool::AppPool;
@@ -177,24 +176,14 @@ impl Http1Service for Shared {
 
     const PREREAD: u64 = PREREAD_LIMIT;
 
-    fn options(&self) -> &ClassOptions {
-        &self.options
-    }
-
-    fn idle(&self) -> &IdleSet {
-        &self.idle
-    }
-
-    fn stopping(&self) -> &watch::Receiver<bool> {
-        &self.shutdown
-    }
-
-    fn tls(&self) -> Option<&tokio_rustls::TlsAcceptor> {
-        self.tls.as_ref()
-    }
-
-    fn access_format(&self) -> Option<&AccessFormat> {
-        self.ctx.access_format.as_ref()
+    fn front(&self) -> Front<'_> {
+        Front {
+            options: &self.options,
+            idle: &self.idle,
+            stopping: &self.shutdown,
+            tls: self.tls.as_ref(),
+            access_format: self.ctx.access_format.as_ref(),
+        }
     }
 
     fn serve_h2(

@@ -18,19 +18,15 @@ use ferricorn_python::asgi::events::{
     FromApp, Reply, ReplyShared, ToLoop, READ_AHEAD, WRITE_CREDIT,
 };
 use ferricorn_python::asgi::scope::{Extensions, ScopeData, TlsInfo};
-use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::response::Response;
 use super::AsgiShared;
-use crate::access_log::AccessFormat;
-use crate::admission::IdleSet;
 use crate::clock::unix_now;
 use crate::exchange::Peer;
 use crate::head::ReadyHead;
-use crate::http1::Http1Service;
+use crate::http1::{Front, Http1Service};
 use crate::io::AsyncStream;
-use crate::ClassOptions;
 
 /// Largest piece read from the socket at once.
 const READ_CHUNK: usize = 64 * 1024;
@@ -47,24 +43,14 @@ impl Http1Service for AsgiShared {
 
     const PREREAD: u64 = 0;
 
-    fn options(&self) -> &ClassOptions {
-        &self.options
-    }
-
-    fn idle(&self) -> &IdleSet {
-        &self.idle
-    }
-
-    fn stopping(&self) -> &watch::Receiver<bool> {
-        &self.shutdown
-    }
-
-    fn tls(&self) -> Option<&tokio_rustls::TlsAcceptor> {
-        self.tls.as_ref()
-    }
-
-    fn access_format(&self) -> Option<&AccessFormat> {
-        self.access_format.as_ref()
+    fn front(&self) -> Front<'_> {
+        Front {
+            options: &self.options,
+            idle: &self.idle,
+            stopping: &self.shutdown,
+            tls: self.tls.as_ref(),
+            access_format: self.access_format.as_ref(),
+        }
     }
 
     fn serve_h2(
@@ -489,14 +475,7 @@ async fn send_path(
     path: &std::path::Path,
     io_timeout: std::time::Duration,
 ) -> Ending {
-    let opened = std::fs::File::open(path).and_then(|file| {
-        let meta = file.metadata()?;
-        if !meta.is_file() {
-            return Err(std::io::Error::other("not a regular file"));
-        }
-        Ok((file, meta.len()))
-    });
-    let (file, len) = match opened {
+    let (file, len) = match super::pathsend::open(path) {
         Ok(opened) => opened,
         Err(error) => {
             tracing::error!("http.response.pathsend of {}: {error}", path.display());

@@ -352,20 +352,13 @@ struct FileBody {
 }
 
 impl FileBody {
-    /// Largest piece read at once.
-    const CHUNK: u64 = 256 * 1024;
-
     /// Opens `path`, a regular file.
     fn open(path: &std::path::Path) -> std::io::Result<Self> {
-        let file = std::fs::File::open(path)?;
-        let meta = file.metadata()?;
-        if !meta.is_file() {
-            return Err(std::io::Error::other("not a regular file"));
-        }
+        let (file, left) = super::pathsend::open(path)?;
         Ok(Self {
             file,
             offset: 0,
-            left: meta.len(),
+            left,
         })
     }
 
@@ -394,16 +387,14 @@ impl FileBody {
     /// The next piece; empty once the file is sent. A file that shrank
     /// under us fails the stream rather than sending short.
     fn next(&mut self) -> std::io::Result<Vec<u8>> {
-        let want = usize::try_from(self.left.min(Self::CHUNK)).unwrap_or(0);
-        let mut buf = vec![0u8; want];
+        let want = usize::try_from(self.left)
+            .unwrap_or(usize::MAX)
+            .min(super::pathsend::FILE_CHUNK);
         if want == 0 {
-            return Ok(buf);
+            return Ok(Vec::new());
         }
-        let offset = i64::try_from(self.offset).map_err(|_| std::io::Error::other("offset"))?;
-        let n = nix::sys::uio::pread(std::os::fd::AsFd::as_fd(&self.file), &mut buf, offset)?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
+        let mut buf = vec![0u8; want];
+        let n = super::pathsend::read_at(&self.file, self.offset, &mut buf)?;
         buf.truncate(n);
         self.offset += n as u64;
         self.left -= n as u64;

@@ -1,9 +1,11 @@
-//! `http.response.pathsend` on HTTP/1.x: the file goes to the socket with
-//! `sendfile()` on plain TCP (unless `--no-sendfile`), else read and written.
+//! `http.response.pathsend`: opening the file, and on HTTP/1.x sending it
+//! to the socket with `sendfile()` on plain TCP (unless `--no-sendfile`),
+//! else read and written. HTTP/2 reads it with [`read_at`] as hyper pulls.
 
 use std::fs::File;
 use std::io;
 use std::os::fd::AsFd;
+use std::path::Path;
 use std::time::Duration;
 
 use tokio::io::Interest;
@@ -11,7 +13,27 @@ use tokio::io::Interest;
 use crate::io::AsyncStream;
 
 /// Largest piece read at once when copying.
-const FILE_CHUNK: usize = 256 * 1024;
+pub(crate) const FILE_CHUNK: usize = 256 * 1024;
+
+/// Opens the file an app asked to send: a regular file, and its length.
+pub(crate) fn open(path: &Path) -> io::Result<(File, u64)> {
+    let file = File::open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(io::Error::other("not a regular file"));
+    }
+    Ok((file, meta.len()))
+}
+
+/// Fills `buf` with the file's bytes from `offset`, as far as one read
+/// goes; a file that ends before (it shrank under us) is `UnexpectedEof`.
+pub(crate) fn read_at(file: &File, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+    let offset = i64::try_from(offset).map_err(|_| io::Error::other("offset"))?;
+    match nix::sys::uio::pread(file.as_fd(), buf, offset)? {
+        0 if !buf.is_empty() => Err(io::ErrorKind::UnexpectedEof.into()),
+        n => Ok(n),
+    }
+}
 
 /// Sends `count` bytes of `file` from its start, each step bounded by
 /// `io_timeout` (a client that stops reading fails the copy).
@@ -44,11 +66,7 @@ pub(crate) async fn send(
         let want = usize::try_from(count - offset)
             .unwrap_or(FILE_CHUNK)
             .min(FILE_CHUNK);
-        let off = i64::try_from(offset).map_err(|_| io::Error::other("offset"))?;
-        let n = nix::sys::uio::pread(file.as_fd(), &mut buf[..want], off)?;
-        if n == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
+        let n = read_at(file, offset, &mut buf[..want])?;
         match tokio::time::timeout(io_timeout, stream.write_all(&buf[..n])).await {
             Ok(result) => result?,
             Err(_) => return Err(io::ErrorKind::TimedOut.into()),
