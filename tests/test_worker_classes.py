@@ -281,6 +281,27 @@ def test_idle_keep_alive_closed(basic):
         assert closed_after > 0.5, "closed %.3fs after the response, not kept alive" % closed_after
 
 
+def test_keep_alive_time_runs_from_the_response_not_the_request(basic):
+    """With --keep-alive 1, a request that runs 1.5 s keeps its connection
+    for about a second after its response (not closed because the request
+    began more than a second ago), and the connection serves a second
+    request sent right after the first response."""
+    if basic.kind not in KEEPALIVE_CLASSES:
+        pytest.skip("sync does not keep connections alive")
+    with basic.connection(timeout=5) as sock:
+        sock.sendall(request_bytes("GET", "/sleep?s=1.5", close=False))
+        resp, extra = read_response(sock)
+        assert resp.status == 200 and extra == b"", resp
+        sock.sendall(request_bytes("GET", "/sleep?s=1.5", close=False))
+        resp, extra = read_response(sock)
+        assert resp.status == 200 and extra == b"", resp
+        answered = time.monotonic()
+        reply = read_until_closed(sock, timeout=3.5)
+        closed_after = time.monotonic() - answered
+    assert reply.closed and reply.data == b"", reply
+    assert 0.5 < closed_after < 3.0, "closed %.3fs after the response" % closed_after
+
+
 def test_sync_with_threads_becomes_gthread(spawn):
     """`--threads 2` with the default class (sync) runs gthread, as in
     gunicorn: the log says so, connections are kept alive, and two

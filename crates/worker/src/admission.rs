@@ -61,19 +61,33 @@ impl IdleSet {
     /// Registers a connection that starts waiting for bytes.
     pub fn enter(&self) -> IdleEntry<'_> {
         let evicted = Arc::new(Notify::new());
-        let id = {
-            let mut waiting = self.waiting();
-            let id = waiting.next_id;
-            waiting.next_id += 1;
-            waiting.by_age.insert(id, Arc::clone(&evicted));
-            id
-        };
-        self.registered.notify_waiters();
+        let id = self.register(Arc::clone(&evicted));
         IdleEntry {
             set: self,
             id,
             evicted,
         }
+    }
+
+    /// Registers a connection whose task learns of its eviction through
+    /// `evicted` (from any thread: an app thread that finished a response
+    /// nobody waits for); [`IdleSet::leave`] takes it out again.
+    pub fn register(&self, evicted: Arc<Notify>) -> u64 {
+        let id = {
+            let mut waiting = self.waiting();
+            let id = waiting.next_id;
+            waiting.next_id += 1;
+            waiting.by_age.insert(id, evicted);
+            id
+        };
+        self.registered.notify_waiters();
+        id
+    }
+
+    /// Takes a [`IdleSet::register`]ed connection out; false if it was
+    /// evicted first.
+    pub fn leave(&self, id: u64) -> bool {
+        self.waiting().by_age.remove(&id).is_some()
     }
 
     /// Tells the oldest waiting connection to close; false if none waits.
@@ -129,7 +143,7 @@ impl IdleEntry<'_> {
 
 impl Drop for IdleEntry<'_> {
     fn drop(&mut self) {
-        self.set.waiting().by_age.remove(&self.id);
+        self.set.leave(self.id);
     }
 }
 

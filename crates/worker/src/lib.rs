@@ -27,6 +27,7 @@ mod io;
 mod outbuf;
 pub mod policy;
 mod pool;
+mod quiet_end;
 mod reload_report;
 mod sendfile;
 mod shutdown;

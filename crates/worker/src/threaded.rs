@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use ferricorn_http::{BodyDecoder, BodyKind, HttpError};
 use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 
 use crate::admission::IdleSet;
 use crate::body::DRAIN_LIMIT;
@@ -29,6 +30,7 @@ use crate::http1::{Front, Http1Service};
 use crate::io::{AsyncListener, AsyncStream};
 use crate::outbuf::{self, BufferedWriter, OutBuf};
 use crate::pool::AppPool;
+use crate::quiet_end::{Found, QuietEnd};
 use crate::shutdown::{ConnLimit, Shutdown};
 use crate::sink::HttpSink;
 use crate::stream::Listener;
@@ -169,6 +171,10 @@ pub(crate) struct Relay {
     /// each exchange ends with `End`, so it is empty when the next starts.
     frames_tx: mpsc::Sender<Frame>,
     frames_rx: mpsc::Receiver<Frame>,
+    /// Where an app thread leaves a keep-alive response's end without
+    /// waking the loop; `None` where it cannot write directly (TLS) or
+    /// keep-alive is off.
+    quiet: Option<Arc<QuietEnd>>,
 }
 
 impl Http1Service for Shared {
@@ -203,10 +209,13 @@ impl Http1Service for Shared {
             .map(|fd| Arc::new(fd) as Arc<dyn std::os::fd::AsFd + Send + Sync>);
         let options = &self.options;
         let (frames_tx, frames_rx) = mpsc::channel::<Frame>(FRAME_CHANNEL);
+        let quiet = (direct.is_some() && !options.keepalive.is_zero())
+            .then(|| Arc::new(QuietEnd::new(Arc::clone(&self.idle))));
         Relay {
             out: OutBuf::new(options.response_buffer, options.send_timeout, direct),
             frames_tx,
             frames_rx,
+            quiet,
         }
     }
 
@@ -221,7 +230,10 @@ impl Http1Service for Shared {
     ) -> impl Future<Output = Option<Vec<u8>>> + Send + 'a {
         conn.out.reset();
         let frames = (&conn.frames_tx, &mut conn.frames_rx);
-        exchange(self, stream, &conn.out, frames, peer, ready, keep_alive)
+        let quiet = conn.quiet.as_ref();
+        exchange(
+            self, stream, &conn.out, frames, quiet, peer, ready, keep_alive,
+        )
     }
 
     fn abandon(self: &Arc<Self>, conn: &mut Relay) {
@@ -232,11 +244,17 @@ impl Http1Service for Shared {
 /// Runs one request on the pool and relays its body and response. Returns
 /// the bytes read past the body when the connection can carry another
 /// request.
+///
+/// A keep-alive request without a body may end quietly (see
+/// [`crate::quiet_end`]): the task then waits for the client's next bytes,
+/// the keep-alive time, the stop or an eviction instead of the app's `End`.
+#[allow(clippy::too_many_arguments)]
 async fn exchange(
     shared: &Arc<Shared>,
     stream: &mut AsyncStream,
     out: &Arc<OutBuf>,
     frames: (&mpsc::Sender<Frame>, &mut mpsc::Receiver<Frame>),
+    quiet: Option<&Arc<QuietEnd>>,
     peer: Peer,
     ready: ReadyHead,
     keep_alive: bool,
@@ -253,6 +271,10 @@ async fn exchange(
         (Some(tx), Some(rx))
     };
     let expect_continue = head.expect_continue;
+    // Not with a pipelined request already buffered: it is served as soon
+    // as the app is done, with no bytes to come that would say so.
+    let quiet =
+        quiet.filter(|_| keep_alive && head.keep_alive && body.is_done() && body.raw.is_empty());
     let mut sink = HttpSink::new(
         BufferedWriter::new(Arc::clone(out)),
         head.version,
@@ -277,10 +299,13 @@ async fn exchange(
     let ctx = Arc::clone(&shared.ctx);
     let errors = Arc::clone(out);
     let frames = frames_tx.clone();
+    let mut armed = quiet.map(|quiet| quiet.arm());
+    let quiet_end = quiet.map(|quiet| (Arc::clone(quiet), Arc::clone(out)));
     shared.submit(Box::new(move || {
         // Sends `End` even if the exchange panics, so the connection task,
         // which keeps the channel open, never waits forever.
         let mut end = EndOnDrop::new(frames, Arc::clone(&ctx));
+        end.quiet = quiet_end;
         let mut writer = BufferedWriter::new(errors);
         let mut reject = |error: &HttpError| {
             let _ = std::io::Write::write_all(&mut writer, &error.to_response());
@@ -291,9 +316,33 @@ async fn exchange(
     let mut body_tx = body_tx;
     let mut want_body = false;
     let body_timeout = shared.options.body_timeout;
+    let keepalive = shared.options.keepalive;
+    let mut stopping = shared.shutdown.clone();
+    let mut idle_until = Instant::now() + keepalive;
     let next = loop {
         let may_read = want_body && body_tx.is_some() && !body.is_done();
+        let listening = armed.is_none();
         tokio::select! {
+            wake = quiet_wake(armed.as_deref(), stream, idle_until, &mut stopping), if !listening => {
+                let Some(quiet) = armed.as_deref() else { continue };
+                match (quiet.check(), wake) {
+                    (Found::Running, _) => {
+                        // Its end comes through the channel now.
+                        drop(armed.take());
+                    }
+                    (Found::Done(_), QuietWake::Readable) => {
+                        if quiet.take() {
+                            break Next::KeepAlive;
+                        }
+                        return None;
+                    }
+                    (Found::Done(at), QuietWake::Timer) if Instant::now() < at + keepalive => {
+                        idle_until = at + keepalive;
+                    }
+                    // Idle past the keep-alive time, stopping or evicted.
+                    (Found::Done(_), _) => return None,
+                }
+            },
             frame = frames_rx.recv() => match frame {
                 Some(Frame::WantBody) => {
                     want_body = true;
@@ -304,6 +353,7 @@ async fn exchange(
                     }
                 }
                 Some(Frame::End(ending)) => {
+                    drop(armed.take());
                     // Everything the app produced so far is queued.
                     if let Err(error) = outbuf::drain(out, stream).await {
                         if let Ending::Pending(pending) = ending {
@@ -365,6 +415,35 @@ async fn exchange(
     Some(body.into_leftover())
 }
 
+/// What woke a task waiting for a quiet end.
+enum QuietWake {
+    /// The client sent bytes (or closed).
+    Readable,
+    /// The keep-alive time may have run out.
+    Timer,
+    /// The worker is stopping, or the accept path evicted the connection.
+    Close,
+}
+
+/// Waits, with the app's end left in `quiet` or still to come, for what
+/// would end a keep-alive connection's idle time.
+async fn quiet_wake(
+    quiet: Option<&QuietEnd>,
+    stream: &AsyncStream,
+    until: Instant,
+    stopping: &mut watch::Receiver<bool>,
+) -> QuietWake {
+    let Some(quiet) = quiet else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = stream.readable() => QuietWake::Readable,
+        () = tokio::time::sleep_until(until) => QuietWake::Timer,
+        _ = stopping.wait_for(|stopping| *stopping) => QuietWake::Close,
+        () = quiet.evicted() => QuietWake::Close,
+    }
+}
+
 /// Pulls more of a suspended response on an app thread; its `End` comes
 /// back through `frames`.
 fn resume_on_pool(shared: &Arc<Shared>, pending: Box<Pending>, frames: &mpsc::Sender<Frame>) {
@@ -399,6 +478,9 @@ struct EndOnDrop {
     frames: mpsc::Sender<Frame>,
     ctx: Arc<ExchangeContext>,
     ending: Option<Ending>,
+    /// Where a keep-alive end may be left without waking the loop, and the
+    /// buffer that must be empty for it (the response written completely).
+    quiet: Option<(Arc<QuietEnd>, Arc<OutBuf>)>,
 }
 
 impl EndOnDrop {
@@ -407,6 +489,7 @@ impl EndOnDrop {
             frames,
             ctx,
             ending: None,
+            quiet: None,
         }
     }
 }
@@ -414,6 +497,11 @@ impl EndOnDrop {
 impl Drop for EndOnDrop {
     fn drop(&mut self) {
         let ending = self.ending.take().unwrap_or(Ending::Done(Next::Close));
+        if let (Ending::Done(Next::KeepAlive), Some((quiet, out))) = (&ending, &self.quiet) {
+            if out.is_empty() && quiet.finish() {
+                return;
+            }
+        }
         if let Err(mpsc::error::SendError(Frame::End(Ending::Pending(pending)))) =
             self.frames.blocking_send(Frame::End(ending))
         {
