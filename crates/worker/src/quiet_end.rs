@@ -15,10 +15,11 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
 use crate::admission::IdleSet;
+use crate::io::AsyncStream;
 
 /// One connection's slot for a quietly finished response.
 pub(crate) struct QuietEnd {
@@ -111,6 +112,35 @@ impl QuietEnd {
     /// Resolves when the accept path chose this connection to close.
     pub(crate) async fn evicted(&self) {
         self.evicted.notified().await;
+    }
+}
+
+/// What woke a task waiting for a quiet end.
+pub(crate) enum QuietWake {
+    /// The client sent bytes (or closed).
+    Readable,
+    /// The keep-alive time may have run out.
+    Timer,
+    /// The worker is stopping, or the accept path evicted the connection.
+    Close,
+}
+
+/// Waits, with the app's end left in `quiet` or still to come, for what
+/// would end a keep-alive connection's idle time.
+pub(crate) async fn quiet_wake(
+    quiet: Option<&QuietEnd>,
+    stream: &AsyncStream,
+    until: Instant,
+    stopping: &mut watch::Receiver<bool>,
+) -> QuietWake {
+    let Some(quiet) = quiet else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = stream.readable() => QuietWake::Readable,
+        () = tokio::time::sleep_until(until) => QuietWake::Timer,
+        _ = stopping.wait_for(|stopping| *stopping) => QuietWake::Close,
+        () = quiet.evicted() => QuietWake::Close,
     }
 }
 

@@ -30,7 +30,7 @@ use crate::http1::{Front, Http1Service};
 use crate::io::{AsyncListener, AsyncStream};
 use crate::outbuf::{self, BufferedWriter, OutBuf};
 use crate::pool::AppPool;
-use crate::quiet_end::{Found, QuietEnd};
+use crate::quiet_end::{quiet_wake, Found, QuietEnd, QuietWake};
 use crate::shutdown::{ConnLimit, Shutdown};
 use crate::sink::HttpSink;
 use crate::stream::Listener;
@@ -413,35 +413,6 @@ async fn exchange(
         }
     }
     Some(body.into_leftover())
-}
-
-/// What woke a task waiting for a quiet end.
-enum QuietWake {
-    /// The client sent bytes (or closed).
-    Readable,
-    /// The keep-alive time may have run out.
-    Timer,
-    /// The worker is stopping, or the accept path evicted the connection.
-    Close,
-}
-
-/// Waits, with the app's end left in `quiet` or still to come, for what
-/// would end a keep-alive connection's idle time.
-async fn quiet_wake(
-    quiet: Option<&QuietEnd>,
-    stream: &AsyncStream,
-    until: Instant,
-    stopping: &mut watch::Receiver<bool>,
-) -> QuietWake {
-    let Some(quiet) = quiet else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = stream.readable() => QuietWake::Readable,
-        () = tokio::time::sleep_until(until) => QuietWake::Timer,
-        _ = stopping.wait_for(|stopping| *stopping) => QuietWake::Close,
-        () = quiet.evicted() => QuietWake::Close,
-    }
 }
 
 /// Pulls more of a suspended response on an app thread; its `End` comes
