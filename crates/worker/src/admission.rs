@@ -84,10 +84,10 @@ impl IdleSet {
         id
     }
 
-    /// Takes a [`IdleSet::register`]ed connection out; false if it was
-    /// evicted first.
-    pub fn leave(&self, id: u64) -> bool {
-        self.waiting().by_age.remove(&id).is_some()
+    /// Takes a [`IdleSet::register`]ed connection out (if it was not
+    /// evicted already).
+    pub fn leave(&self, id: u64) {
+        self.waiting().by_age.remove(&id);
     }
 
     /// Tells the oldest waiting connection to close; false if none waits.

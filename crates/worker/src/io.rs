@@ -13,8 +13,9 @@ use crate::stream::{Listener, Stream};
 
 /// A listener registered with the event loop.
 pub enum AsyncListener {
-    /// TCP.
-    Tcp(tokio::net::TcpListener),
+    /// TCP, and its address when bound to one IP (every connection's local
+    /// address then; with a wildcard it is asked per connection).
+    Tcp(tokio::net::TcpListener, Option<SocketAddr>),
     /// Unix domain.
     Unix(tokio::net::UnixListener),
 }
@@ -61,7 +62,11 @@ impl AsyncListener {
         Ok(match listener {
             Listener::Tcp(l) => {
                 l.set_nonblocking(true)?;
-                AsyncListener::Tcp(tokio::net::TcpListener::from_std(l)?)
+                // Accepted sockets inherit it (Linux): no setsockopt per
+                // connection. Best effort, as it was per connection.
+                let _ = socket2::SockRef::from(&l).set_nodelay(true);
+                let local = l.local_addr().ok().filter(|a| !a.ip().is_unspecified());
+                AsyncListener::Tcp(tokio::net::TcpListener::from_std(l)?, local)
             }
             Listener::Unix(l) => {
                 l.set_nonblocking(true)?;
@@ -101,9 +106,8 @@ fn poll_accept_any(
 ) -> Poll<io::Result<Accepted>> {
     for listener in listeners {
         let polled = match listener {
-            AsyncListener::Tcp(l) => l.poll_accept(cx).map_ok(|(stream, remote)| {
-                let _ = stream.set_nodelay(true);
-                let local = stream.local_addr().ok();
+            AsyncListener::Tcp(l, bound) => l.poll_accept(cx).map_ok(|(stream, remote)| {
+                let local = bound.or_else(|| stream.local_addr().ok());
                 Accepted {
                     stream: AsyncStream::Tcp(stream),
                     remote: Some(remote),

@@ -331,10 +331,10 @@ async fn exchange(
                         drop(armed.take());
                     }
                     (Found::Done(_), QuietWake::Readable) => {
-                        if quiet.take() {
-                            break Next::KeepAlive;
-                        }
-                        return None;
+                        // Bytes that came win over an eviction at the same
+                        // time, as in http1's idle wait.
+                        quiet.take();
+                        break Next::KeepAlive;
                     }
                     (Found::Done(at), QuietWake::Timer) if Instant::now() < at + keepalive => {
                         idle_until = at + keepalive;
