@@ -135,10 +135,12 @@ pub(crate) async fn quiet_wake(
         return std::future::pending().await;
     };
     tokio::select! {
+        // A request that came wins over a close decided at the same time.
+        biased;
         _ = stream.readable() => QuietWake::Readable,
-        () = tokio::time::sleep_until(until) => QuietWake::Timer,
         _ = stopping.wait_for(|stopping| *stopping) => QuietWake::Close,
         () = quiet.evicted() => QuietWake::Close,
+        () = tokio::time::sleep_until(until) => QuietWake::Timer,
     }
 }
 

@@ -321,9 +321,8 @@ async fn exchange(
     let mut idle_until = Instant::now() + keepalive;
     let next = loop {
         let may_read = want_body && body_tx.is_some() && !body.is_done();
-        let listening = armed.is_none();
         tokio::select! {
-            wake = quiet_wake(armed.as_deref(), stream, idle_until, &mut stopping), if !listening => {
+            wake = quiet_wake(armed.as_deref(), stream, idle_until, &mut stopping), if armed.is_some() => {
                 let Some(quiet) = armed.as_deref() else { continue };
                 match (quiet.check(), wake) {
                     (Found::Running, _) => {
