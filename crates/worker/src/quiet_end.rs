@@ -14,6 +14,7 @@
 //! frame channel as before.
 
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
@@ -40,7 +41,7 @@ enum State {
 }
 
 /// What the task found when something woke it.
-pub(crate) enum Found {
+enum Found {
     /// The app still runs; its end comes through the frame channel now.
     Running,
     /// The whole response went out at this instant.
@@ -65,10 +66,20 @@ impl QuietEnd {
     }
 
     /// Lets the app thread of the request about to be submitted leave its
-    /// end here; disarmed when the returned guard drops.
-    pub(crate) fn arm(&self) -> Armed<'_> {
+    /// end here; disarmed when the returned guard drops. `stopping` is the
+    /// worker's stop notice, `keepalive` the idle time a connection gets.
+    pub(crate) fn arm<'a>(
+        &'a self,
+        stopping: &'a mut watch::Receiver<bool>,
+        keepalive: Duration,
+    ) -> Armed<'a> {
         *self.lock() = State::Armed;
-        Armed(self)
+        Armed {
+            end: self,
+            stopping,
+            keepalive,
+            until: Instant::now() + keepalive,
+        }
     }
 
     /// On the app thread, with the response written completely and the
@@ -89,7 +100,7 @@ impl QuietEnd {
 
     /// On the task, woken: whether the app finished. If it still runs,
     /// the slot is disarmed.
-    pub(crate) fn check(&self) -> Found {
+    fn check(&self) -> Found {
         let mut state = self.lock();
         match *state {
             State::Done { at, .. } => Found::Done(at),
@@ -101,64 +112,90 @@ impl QuietEnd {
     }
 
     /// Takes the finished end, and the connection out of the idle set.
-    pub(crate) fn take(&self) {
+    fn take(&self) {
         if let State::Done { idle_id, .. } = std::mem::replace(&mut *self.lock(), State::Off) {
             self.idle.leave(idle_id);
         }
     }
-
-    /// Resolves when the accept path chose this connection to close.
-    pub(crate) async fn evicted(&self) {
-        self.evicted.notified().await;
-    }
 }
 
-/// What woke a task waiting for a quiet end.
-pub(crate) enum QuietWake {
+/// What the task is to do once [`wait`] returns.
+pub(crate) enum Outcome {
+    /// The app still runs: listen for its end on the frame channel.
+    Listen,
+    /// The response is out and the client sent more: read its next request.
+    NextRequest,
+    /// The response is out and the connection is done: idle past the
+    /// keep-alive time, the worker stopping, or evicted.
+    Close,
+}
+
+/// What ended one turn of [`Armed::wait`].
+enum Woke {
     /// The client sent bytes (or closed).
-    Readable,
+    Bytes,
     /// The keep-alive time may have run out.
     Timer,
     /// The worker is stopping, or the accept path evicted the connection.
     Close,
 }
 
-/// Waits, with the app's end left in `quiet` or still to come, for what
-/// would end a keep-alive connection's idle time.
-pub(crate) async fn quiet_wake(
-    quiet: Option<&QuietEnd>,
-    stream: &AsyncStream,
+/// An armed [`QuietEnd`], with what its idle wait needs; disarms the slot
+/// when dropped (whichever way the exchange ends), so an end never stays
+/// registered for nobody.
+pub(crate) struct Armed<'a> {
+    end: &'a QuietEnd,
+    stopping: &'a mut watch::Receiver<bool>,
+    keepalive: Duration,
+    /// When the keep-alive timer looks next: from the submit until the
+    /// app's end says when the idle time began.
     until: Instant,
-    stopping: &mut watch::Receiver<bool>,
-) -> QuietWake {
-    let Some(quiet) = quiet else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        // A request that came wins over a close decided at the same time.
-        biased;
-        _ = stream.readable() => QuietWake::Readable,
-        _ = stopping.wait_for(|stopping| *stopping) => QuietWake::Close,
-        () = quiet.evicted() => QuietWake::Close,
-        () = tokio::time::sleep_until(until) => QuietWake::Timer,
+}
+
+impl Armed<'_> {
+    /// Waits for what would end a keep-alive connection's idle time, and
+    /// looks in the slot then.
+    async fn wait(&mut self, stream: &AsyncStream) -> Outcome {
+        loop {
+            let woke = tokio::select! {
+                // A request that came wins over a close decided at the
+                // same time, as in the HTTP/1 driver's idle wait.
+                biased;
+                _ = stream.readable() => Woke::Bytes,
+                _ = self.stopping.wait_for(|stopping| *stopping) => Woke::Close,
+                () = self.end.evicted.notified() => Woke::Close,
+                () = tokio::time::sleep_until(self.until) => Woke::Timer,
+            };
+            let at = match self.end.check() {
+                Found::Running => return Outcome::Listen,
+                Found::Done(at) => at,
+            };
+            match woke {
+                Woke::Bytes => {
+                    self.end.take();
+                    return Outcome::NextRequest;
+                }
+                Woke::Timer if Instant::now() < at + self.keepalive => {
+                    self.until = at + self.keepalive;
+                }
+                Woke::Timer | Woke::Close => return Outcome::Close,
+            }
+        }
     }
 }
 
-/// An armed [`QuietEnd`]; disarms it when dropped (whichever way the
-/// exchange ends), so an end never stays registered for nobody.
-pub(crate) struct Armed<'a>(&'a QuietEnd);
-
-impl std::ops::Deref for Armed<'_> {
-    type Target = QuietEnd;
-
-    fn deref(&self) -> &QuietEnd {
-        self.0
+/// [`Armed::wait`] for an exchange that may have no armed slot: then it
+/// never ends.
+pub(crate) async fn wait(armed: Option<&mut Armed<'_>>, stream: &AsyncStream) -> Outcome {
+    match armed {
+        Some(armed) => armed.wait(stream).await,
+        None => std::future::pending().await,
     }
 }
 
 impl Drop for Armed<'_> {
     fn drop(&mut self) {
-        self.0.take();
+        self.end.take();
     }
 }
 
@@ -166,42 +203,122 @@ impl Drop for Armed<'_> {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn an_end_left_while_armed_is_found_and_taken_once() {
+    const KEEPALIVE: Duration = Duration::from_secs(5);
+
+    fn slot() -> (Arc<IdleSet>, QuietEnd, watch::Sender<bool>) {
         let idle = Arc::new(IdleSet::default());
         let quiet = QuietEnd::new(Arc::clone(&idle));
-        let armed = quiet.arm();
-        assert!(armed.finish());
-        assert!(matches!(armed.check(), Found::Done(_)));
-        armed.take();
-        assert!(!idle.evict_oldest(), "taking it left the idle set");
+        (idle, quiet, watch::channel(false).0)
+    }
+
+    /// A loopback connection whose client sends nothing: it never turns
+    /// readable, so only the stop, an eviction or the timer end a wait.
+    async fn silent_connection() -> (AsyncStream, tokio::net::TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        let mut stream = AsyncStream::Tcp(accepted);
+        // A new socket may report readable before anything came; a read
+        // that finds nothing clears that, as the head's read does.
+        let mut buf = Vec::new();
+        let read = tokio::time::timeout(Duration::from_millis(20), stream.read_buf(&mut buf));
+        assert!(read.await.is_err(), "the client sent nothing");
+        (stream, client)
+    }
+
+    /// [`Armed::wait`], failing rather than hanging when nothing ends it.
+    async fn settle(armed: &mut Armed<'_>, stream: &AsyncStream) -> Outcome {
+        tokio::time::timeout(Duration::from_secs(2), armed.wait(stream))
+            .await
+            .expect("the wait ended")
+    }
+
+    #[tokio::test]
+    async fn an_end_left_while_armed_is_found_and_leaves_the_idle_set_when_taken() {
+        let (idle, quiet, stop) = slot();
+        let mut stopping = stop.subscribe();
+        let armed = quiet.arm(&mut stopping, KEEPALIVE);
+        assert!(quiet.finish());
+        assert!(matches!(quiet.check(), Found::Done(_)));
         drop(armed);
+        assert!(!idle.evict_oldest(), "taking it left the idle set");
         assert!(!quiet.finish(), "disarmed: ends go through the channel");
     }
 
     #[tokio::test]
     async fn a_task_that_looks_first_gets_the_end_on_the_channel() {
-        let quiet = QuietEnd::new(Arc::new(IdleSet::default()));
-        let armed = quiet.arm();
-        assert!(matches!(armed.check(), Found::Running));
-        assert!(!armed.finish());
+        let (_idle, quiet, stop) = slot();
+        let mut stopping = stop.subscribe();
+        let _armed = quiet.arm(&mut stopping, KEEPALIVE);
+        assert!(matches!(quiet.check(), Found::Running));
+        assert!(!quiet.finish());
     }
 
     #[tokio::test]
-    async fn an_evicted_quiet_connection_is_told() {
-        let idle = Arc::new(IdleSet::default());
-        let quiet = QuietEnd::new(Arc::clone(&idle));
-        let armed = quiet.arm();
-        assert!(armed.finish());
+    async fn an_evicted_quiet_connection_closes() {
+        let (idle, quiet, stop) = slot();
+        let mut stopping = stop.subscribe();
+        let mut armed = quiet.arm(&mut stopping, KEEPALIVE);
+        assert!(quiet.finish());
         assert!(idle.evict_oldest());
-        armed.evicted().await;
+        let (stream, _client) = silent_connection().await;
+        let outcome = settle(&mut armed, &stream).await;
+        assert!(matches!(outcome, Outcome::Close));
+    }
+
+    #[tokio::test]
+    async fn a_stop_while_the_app_runs_hands_the_end_to_the_channel() {
+        let (_idle, quiet, stop) = slot();
+        let mut stopping = stop.subscribe();
+        let mut armed = quiet.arm(&mut stopping, KEEPALIVE);
+        stop.send_replace(true);
+        let (stream, _client) = silent_connection().await;
+        let outcome = settle(&mut armed, &stream).await;
+        assert!(matches!(outcome, Outcome::Listen));
+        assert!(!quiet.finish(), "disarmed");
+    }
+
+    #[tokio::test]
+    async fn the_next_request_takes_the_end_out_of_the_idle_set() {
+        let (idle, quiet, stop) = slot();
+        let mut stopping = stop.subscribe();
+        let mut armed = quiet.arm(&mut stopping, KEEPALIVE);
+        assert!(quiet.finish());
+        let (stream, mut client) = silent_connection().await;
+        tokio::io::AsyncWriteExt::write_all(&mut client, b"GET")
+            .await
+            .unwrap();
+        let outcome = settle(&mut armed, &stream).await;
+        assert!(matches!(outcome, Outcome::NextRequest));
+        assert!(!idle.evict_oldest(), "no longer idle");
+    }
+
+    #[tokio::test]
+    async fn idle_time_counts_from_the_apps_end_not_from_the_submit() {
+        let (_idle, quiet, stop) = slot();
+        let mut stopping = stop.subscribe();
+        let keepalive = Duration::from_millis(300);
+        let mut armed = quiet.arm(&mut stopping, keepalive);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(quiet.finish());
+        let finished = std::time::Instant::now();
+        let (stream, _client) = silent_connection().await;
+        let outcome = settle(&mut armed, &stream).await;
+        assert!(matches!(outcome, Outcome::Close));
+        // The timer first looks 300 ms after the submit (100 ms after the
+        // end), then waits out the 300 ms from the end.
+        assert!(finished.elapsed() >= keepalive, "{:?}", finished.elapsed());
     }
 
     #[tokio::test]
     async fn dropping_the_guard_unregisters_a_finished_end() {
-        let idle = Arc::new(IdleSet::default());
-        let quiet = QuietEnd::new(Arc::clone(&idle));
-        assert!(quiet.arm().finish());
+        let (idle, quiet, stop) = slot();
+        let mut stopping = stop.subscribe();
+        let armed = quiet.arm(&mut stopping, KEEPALIVE);
+        assert!(quiet.finish());
+        drop(armed);
         assert!(!idle.evict_oldest(), "the guard took it out");
     }
 }

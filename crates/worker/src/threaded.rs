@@ -18,7 +18,6 @@ use std::time::Duration;
 
 use ferricorn_http::{BodyDecoder, BodyKind, HttpError};
 use tokio::sync::{mpsc, watch};
-use tokio::time::Instant;
 
 use crate::admission::IdleSet;
 use crate::body::DRAIN_LIMIT;
@@ -30,7 +29,7 @@ use crate::http1::{Front, Http1Service};
 use crate::io::{AsyncListener, AsyncStream};
 use crate::outbuf::{self, BufferedWriter, OutBuf};
 use crate::pool::AppPool;
-use crate::quiet_end::{quiet_wake, Found, QuietEnd, QuietWake};
+use crate::quiet_end::{self, Outcome, QuietEnd};
 use crate::shutdown::{ConnLimit, Shutdown};
 use crate::sink::HttpSink;
 use crate::stream::Listener;
@@ -174,7 +173,14 @@ pub(crate) struct Relay {
     /// Where an app thread leaves a keep-alive response's end without
     /// waking the loop; `None` where it cannot write directly (TLS) or
     /// keep-alive is off.
-    quiet: Option<Arc<QuietEnd>>,
+    quiet: Option<QuietSlot>,
+}
+
+/// A connection's [`QuietEnd`], and the stop notice its wait watches
+/// (one per connection, not cloned per request).
+struct QuietSlot {
+    end: Arc<QuietEnd>,
+    stopping: watch::Receiver<bool>,
 }
 
 impl Http1Service for Shared {
@@ -209,8 +215,10 @@ impl Http1Service for Shared {
             .map(|fd| Arc::new(fd) as Arc<dyn std::os::fd::AsFd + Send + Sync>);
         let options = &self.options;
         let (frames_tx, frames_rx) = mpsc::channel::<Frame>(FRAME_CHANNEL);
-        let quiet = (direct.is_some() && !options.keepalive.is_zero())
-            .then(|| Arc::new(QuietEnd::new(Arc::clone(&self.idle))));
+        let quiet = (direct.is_some() && !options.keepalive.is_zero()).then(|| QuietSlot {
+            end: Arc::new(QuietEnd::new(Arc::clone(&self.idle))),
+            stopping: self.shutdown.clone(),
+        });
         Relay {
             out: OutBuf::new(options.response_buffer, options.send_timeout, direct),
             frames_tx,
@@ -228,12 +236,7 @@ impl Http1Service for Shared {
         _spare: Vec<u8>,
         keep_alive: bool,
     ) -> impl Future<Output = Option<Vec<u8>>> + Send + 'a {
-        conn.out.reset();
-        let frames = (&conn.frames_tx, &mut conn.frames_rx);
-        let quiet = conn.quiet.as_ref();
-        exchange(
-            self, stream, &conn.out, frames, quiet, peer, ready, keep_alive,
-        )
+        exchange(self, stream, conn, peer, ready, keep_alive)
     }
 
     fn abandon(self: &Arc<Self>, conn: &mut Relay) {
@@ -248,19 +251,22 @@ impl Http1Service for Shared {
 /// A keep-alive request without a body may end quietly (see
 /// [`crate::quiet_end`]): the task then waits for the client's next bytes,
 /// the keep-alive time, the stop or an eviction instead of the app's `End`.
-#[allow(clippy::too_many_arguments)]
 async fn exchange(
     shared: &Arc<Shared>,
     stream: &mut AsyncStream,
-    out: &Arc<OutBuf>,
-    frames: (&mpsc::Sender<Frame>, &mut mpsc::Receiver<Frame>),
-    quiet: Option<&Arc<QuietEnd>>,
+    conn: &mut Relay,
     peer: Peer,
     ready: ReadyHead,
     keep_alive: bool,
 ) -> Option<Vec<u8>> {
+    let Relay {
+        out,
+        frames_tx,
+        frames_rx,
+        quiet,
+    } = conn;
+    out.reset();
     let ReadyHead { head, pending } = ready;
-    let (frames_tx, frames_rx) = frames;
     let frames_tx = frames_tx.clone();
     let body_error = crate::exchange::BodyError::default();
     let mut body = BodyPump::new(&head.body, pending, Arc::clone(&body_error));
@@ -273,8 +279,9 @@ async fn exchange(
     let expect_continue = head.expect_continue;
     // Not with a pipelined request already buffered: it is served as soon
     // as the app is done, with no bytes to come that would say so.
-    let quiet =
-        quiet.filter(|_| keep_alive && head.keep_alive && body.is_done() && body.raw.is_empty());
+    let quiet = quiet
+        .as_mut()
+        .filter(|_| keep_alive && head.keep_alive && body.is_done() && body.raw.is_empty());
     let mut sink = HttpSink::new(
         BufferedWriter::new(Arc::clone(out)),
         head.version,
@@ -299,8 +306,11 @@ async fn exchange(
     let ctx = Arc::clone(&shared.ctx);
     let errors = Arc::clone(out);
     let frames = frames_tx.clone();
-    let mut armed = quiet.map(|quiet| quiet.arm());
-    let quiet_end = quiet.map(|quiet| (Arc::clone(quiet), Arc::clone(out)));
+    let keepalive = shared.options.keepalive;
+    let quiet_end = quiet
+        .as_ref()
+        .map(|quiet| (Arc::clone(&quiet.end), Arc::clone(out)));
+    let mut armed = quiet.map(|quiet| quiet.end.arm(&mut quiet.stopping, keepalive));
     shared.submit(Box::new(move || {
         // Sends `End` even if the exchange panics, so the connection task,
         // which keeps the channel open, never waits forever.
@@ -316,31 +326,14 @@ async fn exchange(
     let mut body_tx = body_tx;
     let mut want_body = false;
     let body_timeout = shared.options.body_timeout;
-    let keepalive = shared.options.keepalive;
-    let mut stopping = shared.shutdown.clone();
-    let mut idle_until = Instant::now() + keepalive;
     let next = loop {
         let may_read = want_body && body_tx.is_some() && !body.is_done();
         tokio::select! {
-            wake = quiet_wake(armed.as_deref(), stream, idle_until, &mut stopping), if armed.is_some() => {
-                let Some(quiet) = armed.as_deref() else { continue };
-                match (quiet.check(), wake) {
-                    (Found::Running, _) => {
-                        // Its end comes through the channel now.
-                        drop(armed.take());
-                    }
-                    (Found::Done(_), QuietWake::Readable) => {
-                        // Bytes that came win over an eviction at the same
-                        // time, as in http1's idle wait.
-                        quiet.take();
-                        break Next::KeepAlive;
-                    }
-                    (Found::Done(at), QuietWake::Timer) if Instant::now() < at + keepalive => {
-                        idle_until = at + keepalive;
-                    }
-                    // Idle past the keep-alive time, stopping or evicted.
-                    (Found::Done(_), _) => return None,
-                }
+            outcome = quiet_end::wait(armed.as_mut(), stream), if armed.is_some() => match outcome {
+                // The app's end comes through the channel now.
+                Outcome::Listen => armed = None,
+                Outcome::NextRequest => break Next::KeepAlive,
+                Outcome::Close => return None,
             },
             frame = frames_rx.recv() => match frame {
                 Some(Frame::WantBody) => {
@@ -352,7 +345,7 @@ async fn exchange(
                     }
                 }
                 Some(Frame::End(ending)) => {
-                    drop(armed.take());
+                    armed = None;
                     // Everything the app produced so far is queued.
                     if let Err(error) = outbuf::drain(out, stream).await {
                         if let Ending::Pending(pending) = ending {
